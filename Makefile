@@ -1,0 +1,35 @@
+# Two entry points (see README): `make reproduce` runs the main job, `make test` runs the test suite.
+# Each creates or reuses the virtual environment in .venv and installs what it needs itself.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+.PHONY: install system-data wordnet reproduce test test-slow bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages holding the embedded default's data (corpus, WordNet, two image collections).
+system-data:
+	bash scripts/install_system_data.sh all
+
+wordnet:
+	bash scripts/install_system_data.sh wordnet
+
+reproduce: install system-data
+	$(PY) -m mmlightning reproduce --config configs/reproduce.yaml
+
+test: install wordnet
+	$(PY) -m pytest -q
+
+test-slow: install system-data
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) build *.egg-info

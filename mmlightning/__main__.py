@@ -1,0 +1,6 @@
+"""`python -m mmlightning ...`: see `mmlightning.cli`."""
+import sys
+
+from mmlightning.cli import main
+
+sys.exit(main())
