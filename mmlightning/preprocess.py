@@ -1,0 +1,155 @@
+"""Image preprocessing schemes by name: a PIL image in, a (C, H, W) float32 tensor out.
+
+    fn = get_scheme("imagenet")          # the paper's ImageNet scheme
+    x = fn(Image.open("cat.jpg"))        # (3, 224, 224) float32, pixel values - 128
+
+Schemes (all produce 224 x 224, channels in RGB order, values on the 0..255 pixel scale unless noted):
+- "imagenet" (paper, ImageNet images): largest centred square -> resample to 256 x 256 -> crop 16 px
+  off each border (224 x 224) -> subtract 128.
+- "esp" (paper, ESP Game images): rescale to fit inside 224 x 224 keeping the aspect ratio, centre in
+  the 224 x 224 field with zero (black) padding, then subtract 128 (so the padding reads -128, in the
+  order the paper states the steps).
+- "efficientnet": the "imagenet" geometry, then (pixel - 127) / 128 (EfficientNet-Lite's TF-Lite
+  normalisation; the 224/256 centre crop is its evaluation crop).
+- "torchvision": the "imagenet" geometry (= resize shorter side to 256, centre crop 224), then
+  (pixel / 255 - mean) / std with the ImageNet mean and std that torchvision's weights expect.
+
+Every scheme first converts to RGB (`to_rgb`): greyscale, CMYK, palette and alpha images all become
+3-channel RGB, alpha composited on white. Other modules add schemes with `@register_scheme("name")`
+(e.g. `mmlightning.bovw` registers "gray"). Schemes are pure functions and run in data-loader workers.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mmlightning.errors import UserError
+
+Scheme = Callable[[Image.Image], torch.Tensor]
+_SCHEMES: dict[str, Scheme] = {}
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def register_scheme(name: str):
+    """Decorator: register `fn(PIL.Image) -> Tensor` as preprocessing scheme `name`."""
+
+    def deco(fn: Scheme) -> Scheme:
+        _SCHEMES[name] = fn
+        return fn
+
+    return deco
+
+
+def available_schemes() -> list[str]:
+    return sorted(_SCHEMES)
+
+
+def get_scheme(name: str) -> Scheme:
+    """The scheme registered as `name` (imports `mmlightning.bovw` for "gray"); unknown -> UserError."""
+    if name not in _SCHEMES and name == "gray":
+        import mmlightning.bovw  # noqa: F401  registers the "gray" scheme on import
+    if name not in _SCHEMES:
+        raise UserError(f"unknown preprocessing scheme {name!r}; known: {', '.join(available_schemes())}")
+    return _SCHEMES[name]
+
+
+# ---------------------------------------------------------------------------------------- colour
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB; transparency (RGBA, LA, palette with transparency) composited on white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode == "P":  # palette: keep its transparency, if any, as alpha
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        img = img.convert("RGBA")
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, img).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit greyscale: scale to 8 bits
+        a = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if a.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(a * 255.0 / peak, 0, 255).astype(np.uint8), "L")
+    return img.convert("RGB")  # L, 1, CMYK, YCbCr, F, ...
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> (3, H, W) float32 on the 0..255 scale."""
+    a = np.asarray(img, dtype=np.uint8)  # (H, W, 3)
+    return torch.from_numpy(a.copy()).permute(2, 0, 1).float()
+
+
+# -------------------------------------------------------------------------------------- geometry
+def centre_square(img: Image.Image) -> Image.Image:
+    """The largest centred square of `img` (side = the shorter side)."""
+    w, h = img.size
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    return img.crop((left, top, left + s, top + s))
+
+
+def imagenet_geometry(img: Image.Image, resize: int = 256, crop: int = 224) -> Image.Image:
+    """Largest centred square -> `resize` x `resize` (bilinear) -> centre crop `crop` x `crop`."""
+    img = centre_square(to_rgb(img))
+    if img.size != (resize, resize):
+        img = img.resize((resize, resize), Image.BILINEAR)
+    m = (resize - crop) // 2
+    return img.crop((m, m, m + crop, m + crop))
+
+
+def fit_and_pad(img: Image.Image, size: int = 224) -> Image.Image:
+    """Rescale to fit inside size x size keeping the aspect ratio; centre on a black size x size field."""
+    img = to_rgb(img)
+    w, h = img.size
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    if (nw, nh) != (w, h):
+        img = img.resize((nw, nh), Image.BILINEAR)
+    field = Image.new("RGB", (size, size), (0, 0, 0))
+    field.paste(img, ((size - nw) // 2, (size - nh) // 2))
+    return field
+
+
+# --------------------------------------------------------------------------------------- schemes
+@register_scheme("imagenet")
+def imagenet(img: Image.Image) -> torch.Tensor:
+    """The paper's ImageNet scheme: (3, 224, 224), pixel - 128."""
+    return to_tensor(imagenet_geometry(img)) - 128.0
+
+
+@register_scheme("esp")
+def esp(img: Image.Image) -> torch.Tensor:
+    """The paper's ESP Game scheme: fit inside 224 x 224, centre, zero pad; (3, 224, 224), pixel - 128."""
+    return to_tensor(fit_and_pad(img)) - 128.0
+
+
+@register_scheme("efficientnet")
+def efficientnet(img: Image.Image) -> torch.Tensor:
+    """EfficientNet-Lite: imagenet geometry, (pixel - 127) / 128; (3, 224, 224) in about [-1, 1]."""
+    return (to_tensor(imagenet_geometry(img)) - 127.0) / 128.0
+
+
+_MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+
+@register_scheme("torchvision")
+def torchvision_scheme(img: Image.Image) -> torch.Tensor:
+    """torchvision's ImageNet weights: imagenet geometry, (pixel / 255 - mean) / std; (3, 224, 224)."""
+    return (to_tensor(imagenet_geometry(img)) / 255.0 - _MEAN) / _STD
+
+
+@register_scheme("imagenet_train")
+def imagenet_train(img: Image.Image) -> torch.Tensor:
+    """Training augmentation for the paper's CNN: square -> 256 x 256, random 224 crop, random h-flip, - 128."""
+    img = centre_square(to_rgb(img))
+    if img.size != (256, 256):
+        img = img.resize((256, 256), Image.BILINEAR)
+    left, top = (int(v) for v in torch.randint(0, 256 - 224 + 1, (2,)))
+    img = img.crop((left, top, left + 224, top + 224))
+    if torch.rand(()) < 0.5:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    return to_tensor(img) - 128.0
