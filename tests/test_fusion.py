@@ -1,0 +1,84 @@
+"""Eq. 1 on hand-computed cases, and the pair-cosine shortcut against explicit fused vectors."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mmlightning.fusion import centre, fuse, fuse_keyed, fused_pair_cosines, l2_normalise
+from mmlightning.vectors import KeyedVectors
+
+# 4 words; text already has zero mean; only words 0 and 1 have images (rows 2, 3 of visual are junk).
+TEXT = torch.tensor([[2.0, 0.0], [0.0, 2.0], [-2.0, 0.0], [0.0, -2.0]])
+VISUAL = torch.tensor([[1.0, 1.0], [3.0, 1.0], [100.0, -7.0], [5.0, 5.0]])
+HAS = torch.tensor([True, True, False, False])
+
+
+def test_centre_and_normalise():
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert torch.equal(centre(x), torch.tensor([[-1.0, -1.0], [1.0, 1.0]]))
+    assert torch.equal(centre(VISUAL, HAS), torch.tensor([[-1.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]))
+    assert torch.equal(centre(x, torch.tensor([False, False])), torch.zeros(2, 2))
+    n = l2_normalise(torch.tensor([[3.0, 4.0], [0.0, 0.0]]))
+    assert torch.allclose(n, torch.tensor([[0.6, 0.8], [0.0, 0.0]]))
+
+
+def test_fuse_hand_computed():
+    # centred + normalised: text rows e1, e2, -e1, -e2; visual rows -e1, e1, 0, 0
+    expected = torch.tensor([[0.5, 0.0, -0.5, 0.0],
+                             [0.0, 0.5, 0.5, 0.0],
+                             [-0.5, 0.0, 0.0, 0.0],
+                             [0.0, -0.5, 0.0, 0.0]])
+    assert torch.allclose(fuse(TEXT, VISUAL, HAS, alpha=0.5), expected)
+    f = fuse(TEXT, VISUAL, HAS, alpha=0.25)                       # (4, 4)
+    assert torch.allclose(f[0], torch.tensor([0.25, 0.0, -0.75, 0.0]))
+    assert torch.allclose(f[2], torch.tensor([-0.25, 0.0, 0.0, 0.0]))
+    # without centring the visual rows are only normalised: [1,1]/sqrt2
+    g = fuse(TEXT, VISUAL, HAS, alpha=0.5, centring=False)
+    assert torch.allclose(g[0, 2:], torch.full((2,), 0.5 / math.sqrt(2)))
+    assert torch.equal(g[3, 2:], torch.zeros(2))                   # no images: zero visual part
+    with pytest.raises(ValueError):
+        fuse(TEXT, VISUAL, HAS, alpha=1.5)
+
+
+def test_fused_pair_cosines_hand_computed():
+    i1, i2 = torch.tensor([0, 0, 2]), torch.tensor([1, 2, 3])
+    cos = fused_pair_cosines(TEXT, VISUAL, HAS, i1, i2, alpha=0.5)
+    # (0,1): text cos 0, visual cos -1 -> (0.25*0 + 0.25*-1) / 0.5 = -0.5
+    # (0,2): dot -0.25, norms sqrt(.5) and .5 -> -1/sqrt(2); (2,3): text cos 0, no visual -> 0
+    assert torch.allclose(cos, torch.tensor([-0.5, -1 / math.sqrt(2), 0.0], dtype=torch.float64))
+    text_mode = fused_pair_cosines(TEXT, VISUAL, HAS, i1, i2, alpha=0.5, missing_visual="text")
+    assert torch.allclose(text_mode, torch.tensor([-0.5, -1.0, 0.0], dtype=torch.float64))
+    sweep = fused_pair_cosines(TEXT, VISUAL, HAS, i1, i2, alpha=[0.0, 1.0])   # (2, 3)
+    assert torch.allclose(sweep[1], torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64))  # text only
+    assert torch.allclose(sweep[0], torch.tensor([-1.0, 0.0, 0.0], dtype=torch.float64))  # visual only
+    with pytest.raises(ValueError):
+        fused_pair_cosines(TEXT, VISUAL, HAS, i1, i2, missing_visual="drop")
+
+
+def test_shortcut_equals_cosine_of_fused_rows():
+    g = torch.Generator().manual_seed(0)
+    text, vis = torch.randn(30, 5, generator=g).double(), torch.rand(30, 7, generator=g).double()
+    has = torch.rand(30, generator=g) < 0.6
+    i1, i2 = torch.randint(0, 30, (50,), generator=g), torch.randint(0, 30, (50,), generator=g)
+    alphas = [0.0, 0.3, 0.5, 0.95, 1.0]
+    sweep = fused_pair_cosines(text, vis, has, i1, i2, alphas)                # (5, 50)
+    for a, row in zip(alphas, sweep):
+        f = fuse(text, vis, has, a)
+        x, y = f[i1], f[i2]
+        den = x.norm(dim=1) * y.norm(dim=1)
+        ref = torch.where(den > 0, (x * y).sum(1) / den.clamp_min(1e-300), torch.zeros_like(den))
+        assert torch.allclose(row, ref, atol=1e-12)
+
+
+def test_fuse_keyed():
+    ling = KeyedVectors(["a", "b", "c", "d"], TEXT.numpy())
+    vis = KeyedVectors(["B", "a"], np.array([[3.0, 1.0], [1.0, 1.0]]))   # "b" found via lower-case? no: as given
+    kv = fuse_keyed(ling, vis, ["a", "b", "c", "d", "unknown"], alpha=0.5)
+    assert kv.index_to_key == ["a", "b", "c", "d"] and kv.vector_size == 4
+    # "b" is not in vis ("B" is; lookup lower-cases the query, not the stored key): only "a" has images,
+    # its centred visual vector is zero -> zero visual part everywhere
+    assert np.allclose(kv.vectors[:, 2:], 0.0)
+    vis2 = KeyedVectors(["b", "a"], np.array([[3.0, 1.0], [1.0, 1.0]]))
+    kv2 = fuse_keyed(ling, vis2, alpha=0.5)
+    assert np.allclose(kv2.vectors, fuse(TEXT, VISUAL, HAS, 0.5).numpy())
