@@ -36,8 +36,6 @@ The paper's baseline (VLFeat DSIFT, 100 k-means words, one 100-bin histogram per
 """
 from __future__ import annotations
 
-import io
-import json
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -62,7 +60,6 @@ SPATIAL_BINS = 4  # OpenCV's SIFT descriptor has a fixed 4 x 4 spatial grid (SIF
 DESCRIPTOR_DIM = SPATIAL_BINS * SPATIAL_BINS * 8
 _OPENCV_BIN_FACTOR = 1.5  # OpenCV: spatial bin width = SIFT_DESCR_SCL_FCTR (3) * KeyPoint.size / 2
 _OPENCV_INIT_SIGMA = 0.5  # OpenCV assumes the input is already blurred by this much (SIFT_INIT_SIGMA)
-_IMAGE_EXTS = ("png", "jpg", "jpeg")
 
 
 # ---------------------------------------------------------------------------------- preprocessing
@@ -234,28 +231,28 @@ def inertia(x: torch.Tensor, centroids: torch.Tensor) -> float:
 
 
 # ------------------------------------------------------------------------------- reading the shards
-def shard_paths(shards: Sequence[str | os.PathLike]) -> list[Path]:
-    """Shard tar files from a list of `.tar` files and/or shard directories (manifest order if any)."""
-    out: list[Path] = []
-    for entry in shards:
-        p = Path(entry)
-        if p.is_dir():
-            manifest = p / "manifest.json"
-            if manifest.exists():
-                try:
-                    names = [s["name"] for s in json.loads(manifest.read_text())["shards"]]
-                except (ValueError, KeyError, TypeError) as e:
-                    raise UserError(f"{manifest}:1: not a shard manifest ({e})") from None
-                out += [p / name for name in names]
-            else:
-                out += sorted(p.glob("*.tar"))
-        elif p.is_file():
-            out.append(p)
+def _entries(shards) -> list:
+    return [shards] if isinstance(shards, (str, os.PathLike)) else list(shards)
+
+
+def shard_paths(shards) -> tuple[list[Path], int | None]:
+    """Shard tars of shard directories (manifest order), .tar files or globs -> (paths, total samples or None).
+
+    The total comes from the manifests; it is None when some entry has no manifest.
+    """
+    from mmlightning.shards import list_shards
+
+    paths, total = [], 0
+    for entry in _entries(shards):
+        found, manifest = list_shards(str(entry))
+        paths += found
+        if manifest is None or total is None:
+            total = None
         else:
-            raise UserError(f"{p}: no such shard file or directory")
-    if not out:
-        raise UserError(f"no shards (.tar) found in {', '.join(map(str, shards))}")
-    return out
+            total += sum(int(s.get("samples", 0)) for s in manifest["shards"])
+    if not paths:
+        raise UserError("bovw: no shards given")
+    return paths, total
 
 
 def _selected(key: str, seed: int, fraction: float) -> bool:
@@ -263,47 +260,42 @@ def _selected(key: str, seed: int, fraction: float) -> bool:
     return zlib.crc32(f"{seed}:{key}".encode()) / 2 ** 32 < fraction
 
 
-def iter_shard_images(shards: Sequence[str | os.PathLike], seed: int = 0, fraction: float = 1.0,
+def iter_shard_images(paths: Sequence[Path], seed: int = 0, fraction: float = 1.0,
                       skipped: list | None = None) -> Iterator[tuple[str, Image.Image]]:
-    """(key, PIL image) for a seeded `fraction` of the samples of the shards; bad samples go to `skipped`."""
-    import webdataset as wds
+    """(key, PIL image) for a seeded `fraction` of the samples of the shards; bad samples go to `skipped`.
 
-    for tar in shard_paths(shards):
-        if not tar.exists():
-            raise UserError(f"{tar}: shard listed in the manifest is missing")
-        for sample in wds.WebDataset(str(tar), shardshuffle=False, empty_check=False):
-            key = sample["__key__"]
+    Reading and decoding are the extraction pipeline's (`mmlightning.shards`), so the same samples are
+    skipped for the same reasons.
+    """
+    from mmlightning.shards import decode_sample, read_shard
+
+    problems = [] if skipped is None else skipped
+    for tar in paths:
+        for raw in read_shard(Path(tar), problems):
+            key = raw["__key__"]
             if not _selected(key, seed, fraction):
                 continue
-            data = next((sample[e] for e in _IMAGE_EXTS if e in sample), None)
-            try:
-                if data is None:
-                    raise ValueError("no .png/.jpg in the sample")
-                img = Image.open(io.BytesIO(data))
-                img.load()
-            except Exception as e:  # a bad sample in a long job: skip, count, list
-                if skipped is not None:
-                    skipped.append({"shard": str(tar), "key": key, "reason": f"{type(e).__name__}: {e}"})
+            img, _, reason = decode_sample(raw)
+            if img is None:
+                problems.append({"shard": Path(tar).name, "key": key, "reason": reason})
                 continue
             yield key, img
 
 
-def sample_descriptors(shards: Sequence[str | os.PathLike], sift: DenseSift = DenseSift(),
-                       max_images: int = 2000, per_image: int = 100, seed: int = 0,
-                       skipped: list | None = None) -> tuple[np.ndarray, int]:
+def sample_descriptors(shards, sift: DenseSift = DenseSift(), max_images: int = 2000, per_image: int = 100,
+                       seed: int = 0, skipped: list | None = None) -> tuple[np.ndarray, int]:
     """A seeded sample of dense SIFT descriptors from the shards -> ((M, 128) float32, images used).
 
     About `max_images` images are picked by a seeded hash of their key (all of them if the manifests
     count fewer), then `per_image` descriptors of each by a generator seeded with (seed, key): the
-    sample does not depend on shard order or on how many workers read the shards.
+    sample does not depend on shard order or on how the shards are split.
     """
     from tqdm.auto import tqdm
 
-    shard_paths(shards)  # a missing shard is a UserError before any work starts
-    total = _count_samples(shards)
+    paths, total = shard_paths(shards)  # a missing shard is a UserError before any work starts
     fraction = 1.0 if total is None or total <= max_images else max_images / total
     chunks, n_images = [], 0
-    for key, img in tqdm(iter_shard_images(shards, seed, fraction, skipped), desc="bovw: descriptors",
+    for key, img in tqdm(iter_shard_images(paths, seed, fraction, skipped), desc="bovw: descriptors",
                          total=None if total is None else min(total, max_images), unit="img"):
         desc = dense_sift(gray(img)[0].to(torch.uint8).numpy(), sift)  # (N, 128)
         rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
@@ -312,23 +304,11 @@ def sample_descriptors(shards: Sequence[str | os.PathLike], sift: DenseSift = De
         chunks.append(desc)
         n_images += 1
     if not chunks:
-        raise UserError(f"no readable images in {', '.join(map(str, shards))}")
+        raise UserError(f"bovw: no readable images in {', '.join(map(str, _entries(shards)))}")
     return np.concatenate(chunks), n_images
 
-
-def _count_samples(shards: Sequence[str | os.PathLike]) -> int | None:
-    """Total sample count from the manifests, or None if some entry has no manifest."""
-    total = 0
-    for entry in shards:
-        manifest = Path(entry) / "manifest.json"
-        if not manifest.is_file():
-            return None
-        total += sum(int(s["samples"]) for s in json.loads(manifest.read_text())["shards"])
-    return total
-
-
 # ---------------------------------------------------------------------------------------- codebook
-def fit_codebook(shards: Sequence[str | os.PathLike], output: str | os.PathLike, k: int = 100,
+def fit_codebook(shards: str | os.PathLike | Sequence[str | os.PathLike], output: str | os.PathLike, k: int = 100,
                  bin_size: int = 4, step: int = 8, magnif: float = 6.0, min_contrast: float = 0.5,
                  max_images: int = 2000, per_image: int = 100, batch_size: int = 1024,
                  iterations: int = 300, seed: int = 0, overwrite: bool = False) -> Path:
@@ -341,7 +321,7 @@ def fit_codebook(shards: Sequence[str | os.PathLike], output: str | os.PathLike,
     sift = DenseSift(bin_size=bin_size, step=step, magnif=magnif, min_contrast=min_contrast)
     config = {"k": k, "sift": asdict(sift), "max_images": max_images, "per_image": per_image,
               "batch_size": batch_size, "iterations": iterations, "seed": seed,
-              "shards": [str(s) for s in shards]}
+              "shards": [str(s) for s in _entries(shards)]}
     if output.exists() and not overwrite:
         try:
             if load_codebook(output)["config"] == config:
@@ -364,6 +344,8 @@ def fit_codebook(shards: Sequence[str | os.PathLike], output: str | os.PathLike,
           f"({len(skipped)} skipped, {int((sizes == 0).sum())} empty clusters) -> {output}")
     for s in skipped[:10]:
         print(f"bovw: skipped {s['shard']}:{s['key']}: {s['reason']}")
+    if len(skipped) > 10:
+        print(f"bovw: ... and {len(skipped) - 10} more (listed in the checkpoint's stats)")
     return output
 
 
@@ -420,12 +402,17 @@ class BovwBackbone(FeatureBackbone):
     preprocess = "gray"
     layer = "bovw"
 
-    def __init__(self, centroids: torch.Tensor, sift: DenseSift = DenseSift(), num_threads: int | None = None):
+    def __init__(self, centroids: torch.Tensor, sift: DenseSift = DenseSift(), num_threads: int | None = None,
+                 codebook: str | None = None):
         super().__init__()
+        self.codebook = codebook  # where the centroids came from (recorded in the aggregates' meta)
         self.register_buffer("centroids", centroids.float().cpu(), persistent=False)  # (K, 128)
         self.sift = sift
         self.feature_dim = int(centroids.shape[0])
         self.num_threads = max(1, num_threads or min(torch.get_num_threads(), os.cpu_count() or 1))
+
+    def describe(self) -> dict:
+        return {**super().describe(), "codebook": self.codebook, "sift": asdict(self.sift)}
 
     def _one(self, image: np.ndarray) -> torch.Tensor:  # (H, W) uint8 -> (K,)
         return bovw_histogram(torch.from_numpy(dense_sift(image, self.sift)), self.centroids.cpu())
@@ -448,4 +435,4 @@ class BovwBackbone(FeatureBackbone):
 def bovw(codebook: str, num_threads: int | None = None) -> BovwBackbone:
     """The BOVW backbone from a codebook checkpoint (its dense SIFT settings come with it)."""
     ckpt = load_codebook(codebook)
-    return BovwBackbone(ckpt["centroids"], DenseSift(**ckpt["config"]["sift"]), num_threads)
+    return BovwBackbone(ckpt["centroids"], DenseSift(**ckpt["config"]["sift"]), num_threads, str(codebook))

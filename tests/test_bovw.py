@@ -209,7 +209,7 @@ def test_fit_codebook_samples_about_max_images_by_seeded_hash(tmp_path):
 
 
 def test_codebook_errors_are_user_errors(tmp_path):
-    with pytest.raises(UserError, match="no such shard"):
+    with pytest.raises(UserError, match="no WebDataset shards"):
         fit_codebook([str(tmp_path / "missing")], tmp_path / "c.pt")
     with pytest.raises(UserError, match="no such codebook"):
         load_codebook(tmp_path / "nope.pt")
@@ -229,7 +229,7 @@ def test_bovw_codebook_command(tmp_path, capsys):
     capsys.readouterr()
     assert main(["bovw-codebook", "--shards", f"[{tmp_path / 'nope'}]", "--output", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no such shard" in err[0]
+    assert len(err) == 1 and "no WebDataset shards" in err[0]
 
 
 # ---------------------------------------------------------------------------------------- backbone
@@ -250,3 +250,36 @@ def test_backbone_maps_gray_batches_to_histograms(tmp_path):
     torch.testing.assert_close(build_backbone("bovw", codebook=str(cb), num_threads=1)(x), h)
     with pytest.raises(ValueError):
         bb(torch.zeros(2, 3, 64, 64))
+
+
+# -------------------------------------------------------------------------------------- end to end
+def test_end_to_end_extraction_on_tiny_shards(tmp_path):
+    """Shards -> codebook -> `run_extraction(backbone="bovw")` -> per-word mean / max histograms."""
+    from mmlightning.extract import run_extraction
+    from mmlightning.vectors import load_vectors
+
+    shards = write_shards(tmp_path / "shards", n_images=7, bad_keys={"img0004"})
+    cb = fit_codebook([str(shards)], tmp_path / "cb.pt", k=6, per_image=40, batch_size=64, iterations=20)
+    out = run_extraction(shards, tmp_path / "feat", backbone="bovw", backbone_kwargs={"codebook": str(cb)},
+                         batch_size=3, num_workers=0, accelerator="cpu")
+    agg = torch.load(out / "aggregates.pt", weights_only=False)
+    assert agg["meta"]["preprocess"] == "gray" and agg["meta"]["feature_dim"] == 6
+    counts = dict(zip(agg["words"], agg["count"].tolist()))
+    assert counts == {"cat": 3, "dog": 1, "sun": 2}  # img0004 (a "dog") is corrupt: skipped, listed
+    assert any(s["key"] == "img0004" for s in agg["meta"]["skipped"])
+
+    centroids = load_codebook(cb)["centroids"]
+    expected = {}
+    for i in range(7):  # the same histograms computed directly, per word
+        if i == 4:
+            continue
+        img = bovw.gray(Image.open(io.BytesIO(png_bytes(texture(i, 80 + 8 * (i % 3), 100)))))
+        h = bovw_histogram(torch.from_numpy(dense_sift(img[0].to(torch.uint8).numpy())), centroids)
+        expected.setdefault(["cat", "dog", "sun"][i % 3], []).append(h)
+    for w, hs in expected.items():
+        j = agg["words"].index(w)
+        torch.testing.assert_close(agg["sum"][j].float() / agg["count"][j], torch.stack(hs).mean(0), atol=1e-5, rtol=0)
+        torch.testing.assert_close(agg["max"][j].float(), torch.stack(hs).max(0).values, atol=1e-5, rtol=0)
+    mean = load_vectors(out / "mean.txt")
+    assert mean.vectors.shape == (3, 6)
+    np.testing.assert_allclose(mean.vectors.sum(1), 1.0, atol=1e-4)  # means of L1-normalised histograms
