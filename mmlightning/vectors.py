@@ -184,7 +184,10 @@ def _read_text(path: Path, fh, n: int, d: int, wanted: set[str] | None) -> Keyed
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            vec = np.fromstring(rest, dtype=np.float32, sep=" ") if rest.strip() else np.zeros(0, np.float32)
+            try:
+                vec = np.fromstring(rest, dtype=np.float32, sep=" ") if rest.strip() else np.zeros(0, np.float32)
+            except ValueError:  # newer numpy raises on a non-numeric token instead of stopping early
+                vec = np.zeros(0, np.float32)  # size != d: reported below with the line number
         if vec.size != d:
             try:
                 [float(x) for x in rest.split()]

@@ -1,0 +1,166 @@
+"""Render an `evaluate_systems` result: Markdown (Table 1, differences, Table 2), JSON, Figure 4 PNG.
+
+    from mmlightning.report import render_markdown, plot_alpha_sweep, write_reports
+    print(render_markdown(result))                 # all sections
+    paths = write_reports(result, "reports")       # {"markdown": ..., "json": ..., "figure4": ...}
+
+Cells read "rho [lo, hi] used/total"; "n/a" marks an undefined rho (fewer than 3 usable pairs).
+In the difference table a "*" marks a 95% CI of (multi-modal - linguistic) that excludes 0.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from mmlightning.atomic import atomic_path, write_json, write_text
+
+SECTIONS = ("settings", "table1", "diff", "table2")
+
+
+def _num(x: float | None, digits: int = 3, sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def _cell(c: dict) -> str:
+    ci = c.get("ci95")
+    ci_s = f" [{_num(ci[0])}, {_num(ci[1])}]" if ci else ""
+    return f"{_num(c['rho'])}{ci_s} {c['pairs_used']}/{c['pairs_total']}"
+
+
+def _diff_cell(d: dict) -> str:
+    ci = d.get("ci95")
+    if d.get("diff") is None:
+        return f"n/a (n={d.get('pairs', 0)})"
+    star = "*" if ci and (ci[0] > 0 or ci[1] < 0) else ""
+    ci_s = f" [{_num(ci[0], sign=True)}, {_num(ci[1], sign=True)}]" if ci else ""
+    return f"{_num(d['diff'], sign=True)}{ci_s}{star} n={d['pairs']}"
+
+
+def _header(label: str) -> str:
+    kind, _, name = label.partition(":")
+    return {"linguistic": "Linguistic", "visual": f"Visual {name}", "multimodal": f"Multi-modal {name}"}[kind]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def table1_markdown(result: dict) -> str:
+    """Table 1: rows benchmark x subset, columns linguistic / visual per system / multi-modal per system."""
+    systems = list(result["systems"])
+    rows = []
+    for bench, subsets in result["table1"].items():
+        for sub, cells in subsets.items():
+            rows.append([bench, sub] + [_cell(cells[s]) for s in systems])
+    s = result["settings"]
+    title = (f"### Table 1: Spearman rho [95% bootstrap CI] pairs used/total "
+             f"(alpha={s['alpha']}, oov={s['oov']}, missing_visual={s['missing_visual']})")
+    return title + "\n\n" + _table(["Benchmark", "Subset"] + [_header(x) for x in systems], rows)
+
+
+def diff_markdown(result: dict) -> str:
+    """Multi-modal minus linguistic, with paired bootstrap CIs, per cell of Table 1."""
+    mm = [s for s in result["systems"] if s.startswith("multimodal:")]
+    if not mm:
+        return ""
+    rows = []
+    for bench, subsets in result["table1"].items():
+        for sub, cells in subsets.items():
+            rows.append([bench, sub] + [_diff_cell(cells[s]["vs_linguistic"]) for s in mm])
+    title = "### Multi-modal minus linguistic: rho difference [paired bootstrap 95% CI] (* CI excludes 0)"
+    return title + "\n\n" + _table(["Benchmark", "Subset"] + [_header(x) for x in mm], rows)
+
+
+def table2_markdown(result: dict) -> str:
+    """Table 2: 5 best and 5 worst pairs per benchmark for the chosen system."""
+    system = result["table2_system"]
+    out = [f"### Table 2: best and worst pairs of {_header(system)} (|cosine - gold rescaled to [0, 1]|)"]
+    for bench, per_system in result["table2"].items():
+        t = per_system.get(system)
+        if not t:
+            continue
+        rows = []
+        for kind in ("best", "worst"):
+            rows += [[kind, p["word1"], p["word2"], f"{p['gold']:g}", _num(p["gold01"]), _num(p["cosine"]),
+                      _num(p["error"])] for p in t[kind]]
+        out.append(f"**{bench}**\n\n" + _table(["", "word 1", "word 2", "gold", "gold [0,1]", "cosine", "error"], rows))
+    return "\n\n".join(out)
+
+
+def settings_markdown(result: dict) -> str:
+    s = result["settings"]
+    lines = ["## Relatedness evaluation", "",
+             f"- alpha {s['alpha']}, OOV policy `{s['oov']}`, missing visual `{s['missing_visual']}`, "
+             f"centring {'on' if s['centring'] else 'off'}, bootstrap {s['n_boot']} resamples, seed {s['seed']}"]
+    inputs = s.get("inputs") or {}
+    if inputs.get("linguistic"):
+        lines.append(f"- linguistic: `{inputs['linguistic']}`")
+    for name, path in (inputs.get("visual") or {}).items():
+        lines.append(f"- visual {name}: `{path}`")
+    lines.append("- subsets: full = every pair; relevant:<source> = both words have images in that source; "
+                 "relevant:all = both words have images in every source")
+    return "\n".join(lines)
+
+
+def render_markdown(result: dict, tables: tuple[str, ...] = SECTIONS) -> str:
+    """The chosen sections ("settings", "table1", "diff", "table2") as one Markdown string."""
+    parts = {"settings": settings_markdown, "table1": table1_markdown, "diff": diff_markdown,
+             "table2": table2_markdown}
+    return "\n\n".join(p for p in (parts[t](result) for t in tables) if p) + "\n"
+
+
+def plot_alpha_sweep(result: dict, path: str | os.PathLike) -> None:
+    """Figure 4: rho against alpha, one panel per benchmark; solid = full, dashed = most Relevant subset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweep = result["alpha_sweep"]
+    alphas = sweep["alphas"]
+    benches = [b for b in sweep if b != "alphas"]
+    n = max(len(benches), 1)
+    cols = min(n, 2)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
+    for ax, bench in zip(axes.flat, benches):
+        subsets = sweep[bench]
+        relevant = "relevant:all" if "relevant:all" in subsets else next((s for s in subsets if s != "full"), None)
+        for k, name in enumerate(subsets.get("full", {})):
+            color = f"C{k % 10}"
+            for sub, style in (("full", "-"), (relevant, "--")):
+                if sub is None:
+                    continue
+                ys = [math.nan if y is None else y for y in subsets[sub][name]]
+                ax.plot(alphas, ys, style, color=color, label=f"{name} ({sub})")
+        ax.axvline(result["settings"]["alpha"], color="grey", lw=0.8, ls=":")
+        ax.set_title(bench)
+        ax.set_xlabel("alpha (weight of the linguistic part)")
+        ax.set_ylabel("Spearman rho")
+        ax.set_xlim(0, 1)
+        ax.grid(alpha=0.3)
+        if subsets.get("full"):
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no visual system", ha="center", transform=ax.transAxes)
+    for ax in list(axes.flat)[len(benches):]:
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def write_reports(result: dict, out_dir: str | os.PathLike = "reports") -> dict[str, Path]:
+    """Write evaluation.md, evaluation.json and figure4_alpha.png (atomically); returns their paths."""
+    out = Path(out_dir)
+    paths = {"markdown": out / "evaluation.md", "json": out / "evaluation.json", "figure4": out / "figure4_alpha.png"}
+    write_json(paths["json"], result)
+    write_text(paths["markdown"], render_markdown(result) + f"\n![Figure 4: rho against alpha]({paths['figure4'].name})\n")
+    plot_alpha_sweep(result, paths["figure4"])
+    return paths
