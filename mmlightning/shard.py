@@ -1,0 +1,267 @@
+"""The `shard` command: pick up to N images per concept word from a source, write WebDataset shards.
+
+    python -m mmlightning shard --config configs/shard_tuxpaint.yaml
+    python -m mmlightning shard --source imagenet --root /data/imagenet --output_dir checkpoints/shards/imagenet
+
+    from mmlightning.shard import shard
+    manifest = shard("tuxpaint", "checkpoints/shards/tuxpaint", n_per_word=20, seed=0)
+
+Output (docs/FORMATS.md): `<output_dir>/<prefix>-000000.tar, ...` with one sample per distinct image
+(`__key__` = `<index>_<name>`, no dots; the image as `.jpg` for JPEG originals else `.png`, RGB,
+transparency on white, longest side <= max_side; `.json` = {"words", "source", "path", "label"}) and
+`<output_dir>/manifest.json` (shards and sample counts, images per word, source, N, seed, skipped
+images with reasons, words without images, and the coverage of each benchmark: words and pairs with
+images). The coverage table is printed too.
+
+Resumable and atomic: each shard is written to a temporary file and renamed; finished shards are
+recorded in `.shard-progress.json`; the manifest is written last. A rerun with the same settings reuses
+finished shards (or returns at once when the manifest is there); other settings in the same folder are
+refused unless `overwrite=True`.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import tarfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional
+
+from mmlightning.atomic import atomic_path, write_json
+from mmlightning.benchmarks import SHIPPED, load_benchmark
+from mmlightning.errors import UserError
+from mmlightning.sources import open_source
+from mmlightning.sources.base import ImageRef, Selection
+from mmlightning.sources.imageio import ImageError, encode_image, load_image
+
+FORMAT = "mmlightning-shards/1"
+PROGRESS = ".shard-progress.json"
+
+
+def shard(
+    source: str = "tuxpaint",
+    output_dir: Optional[str] = None,
+    root: Optional[str] = None,
+    words: Optional[str] = None,
+    benchmarks: list[str] = ["men", "ws353"],
+    n_per_word: int = 20,
+    seed: int = 0,
+    max_side: int = 512,
+    samples_per_shard: int = 256,
+    prefix: str = "shard",
+    options: Optional[dict] = None,
+    workers: int = 2,
+    overwrite: bool = False,
+) -> Path:
+    """Select up to N images per word from an image source and write WebDataset shards + manifest.json.
+
+    Args:
+        source: Image source: tuxpaint, openclipart, imagenet, esp or folder.
+        output_dir: Folder for the shards and manifest.json (created; reruns resume here); default checkpoints/shards/<source>.
+        root: Root folder of the source (needed for imagenet, esp, folder; Debian paths by default otherwise).
+        words: Concept words: a word-list file (one per line), a benchmark name or file; default: the vocabulary of `benchmarks`.
+        benchmarks: Benchmarks whose coverage (words and pairs with images) is reported; also the default words.
+        n_per_word: N, the most images selected per word.
+        seed: Seed of the per-word image sampling.
+        max_side: Longest side, in pixels, of the stored images (larger ones are downscaled).
+        samples_per_shard: Samples (distinct images) per tar shard.
+        prefix: Shard file name prefix (<prefix>-000000.tar).
+        options: Source options, e.g. {all_senses: true, backoff: true} (imagenet), {description: nouns} (tuxpaint), {max_per_group: 10, max_keyword_files: 300} (openclipart).
+        workers: Threads decoding / rendering images.
+        overwrite: Replace shards of different settings found in output_dir.
+
+    Returns:
+        The path of the written manifest.json.
+    """
+    if n_per_word < 1 or samples_per_shard < 1 or max_side < 16:
+        raise UserError("shard: n_per_word and samples_per_shard must be >= 1 and max_side >= 16")
+    out = Path(output_dir or f"checkpoints/shards/{source}")
+    vocab = resolve_words(words, benchmarks)
+    src = open_source(source, root, **(options or {}))
+    print(f"shard: {len(vocab)} words, source {source}, N={n_per_word}, seed={seed}")
+    sel = src.candidates(vocab, n_per_word, seed)
+    plan = plan_samples(sel)
+    settings = {"format": FORMAT, "source": source, "root": root, "options": options or {},
+                "n_per_word": n_per_word, "seed": seed, "max_side": max_side,
+                "samples_per_shard": samples_per_shard, "prefix": prefix}
+    fingerprint = _fingerprint(settings, plan)
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file():
+        old = _read_json(manifest_path)
+        if old.get("fingerprint") == fingerprint:
+            print(f"shard: {manifest_path} is up to date ({old.get('samples')} samples)")
+            print_coverage(old.get("coverage", {}))
+            return manifest_path
+        if not overwrite:
+            raise UserError(f"{manifest_path}: shards of other settings are here; choose another output_dir "
+                            f"or pass --overwrite true")
+        manifest_path.unlink()
+    shards, img_skipped = write_shards(out, plan, src.name, settings, fingerprint, workers)
+    word_counts = _word_counts(shards)
+    manifest = {
+        **{k: settings[k] for k in ("format", "source", "root", "options", "n_per_word", "seed", "max_side")},
+        "fingerprint": fingerprint,
+        "shards": [{"name": s["name"], "samples": s["samples"]} for s in shards],
+        "samples": sum(s["samples"] for s in shards),
+        "words_requested": len(vocab),
+        "word_counts": dict(sorted(word_counts.items())),
+        "skipped": sel.skipped + img_skipped,
+        "missing_words": dict(sorted(sel.missing.items())),
+        "coverage": coverage(word_counts, benchmarks),
+        "notes": sel.notes,
+    }
+    write_json(manifest_path, manifest)
+    (out / PROGRESS).unlink(missing_ok=True)
+    print(f"shard: wrote {manifest['samples']} images in {len(shards)} shards to {out} "
+          f"({len(word_counts)} words with images, {len(manifest['skipped'])} skipped)")
+    print_coverage(manifest["coverage"])
+    return manifest_path
+
+
+def resolve_words(words: str | None, benchmarks: list[str]) -> list[str]:
+    """The concept words: a word-list file, a benchmark (name or pairs file), or the benchmarks' vocabulary."""
+    if words is None:
+        names = benchmarks
+    elif words in SHIPPED:
+        names = [words]
+    else:
+        path = Path(words)
+        if not path.is_file():
+            raise UserError(f"{words}: no such word list, and not a shipped benchmark ({', '.join(SHIPPED)})")
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        content = [(i, ln.strip()) for i, ln in enumerate(lines, 1) if ln.strip() and not ln.startswith("#")]
+        if content and len(content[0][1].split()) == 3:
+            names = [str(path)]   # a `word1 word2 score` benchmark file
+        else:
+            for lineno, line in content:
+                if len(line.split()) != 1:
+                    raise UserError(f"{path}:{lineno}: expected one word per line, got {line[:60]!r}")
+            if not content:
+                raise UserError(f"{path}: no words")
+            return sorted({line for _, line in content})
+    vocab: set[str] = set()
+    for name in names:
+        vocab |= load_benchmark(name).words()
+    return sorted(vocab)
+
+
+def plan_samples(sel: Selection) -> list[tuple[ImageRef, list[str]]]:
+    """One entry per distinct image (sorted by path) with every word that selected it."""
+    by_path: dict[str, tuple[ImageRef, list[str]]] = {}
+    for word, refs in sorted(sel.by_word.items()):
+        for ref in refs:
+            by_path.setdefault(ref.path, (ref, []))[1].append(word)
+    return [by_path[p] for p in sorted(by_path)]
+
+
+def sample_key(index: int, path: str) -> str:
+    """A unique WebDataset key without dots: '<index>_<file name>'."""
+    name = path.rsplit("::", 1)[-1].replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return f"{index:07d}_{re.sub(r'[^A-Za-z0-9_-]+', '_', name)[:48]}"
+
+
+def _render(item):
+    ref, max_side = item
+    try:
+        return encode_image(load_image(ref, max_side), ref.path), None
+    except ImageError as e:
+        return None, str(e)
+
+
+def write_shards(out: Path, plan, source_name: str, settings: dict, fingerprint: str, workers: int):
+    """Write (or reuse) every shard of the plan; returns (shard records, skipped images)."""
+    from tqdm import tqdm
+
+    out.mkdir(parents=True, exist_ok=True)
+    progress_path = out / PROGRESS
+    progress = _read_json(progress_path) if progress_path.is_file() else {}
+    if progress.get("fingerprint") != fingerprint:
+        progress = {"fingerprint": fingerprint, "shards": {}}
+    size, max_side, prefix = settings["samples_per_shard"], settings["max_side"], settings["prefix"]
+    records, skipped = [], []
+    bar = tqdm(total=len(plan), desc="shard", unit="img")
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for start in range(0, max(len(plan), 1), size):
+            chunk = plan[start:start + size]
+            name = f"{prefix}-{start // size:06d}.tar"
+            done = progress["shards"].get(name)
+            if done is None or not (out / name).is_file():
+                results = pool.map(_render, [(ref, max_side) for ref, _ in chunk])
+                done = _write_tar(out / name, start, chunk, results, source_name)
+                progress["shards"][name] = done
+                write_json(progress_path, progress)
+            bar.update(len(chunk))
+            records.append({"name": name, **done})
+            skipped += done["skipped"]
+    bar.close()
+    return records, skipped
+
+
+def _write_tar(path: Path, start: int, chunk, results, source_name: str) -> dict:
+    """Write one shard atomically; returns {"samples", "words" (per-sample word lists), "skipped"}."""
+    words_written, skipped = [], []
+    with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for offset, ((ref, words), (encoded, error)) in enumerate(zip(chunk, results)):
+            if encoded is None:
+                skipped.append({"path": ref.path, "reason": error, "words": words})
+                continue
+            data, ext = encoded
+            key = sample_key(start + offset, ref.path)
+            meta = {"words": words, "source": source_name, "path": ref.path, "label": ref.label}
+            _add(tar, f"{key}.{ext}", data)
+            _add(tar, f"{key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+            words_written.append(words)
+    tmp.chmod(0o644)
+    return {"samples": len(words_written), "words": words_written, "skipped": skipped}
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _word_counts(shards: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s in shards:
+        for words in s["words"]:
+            for w in words:
+                counts[w] = counts.get(w, 0) + 1
+    return counts
+
+
+def coverage(word_counts: dict[str, int], benchmarks: list[str]) -> dict:
+    """Per benchmark: words and pairs (both words) that have at least one image."""
+    report = {}
+    for name in benchmarks:
+        bench = load_benchmark(name)
+        words = bench.words()
+        pairs_ok = sum(1 for a, b, _ in bench.pairs if word_counts.get(a) and word_counts.get(b))
+        report[bench.name] = {"words": len(words), "words_with_images": sum(1 for w in words if word_counts.get(w)),
+                              "pairs": len(bench.pairs), "pairs_with_images": pairs_ok}
+    return report
+
+
+def print_coverage(report: dict) -> None:
+    for name, c in report.items():
+        print(f"coverage {name}: {c['words_with_images']}/{c['words']} words, "
+              f"{c['pairs_with_images']}/{c['pairs']} pairs with images")
+
+
+def _fingerprint(settings: dict, plan) -> str:
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for ref, words in plan:
+        h.update(f"{ref.path}\t{','.join(words)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: unreadable ({e}); delete it to start over") from None

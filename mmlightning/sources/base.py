@@ -1,0 +1,157 @@
+"""What every image source shares: image references, the selection result, label text rules, sampling.
+
+    ref = ImageRef("/data/cat/1.jpg", labels=frozenset({"cat"}))
+    sel = select_by_labels([ref, ...], ["cat", "cats", "dog"], n_per_word=50, seed=0)
+    sel.by_word["cat"]      # up to 50 ImageRefs, the same ones for the same seed
+    sel.missing["dog"]      # why a word got no image ("no image labelled 'dog'")
+
+A source turns its own layout into `ImageRef`s (path + labels + optional group for diversity) and
+answers `candidates(words, n_per_word, seed) -> Selection`. Labelled sources (ESP, folder, Tux Paint,
+OpenClipart) share `select_by_labels`: a concept word matches an image when the word's WordNet lemma is
+one of the image's (lemmatised) labels; up to N images are drawn per word with a per-word seeded RNG
+(adding a word never changes another word's images), round-robin over groups so that one folder cannot
+fill a word's N on its own.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+# Function words and label boilerplate never used as labels (image descriptions and titles).
+STOPWORDS = frozenset("""
+a an the and or but nor of in on at to from by for with without within into onto over under above below
+up down out off about as is are was were be been being am it its it's this that these those there here
+his her their our your my me you he she they we them him us i some any all each every no not very
+too so than then just only also can could will would shall should may might must do does did done
+has have had having one two three four five six seven eight nine ten own same other such more most
+what which who whom whose when where why how again once s t ll ve re d m let lets let's say says said
+""".split())
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image of a source: where it is, what it is labelled with, and how to read it.
+
+    `path` is an image file (an `.svg` is rendered), or `<archive>.tar::<member>` for an image inside a
+    tar. `fallback_svg` is rendered instead when the raster at `path` is too large to decode. `group`
+    (e.g. the folder) spreads a word's images over groups. `label` is the wnid for ImageNet, else None.
+    """
+
+    path: str
+    labels: frozenset = frozenset()
+    group: str = ""
+    label: str | None = None
+    fallback_svg: str | None = None
+
+
+@dataclass
+class Selection:
+    """A source's answer: images per concept word, images it had to skip, and words left without images."""
+
+    by_word: dict[str, list[ImageRef]] = field(default_factory=dict)
+    skipped: list[dict] = field(default_factory=list)   # {"path": ..., "reason": ...}
+    missing: dict[str, str] = field(default_factory=dict)  # word -> why it has no image
+    notes: dict = field(default_factory=dict)            # source-specific counts for the manifest
+
+
+def word_rng(seed: int, word: str) -> random.Random:
+    """A RNG that depends only on (seed, word): stable across word lists and runs."""
+    digest = hashlib.sha256(f"{seed}\0{word}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased alphabetic tokens of a text; numbers and words with digits are dropped.
+
+    CamelCase and separators (`_`, `-`, `.`, `/`) split words: 'blue_fedora' -> ['blue', 'fedora'].
+    """
+    text = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)
+    out = []
+    for tok in re.split(r"[^0-9A-Za-z']+", text):
+        tok = tok.strip("'").lower()
+        if tok.endswith("'s"):
+            tok = tok[:-2]
+        if len(tok) >= 2 and tok.isalpha():
+            out.append(tok)
+    return out
+
+
+def content_lemmas(text: str, lemma: Callable[[str], str], drop: Iterable[str] = ()) -> set[str]:
+    """Lemmas of the content words of `text` (stopwords, numbers, one-letter tokens and `drop` removed)."""
+    drop = set(drop)
+    return {lemma(t) for t in tokens(text) if t not in STOPWORDS and t not in drop}
+
+
+def interleave_groups(refs: Sequence[ImageRef], rng: random.Random,
+                      max_per_group: int | None = None) -> list[ImageRef]:
+    """Shuffle within each group, then take one per group in turn (group order shuffled too).
+
+    The first k of the result are a seeded sample spread as evenly as possible over groups; with
+    `max_per_group`, no group contributes more than that many.
+    """
+    groups: dict[str, list[ImageRef]] = defaultdict(list)
+    for r in sorted(refs, key=lambda r: r.path):
+        groups[r.group].append(r)
+    names = sorted(groups)
+    rng.shuffle(names)
+    for name in names:
+        rng.shuffle(groups[name])
+        if max_per_group is not None:
+            del groups[name][max_per_group:]
+    out: list[ImageRef] = []
+    depth = 0
+    while True:
+        layer = [groups[n][depth] for n in names if depth < len(groups[n])]
+        if not layer:
+            return out
+        out.extend(layer)
+        depth += 1
+
+
+def select_by_labels(images: Iterable[ImageRef], words: Iterable[str], n_per_word: int, seed: int,
+                     lemma: Callable[[str], str] = str.lower,
+                     max_per_group: int | None = None) -> Selection:
+    """Up to `n_per_word` images per concept word among `images`, matched on lemmatised labels."""
+    index: dict[str, list[ImageRef]] = defaultdict(list)
+    for ref in images:
+        for lab in ref.labels:
+            index[lab].append(ref)
+    sel = Selection()
+    for word in sorted(set(words)):
+        pool = index.get(lemma(word), [])
+        if not pool:
+            sel.missing[word] = f"no image labelled {lemma(word)!r}"
+            continue
+        sel.by_word[word] = interleave_groups(pool, word_rng(seed, word), max_per_group)[:n_per_word]
+    return sel
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def walk_files(root, suffixes: Sequence[str], skipped: list[dict]) -> list[str]:
+    """Sorted paths under `root` ending in `suffixes` (case-insensitive), following no symlinked folder.
+
+    Folders that cannot be listed are recorded in `skipped` and the walk goes on.
+    """
+    import os
+
+    def onerror(err: OSError):
+        skipped.append({"path": str(err.filename), "reason": f"unreadable folder: {err.strerror}"})
+
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
+        dirnames.sort()
+        out.extend(os.path.join(dirpath, f) for f in filenames if f.lower().endswith(tuple(suffixes)))
+    return sorted(out)
+
+
+def default_lemma() -> Callable[[str], str]:
+    """NLTK's WordNet noun lemmatiser over the offline WordNet (imported only when needed)."""
+    from mmlightning.wordnet import lemmatize
+
+    return lemmatize

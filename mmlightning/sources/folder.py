@@ -1,0 +1,46 @@
+"""A plain folder of `<word>/<images>`: every image under `<root>/<word>/` is labelled with that word.
+
+    FolderSource("photos/").candidates(["cat", "dog"], n_per_word=50, seed=0)
+
+Folder names and concept words are compared by WordNet lemma (`cats/` serves the word "cat"); images
+in sub-folders of `<word>/` count too and spread the sample (one sub-folder cannot fill N alone).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mmlightning.errors import UserError
+from mmlightning.sources.base import IMAGE_SUFFIXES, ImageRef, Selection, default_lemma,
+    select_by_labels, walk_files
+
+
+class FolderSource:
+    """Images in `<root>/<word>/`."""
+
+    name = "folder"
+
+    def __init__(self, root: str | os.PathLike, lemma=None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise UserError(f"{self.root}: no such folder (expected <word>/<images> inside)")
+        self.lemma = lemma
+
+    def images(self, skipped: list[dict]) -> list[ImageRef]:
+        lemma = self.lemma or default_lemma()
+        refs = []
+        for word_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            label = lemma(word_dir.name.lower().replace(" ", "_"))
+            for path in walk_files(word_dir, IMAGE_SUFFIXES + (".svg",), skipped):
+                group = os.path.relpath(os.path.dirname(path), self.root)
+                refs.append(ImageRef(path, frozenset({label}), group=group))
+        return refs
+
+    def candidates(self, words, n_per_word: int, seed: int) -> Selection:
+        skipped: list[dict] = []
+        refs = self.images(skipped)
+        sel = select_by_labels(refs, words, n_per_word, seed, lemma=self.lemma or default_lemma())
+        sel.skipped.extend(skipped)
+        sel.notes["images"] = len(refs)
+        return sel
+

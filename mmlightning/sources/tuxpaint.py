@@ -1,0 +1,92 @@
+"""Tux Paint stamps (Debian `tuxpaint-stamps-default`): the curated, ImageNet-like default source.
+
+    TuxPaintSource().candidates(words, n_per_word=20, seed=0)     # root /usr/share/tuxpaint/stamps
+
+A stamp is `<dir>/<name>.png` (many are photo cut-outs) or, for SVG-only stamps, `<dir>/<name>.svg`
+(rendered with rsvg-convert; a stamp with both uses the PNG). Beside it `<name>.txt` holds a
+description: its first line is English ("A yellow lemon."), the others are translations.
+Labels = the words of the stamp's name ("blue_fedora" -> blue, fedora) plus the content words of the
+English description, all lemmatised; numbers, one-letter tokens and function words are dropped.
+With `description="nouns"` only description words that are WordNet nouns are kept; with "none" only
+the name counts. Sample groups are the stamp folders.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mmlightning.errors import UserError
+from mmlightning.sources.base import (ImageRef, Selection, content_lemmas, default_lemma, select_by_labels,
+                                      tokens, walk_files, STOPWORDS)
+
+DEFAULT_ROOT = "/usr/share/tuxpaint/stamps"
+DESCRIPTION_MODES = ("all", "nouns", "none")
+
+
+class TuxPaintSource:
+    """The stamps of a Tux Paint stamps folder."""
+
+    name = "tuxpaint"
+
+    def __init__(self, root: str | os.PathLike | None = None, lemma=None, description: str = "all"):
+        self.root = Path(root or DEFAULT_ROOT)
+        if not self.root.is_dir():
+            hint = " (apt-get install tuxpaint-stamps-default)" if root is None else ""
+            raise UserError(f"{self.root}: no Tux Paint stamps folder{hint}")
+        if description not in DESCRIPTION_MODES:
+            raise UserError(f"tuxpaint: description must be one of {DESCRIPTION_MODES}, got {description!r}")
+        self.lemma = lemma or default_lemma()
+        self.description = description
+
+    def description_line(self, txt: Path, skipped: list[dict]) -> str:
+        """The English (first) line of a stamp description; '' when absent or unreadable (recorded)."""
+        if not txt.is_file():
+            return ""
+        try:
+            text = txt.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            skipped.append({"path": str(txt), "reason": f"description not UTF-8 ({e.reason}); name used alone"})
+            return ""
+        except OSError as e:
+            skipped.append({"path": str(txt), "reason": f"unreadable description: {e.strerror}"})
+            return ""
+        lines = text.splitlines()
+        return lines[0].strip() if lines else ""
+
+    def stamp_labels(self, name: str, description: str) -> frozenset:
+        """Labels of one stamp from its file name and English description."""
+        labels = {self.lemma(t) for t in tokens(name) if t not in STOPWORDS}
+        if self.description != "none":
+            words = content_lemmas(description, self.lemma)
+            if self.description == "nouns":
+                words = {w for w in words if _is_noun(w)}
+            labels |= words
+        return frozenset(labels)
+
+    def images(self, skipped: list[dict]) -> list[ImageRef]:
+        stamps: dict[str, dict[str, str]] = {}
+        for path in walk_files(self.root, (".png", ".svg"), skipped):
+            stem, ext = os.path.splitext(path)
+            stamps.setdefault(stem, {})[ext.lower()] = path
+        refs = []
+        for stem, files in sorted(stamps.items()):
+            path = files.get(".png") or files[".svg"]
+            desc = self.description_line(Path(stem + ".txt"), skipped)
+            labels = self.stamp_labels(os.path.basename(stem), desc)
+            group = os.path.relpath(os.path.dirname(stem), self.root)
+            refs.append(ImageRef(path, labels, group=group, fallback_svg=files.get(".svg")))
+        return refs
+
+    def candidates(self, words, n_per_word: int, seed: int) -> Selection:
+        skipped: list[dict] = []
+        refs = self.images(skipped)
+        sel = select_by_labels(refs, words, n_per_word, seed, lemma=self.lemma)
+        sel.skipped.extend(skipped)
+        sel.notes.update(stamps=len(refs), svg_only=sum(r.path.endswith(".svg") for r in refs))
+        return sel
+
+
+def _is_noun(lemma: str) -> bool:
+    from mmlightning.wordnet import wordnet
+
+    return bool(wordnet().synsets(lemma, "n"))
