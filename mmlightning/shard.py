@@ -216,7 +216,7 @@ def _write_tar(path: Path, start: int, chunk, results, source_name: str) -> dict
             _add(tar, f"{key}.{ext}", data)
             _add(tar, f"{key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
             words_written.append(words)
-    tmp.chmod(0o644)
+        tmp.chmod(0o644)
     return {"samples": len(words_written), "words": words_written, "skipped": skipped}
 
 

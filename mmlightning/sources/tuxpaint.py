@@ -7,8 +7,8 @@ A stamp is `<dir>/<name>.png` (many are photo cut-outs) or, for SVG-only stamps,
 description: its first line is English ("A yellow lemon."), the others are translations.
 Labels = the words of the stamp's name ("blue_fedora" -> blue, fedora) plus the content words of the
 English description, all lemmatised; numbers, one-letter tokens and function words are dropped.
-With `description="nouns"` only description words that are WordNet nouns are kept; with "none" only
-the name counts. Sample groups are the stamp folders.
+By default (`description="nouns"`) only description words that are WordNet nouns are kept ("all":
+every content word; "none": the name alone). Sample groups are the stamp folders.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class TuxPaintSource:
 
     name = "tuxpaint"
 
-    def __init__(self, root: str | os.PathLike | None = None, lemma=None, description: str = "all"):
+    def __init__(self, root: str | os.PathLike | None = None, lemma=None, description: str = "nouns"):
         self.root = Path(root or DEFAULT_ROOT)
         if not self.root.is_dir():
             hint = " (apt-get install tuxpaint-stamps-default)" if root is None else ""
