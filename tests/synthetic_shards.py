@@ -1,0 +1,69 @@
+"""Tiny WebDataset shards in the docs/FORMATS.md format, for the tests of shards / extract (not a test file)."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import webdataset as wds
+from PIL import Image
+
+WORDS = ["cat", "dog", "car", "tree", "cup"]
+
+
+def png_bytes(a: np.ndarray) -> bytes:
+    b = io.BytesIO()
+    Image.fromarray(a).save(b, format="PNG")
+    return b.getvalue()
+
+
+def make_shards(out: Path, n_shards: int = 4, per_shard: int = 7, seed: int = 0, bad: bool = False) -> Path:
+    """`n_shards` shards of `per_shard` random images; image i of shard s counts for 1 or 2 words.
+
+    With `bad`, shard 0 also holds an empty image, a non-image, a sample without image, a bad json,
+    a sample without words, and the last shard is truncated half-way (its tail is lost).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    listed = []
+    for s in range(n_shards):
+        name = f"synth-{s:06d}.tar"
+        n = 0
+        with wds.TarWriter(str(out / name)) as w:
+            for i in range(per_shard):
+                h, wd = rng.integers(40, 100, 2)
+                a = rng.integers(0, 255, (h, wd, 3), dtype=np.uint8)
+                words = [WORDS[(s + i) % 5]] + ([WORDS[(i * 3 + 1) % 5]] if i % 3 == 0 else [])
+                meta = {"words": words, "source": "synth", "path": f"/src/{s}/{i}.png", "label": None}
+                w.write({"__key__": f"s{s}_{i:03d}", "png": png_bytes(a), "json": json.dumps(meta).encode()})
+                n += 1
+            if bad and s == 0:
+                meta = json.dumps({"words": ["cat"], "source": "synth", "path": "/bad", "label": None}).encode()
+                w.write({"__key__": "bad_empty", "png": b"", "json": meta})
+                w.write({"__key__": "bad_notimage", "jpg": b"this is not a jpeg at all", "json": meta})
+                w.write({"__key__": "bad_noimage", "txt": b"only text", "json": meta})
+                w.write({"__key__": "bad_json", "png": png_bytes(a), "json": b"{not json"})
+                w.write({"__key__": "bad_nowords", "png": png_bytes(a), "json": b'{"words": []}'})
+                n += 5
+        listed.append({"name": name, "samples": n})
+    if bad:
+        last = out / listed[-1]["name"]
+        data = last.read_bytes()
+        last.write_bytes(data[: len(data) // 2])
+    (out / "manifest.json").write_text(json.dumps({"format": "mmlightning-shards/1", "source": "synth",
+                                                   "n_per_word": None, "seed": seed, "shards": listed}))
+    return out
+
+
+def tiny_alexnet(path: Path, seed: int = 0) -> Path:
+    """A small random AlexNet1512 state dict (width 0.1, fc 32): a fast deterministic test backbone."""
+    from mmlightning.alexnet1512 import AlexNet1512
+
+    torch.manual_seed(seed)
+    torch.save(AlexNet1512(num_classes=10, fc_dim=32, width=0.1).state_dict(), path)
+    return path
+
+
+TINY_KW = {"num_classes": 10, "fc_dim": 32, "width": 0.1}

@@ -1,0 +1,113 @@
+"""Extraction under Lightning predict: aggregates, bad samples, per-image features, resume, DDP on CPU."""
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from mmlightning.aggregate import load_aggregates
+from mmlightning.errors import UserError
+from mmlightning.extract import AggregateWriter, FeatureExtractor, run_extraction
+from mmlightning.shards import ShardDataModule
+from synthetic_shards import TINY_KW, make_shards, tiny_alexnet
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("extract")
+    shards = make_shards(root / "shards", n_shards=4, per_shard=6)
+    ckpt = tiny_alexnet(root / "tiny.pt")
+    kwargs = {"backbone": "alexnet1512", "backbone_kwargs": {"checkpoint": str(ckpt), **TINY_KW}, "layer": "fc7"}
+    ref = run_extraction(shards, root / "ref", batch_size=4, num_workers=0, **kwargs)
+    return root, shards, kwargs, ref
+
+
+def test_single_process_aggregates(setup):
+    root, shards, kwargs, ref = setup
+    agg, meta = load_aggregates(ref / "aggregates.pt")
+    assert meta["images"] == 24 and meta["backbone"] == "alexnet1512" and meta["layer"] == "fc7"
+    assert meta["preprocess"] == "imagenet" and meta["feature_dim"] == 32
+    assert meta["manifest"]["source"] == "synth" and len(meta["shards_done"]) == 4 and meta["skipped"] == []
+    # words: image i of shard s counts for WORDS[(s+i)%5] (+ WORDS[(3i+1)%5] when i%3==0)
+    assert int(agg.count.sum()) == 24 + 4 * 2 - sum(1 for s in range(4) for i in (0, 3)
+                                                    if (s + i) % 5 == (3 * i + 1) % 5)
+    assert (ref / "mean.txt").is_file() and (ref / "max.txt").is_file() and not list((ref / "parts").glob("*"))
+    # fc7 is after ReLU: non-negative; max >= mean
+    assert torch.all(agg.max >= 0) and torch.all(agg.max.double() >= agg.mean() - 1e-6)
+
+
+def test_rerun_reuses_completed_shards(setup):
+    root, shards, kwargs, ref = setup
+    before = (ref / "aggregates.pt").read_bytes()
+    agg0, _ = load_aggregates(ref / "aggregates.pt")
+    run_extraction(shards, ref, batch_size=4, num_workers=0, **kwargs)
+    agg1, meta = load_aggregates(ref / "aggregates.pt")
+    assert meta["images"] == 24 and torch.equal(agg0.sum, agg1.sum) and len(before) > 0
+    with pytest.raises(UserError, match="holds layer"):
+        run_extraction(shards, ref, batch_size=4, num_workers=0, **{**kwargs, "layer": "fc6"})
+
+
+class Boom(pl.Callback):
+    """Dies (like a killed job) right after the first shard was committed and checkpointed."""
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if batch["shards_done"]:
+            raise RuntimeError("boom")
+
+
+class Counter(pl.Callback):
+    def __init__(self):
+        self.keys = []
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.keys += batch["keys"]
+
+
+def _trainer(out, *extra):
+    return pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                      callbacks=[AggregateWriter(str(out), save_every_s=0), *extra])
+
+
+def test_resume_after_a_crash_equals_uninterrupted(setup):
+    root, shards, kwargs, ref = setup
+    out = root / "resumed"
+    with pytest.raises(RuntimeError, match="boom"):
+        _trainer(out, Boom()).predict(FeatureExtractor(**kwargs), datamodule=ShardDataModule(str(shards), 4, 0),
+                                      return_predictions=False)
+    assert not (out / "aggregates.pt").exists() and len(list((out / "parts").glob("*.pt"))) == 1
+    counter = Counter()
+    _trainer(out, counter).predict(FeatureExtractor(**kwargs), datamodule=ShardDataModule(str(shards), 4, 0),
+                                   return_predictions=False)
+    assert len(counter.keys) == 18 and not any(k.startswith("s0_") for k in counter.keys)  # shard 0 reused
+    a, meta = load_aggregates(out / "aggregates.pt")
+    r, _ = load_aggregates(ref / "aggregates.pt")
+    assert meta["images"] == 24 and a.words == r.words and torch.equal(a.count, r.count)
+    assert torch.allclose(a.sum, r.sum, atol=1e-5) and torch.allclose(a.max, r.max, atol=1e-6)  # batching differs
+    assert not list((out / "parts").glob("*.pt"))
+
+
+def test_bad_samples_and_per_image_features(tmp_path, setup):
+    root, _, kwargs, _ = setup
+    shards = make_shards(tmp_path / "bad", n_shards=2, per_shard=4, bad=True)
+    out = run_extraction(shards, tmp_path / "out", batch_size=3, num_workers=0, save_features=True, **kwargs)
+    agg, meta = load_aggregates(out / "aggregates.pt")
+    keys = {s["key"] for s in meta["skipped"]}
+    assert {"bad_empty", "bad_notimage", "bad_noimage", "bad_json", "bad_nowords"} <= keys
+    assert meta["n_skipped"] == len(meta["skipped"]) >= 6 and len(meta["shards_done"]) == 2
+    feats = [torch.load(p, weights_only=True) for p in sorted((out / "features").glob("*.pt"))]
+    assert sum(len(f["keys"]) for f in feats) == meta["images"]
+    rows = torch.cat([f["features"] for f in feats])
+    words = [w for f in feats for w in f["words"]]
+    cat = rows[[i for i, ws in enumerate(words) if "cat" in ws]].double()
+    assert torch.allclose(agg.mean()[agg.index["cat"]], cat.mean(0), atol=1e-6)
+
+
+def test_ddp_two_cpu_processes_equal_single_process(tmp_path, setup):
+    root, shards, kwargs, ref = setup
+    out = run_extraction(shards, tmp_path / "ddp", batch_size=4, num_workers=1, devices=2,
+                         accelerator="cpu", strategy="ddp", **kwargs)
+    a, meta = load_aggregates(out / "aggregates.pt")
+    r, _ = load_aggregates(ref / "aggregates.pt")
+    assert meta["world_size"] == 2 and meta["images"] == 24 and sorted(meta["shards_done"]) == sorted(
+        load_aggregates(ref / "aggregates.pt")[1]["shards_done"])
+    assert a.words == r.words and torch.equal(a.count, r.count)
+    assert torch.allclose(a.mean(), r.mean(), atol=1e-5) and torch.allclose(a.max, r.max, atol=1e-5)
+    assert torch.allclose(a.sum_normalized, r.sum_normalized, atol=1e-5)
