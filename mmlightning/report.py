@@ -116,10 +116,8 @@ def render_markdown(result: dict, tables: tuple[str, ...] = SECTIONS) -> str:
 
 def plot_alpha_sweep(result: dict, path: str | os.PathLike) -> None:
     """Figure 4: rho against alpha, one panel per benchmark; solid = full, dashed = most Relevant subset."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # no pyplot: no global state, faster import
 
     sweep = result["alpha_sweep"]
     alphas = sweep["alphas"]
@@ -127,7 +125,9 @@ def plot_alpha_sweep(result: dict, path: str | os.PathLike) -> None:
     n = max(len(benches), 1)
     cols = min(n, 2)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
+    fig = Figure(figsize=(5.5 * cols, 4 * rows))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, bench in zip(axes.flat, benches):
         subsets = sweep[bench]
         relevant = "relevant:all" if "relevant:all" in subsets else next((s for s in subsets if s != "full"), None)
@@ -153,14 +153,21 @@ def plot_alpha_sweep(result: dict, path: str | os.PathLike) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def write_reports(result: dict, out_dir: str | os.PathLike = "reports") -> dict[str, Path]:
-    """Write evaluation.md, evaluation.json and figure4_alpha.png (atomically); returns their paths."""
+    """Write evaluation.md, evaluation.json and figure4_alpha.png (atomically); returns their paths.
+
+    Without a visual system there is no alpha sweep: no PNG is written (a stale one is removed).
+    """
     out = Path(out_dir)
     paths = {"markdown": out / "evaluation.md", "json": out / "evaluation.json", "figure4": out / "figure4_alpha.png"}
     write_json(paths["json"], result)
-    write_text(paths["markdown"], render_markdown(result) + f"\n![Figure 4: rho against alpha]({paths['figure4'].name})\n")
-    plot_alpha_sweep(result, paths["figure4"])
+    md = render_markdown(result)
+    if result.get("sources"):
+        plot_alpha_sweep(result, paths["figure4"])
+        md += f"\n![Figure 4: rho against alpha]({paths['figure4'].name})\n"
+    else:
+        paths.pop("figure4").unlink(missing_ok=True)
+    write_text(paths["markdown"], md)
     return paths

@@ -147,7 +147,8 @@ def test_linguistic_only_and_helpers(setup, tmp_path):
 
     r = evaluate_systems(load_vectors(tmp / "ling.txt"), {}, [load_benchmark(bench_path)], n_boot=0)
     assert list(r["table1"]["toy"]) == ["full"] and r["table2_system"] == "linguistic"
-    write_reports(r, tmp_path / "rep")
+    paths = write_reports(r, tmp_path / "rep")
+    assert "figure4" not in paths and not (tmp_path / "rep" / "figure4_alpha.png").exists()
     assert split_name("tuxpaint/cnn-mean") == ("tuxpaint", "cnn-mean")
     assert split_name("tux") == ("tux", "vectors")
     assert sweep_alphas()[:3] == [0.0, 0.05, 0.1] and sweep_alphas()[-1] == 1.0
