@@ -65,13 +65,13 @@ def word_rng(seed: int, word: str) -> random.Random:
 
 
 def tokens(text: str) -> list[str]:
-    """Lower-cased alphabetic tokens of a text; numbers and words with digits are dropped.
+    """Lower-cased alphabetic tokens of a text, at least two letters long; numbers are dropped.
 
-    CamelCase and separators (`_`, `-`, `.`, `/`) split words: 'blue_fedora' -> ['blue', 'fedora'].
+    CamelCase, digits and separators split words: 'blue_fedora' -> ['blue', 'fedora'], 'truck2' -> ['truck'].
     """
     text = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)
     out = []
-    for tok in re.split(r"[^0-9A-Za-z']+", text):
+    for tok in re.split(r"[^A-Za-z']+", text):
         tok = tok.strip("'").lower()
         if tok.endswith("'s"):
             tok = tok[:-2]

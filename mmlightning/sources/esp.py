@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.sources.base import IMAGE_SUFFIXES, ImageRef, Selection, default_lemma,
-    select_by_labels, walk_files
+from mmlightning.sources.base import (IMAGE_SUFFIXES, ImageRef, Selection, default_lemma, select_by_labels,
+                                      walk_files)
 
 
 class EspSource:
