@@ -1,0 +1,77 @@
+"""The 1512-way CNN trains under `fit --config configs/cnn1512.yaml` and reloads into the extractor."""
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmlightning.alexnet1512 import AlexNet1512, ImageFolderDataModule, load_network
+from mmlightning.backbones import build_backbone
+from mmlightning.cli import main
+from mmlightning.errors import UserError
+from mmlightning.preprocess import get_scheme
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cnn1512.yaml"
+COLOURS = {"n00000001": (220, 30, 30), "n00000002": (30, 200, 40), "n00000003": (40, 50, 210)}
+
+
+def imagenet_layout(root: Path, per_class: int = 6) -> Path:
+    """train/<wnid>/*.JPEG: noisy images whose dominant colour and stripe direction give the class."""
+    rng = np.random.default_rng(0)
+    for k, (wnid, colour) in enumerate(COLOURS.items()):
+        (root / "train" / wnid).mkdir(parents=True)
+        for i in range(per_class):
+            a = rng.normal(colour, 40, (72, 96, 3)).clip(0, 255).astype(np.uint8)
+            if k == 1:
+                a[::8] = 255
+            Image.fromarray(a).save(root / "train" / wnid / f"{wnid}_{i}.JPEG", quality=90)
+    (root / "train" / "n00000001" / "broken.JPEG").write_bytes(b"not a jpeg")  # skipped and listed
+    return root / "train"
+
+
+def test_fit_loss_falls_accuracy_rises_and_checkpoint_reloads(tmp_path):
+    train = imagenet_layout(tmp_path)
+    out = tmp_path / "ckpt"
+    rc = main(["fit", "--config", str(CONFIG),
+               "--model.init_args.num_classes", "3", "--model.init_args.fc_dim", "64",
+               "--model.init_args.width", "0.125", "--model.init_args.dropout", "0.0",
+               "--model.init_args.lr", "0.02",
+               "--data.init_args.train_dir", str(train), "--data.init_args.val_dir", "null",
+               "--data.init_args.classes", "[n00000001, n00000002, n00000003]",
+               "--data.init_args.batch_size", "6", "--data.init_args.num_workers", "0",
+               "--trainer.max_epochs", "8", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+               "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(out),
+               "--trainer.logger.init_args.save_dir", str(out),
+               "--trainer.callbacks.init_args.dirpath", str(out)])
+    assert rc == 0
+    rows = list(csv.DictReader(open(next(out.rglob("metrics.csv")))))
+    epochs = [r for r in rows if r.get("train/loss_epoch")]
+    first, last = epochs[0], epochs[-1]
+    assert float(last["train/loss_epoch"]) < 0.5 * float(first["train/loss_epoch"]), epochs
+    assert float(last["train/top1"]) > float(first["train/top1"]) and float(last["train/top1"]) >= 0.9
+    assert any(r.get("train/skipped") for r in rows)  # the broken file was counted
+    ckpt = out / "last.ckpt"
+    bb = build_backbone("alexnet1512", checkpoint=str(ckpt), layer="fc7").eval()
+    state = torch.load(ckpt, weights_only=False)
+    net = AlexNet1512(num_classes=3, fc_dim=64, width=0.125, dropout=0.0)
+    net.load_state_dict({k[4:]: v for k, v in state["state_dict"].items() if k.startswith("net.")})
+    x = torch.stack([get_scheme("imagenet")(Image.open(p)) for p in sorted(train.rglob("*_0.JPEG"))])
+    with torch.no_grad():
+        assert torch.equal(bb(x), net.eval().features_at(x, "fc7"))
+        assert bb.feature_dim == 64 and net(x).argmax(1).tolist() == [0, 1, 2]
+
+
+def test_network_shapes_and_bad_checkpoint(tmp_path):
+    net = AlexNet1512(num_classes=1512, fc_dim=6144).eval()
+    x = torch.zeros(1, 3, 224, 224)
+    with torch.no_grad():
+        assert net(x).shape == (1, 1512)
+        assert net.features_at(x, "pooled").shape == (1, 9216)
+    assert sum(p.numel() for p in net.parameters()) > 90_000_000  # FC6/FC7 of 6144 dominate
+    torch.save({"fc6.weight": torch.zeros(2)}, tmp_path / "bad.pt")
+    with pytest.raises(UserError, match="does not fit"):
+        load_network(str(tmp_path / "bad.pt"))
+    with pytest.raises(UserError, match="training folder not found"):
+        ImageFolderDataModule(str(tmp_path / "none")).num_classes
