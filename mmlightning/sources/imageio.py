@@ -76,6 +76,8 @@ def _decode(data: bytes, max_side: int, max_pixels: int) -> Image.Image:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise ImageError(f"too large ({e})") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError("cannot decode image: not a known image format") from None
     except Exception as e:  # PIL raises many types for corrupt data
         raise ImageError(f"cannot decode image: {type(e).__name__}: {e}") from None
     return to_rgb(img, max_side)

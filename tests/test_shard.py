@@ -1,0 +1,160 @@
+"""The `shard` command: WebDataset shards + manifest in the docs/FORMATS.md format, resumable, with coverage."""
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mmlightning import cli
+from mmlightning.errors import UserError
+from mmlightning.shard import PROGRESS, resolve_words, sample_key, shard
+
+
+def img(path: Path, size=(8, 6), color=(200, 10, 10)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGBA" if len(color) == 4 else "RGB", size, color).save(path)
+    return path
+
+
+@pytest.fixture
+def esp(tmp_path):
+    """An ESP-layout source: 6 images, one shared by two words, one transparent, one undecodable."""
+    root = tmp_path / "esp"
+    tags = {"1": "dog\ngrass", "2": "dogs", "3": "cat", "4": "cat\nsky", "5": "sky", "6": "cat"}
+    for name, t in tags.items():
+        (root / "labels").mkdir(parents=True, exist_ok=True)
+        (root / "labels" / f"{name}.png.desc").write_text(t)
+        img(root / "images" / f"{name}.png")
+    img(root / "images" / "4.png", size=(1000, 250), color=(255, 0, 0, 0))   # transparent, wide
+    (root / "images" / "6.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")          # listed as skipped
+    bench = tmp_path / "bench.txt"
+    bench.write_text("dog cat 5\ncat sky 3\ndog grass 4\nemu sky 1\n")
+    words = tmp_path / "words.txt"
+    words.write_text("# concept words\ndog\ncat\nsky\ngrass\nemu\n")
+    return root, bench, words
+
+
+def read_shards(out: Path, manifest: dict) -> list[dict]:
+    samples = {}
+    for s in manifest["shards"]:
+        with tarfile.open(out / s["name"]) as tar:
+            for m in tar.getmembers():
+                key, ext = m.name.split(".", 1)
+                samples.setdefault(key, {})[ext] = tar.extractfile(m).read()
+    return [dict(v, __key__=k) for k, v in sorted(samples.items())]
+
+
+def test_shards_and_manifest(esp, tmp_path, capsys):
+    root, bench, words = esp
+    out = tmp_path / "out"
+    path = shard("esp", str(out), root=str(root), words=str(words), benchmarks=[str(bench)],
+                 n_per_word=5, seed=3, max_side=64, samples_per_shard=2, prefix="esp", workers=2)
+    assert path == out / "manifest.json"
+    m = json.loads(path.read_text())
+    assert m["format"] == "mmlightning-shards/1" and m["source"] == "esp"
+    assert (m["n_per_word"], m["seed"], m["max_side"]) == (5, 3, 64)
+    assert [s["name"] for s in m["shards"]] == ["esp-000000.tar", "esp-000001.tar", "esp-000002.tar"]
+    assert m["samples"] == sum(s["samples"] for s in m["shards"]) == 5      # 6 distinct images, 1 undecodable
+    assert m["word_counts"] == {"cat": 2, "dog": 2, "grass": 1, "sky": 2}
+    assert [s["path"].endswith("6.png") and "cannot decode" in s["reason"] for s in m["skipped"]] == [True]
+    assert m["skipped"][0]["words"] == ["cat"]
+    assert "emu" in m["missing_words"]
+    assert m["coverage"]["bench"] == {"words": 5, "words_with_images": 4, "pairs": 4, "pairs_with_images": 3}
+    assert "coverage bench: 4/5 words, 3/4 pairs with images" in capsys.readouterr().out
+    assert not (out / PROGRESS).exists()
+
+    samples = read_shards(out, m)
+    assert len(samples) == 5 and all("." not in s["__key__"] for s in samples)
+    meta = {Path(json.loads(s["json"])["path"]).name: json.loads(s["json"]) for s in samples}
+    assert meta["1.png"]["words"] == ["dog", "grass"]                  # one sample, all its words
+    assert meta["1.png"]["source"] == "esp" and meta["1.png"]["label"] is None
+    wide = next(s for s in samples if s["__key__"].endswith("_4"))
+    im = Image.open(__import__("io").BytesIO(wide["png"]))
+    assert im.mode == "RGB" and im.size == (64, 16)                    # longest side capped
+    assert im.getpixel((3, 3)) == (255, 255, 255)                      # transparency on white
+
+
+def test_webdataset_reads_the_shards(esp, tmp_path):
+    import webdataset as wds
+
+    root, bench, words = esp
+    out = tmp_path / "out"
+    shard("esp", str(out), root=str(root), words=str(words), benchmarks=[str(bench)], samples_per_shard=10)
+    ds = wds.WebDataset(str(out / "shard-000000.tar"), shardshuffle=False).decode("pil")
+    got = list(ds)
+    assert len(got) == 5 and all(s["png"].mode == "RGB" and s["json"]["words"] for s in got)
+
+
+def test_killed_run_resumes_and_other_settings_are_refused(esp, tmp_path, capsys, monkeypatch):
+    import mmlightning.shard as shard_mod
+
+    root, bench, words = esp
+    kw = dict(root=str(root), words=str(words), benchmarks=[str(bench)], samples_per_shard=2)
+    clean = tmp_path / "clean"
+    shard("esp", str(clean), **kw)
+    capsys.readouterr()
+    shard("esp", str(clean), **kw)                                      # up to date: nothing rewritten
+    assert "up to date" in capsys.readouterr().out
+
+    out = tmp_path / "out"
+    real_write, calls = shard_mod._write_tar, []
+
+    def dies_on_second_shard(*args, **kwargs):
+        calls.append(args[0].name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(shard_mod, "_write_tar", dies_on_second_shard)
+    with pytest.raises(KeyboardInterrupt):
+        shard("esp", str(out), **kw)
+    assert not (out / "manifest.json").exists()                         # no half manifest
+    assert sorted(p.name for p in out.glob("*.tar")) == ["shard-000000.tar"]   # no half shard either
+    mtime = (out / "shard-000000.tar").stat().st_mtime_ns
+    monkeypatch.setattr(shard_mod, "_write_tar", real_write)
+    shard("esp", str(out), **kw)
+    assert (out / "shard-000000.tar").stat().st_mtime_ns == mtime      # finished shard reused
+    assert (out / "manifest.json").read_text() == (clean / "manifest.json").read_text()
+    assert {p.name: p.read_bytes() for p in out.glob("*.tar")} == \
+        {p.name: p.read_bytes() for p in clean.glob("*.tar")}
+    with pytest.raises(UserError, match="other settings"):
+        shard("esp", str(out), seed=1, n_per_word=1, **kw)
+    shard("esp", str(out), n_per_word=1, overwrite=True, **kw)
+    assert json.loads((out / "manifest.json").read_text())["n_per_word"] == 1
+
+
+def test_same_seed_same_shards(esp, tmp_path):
+    root, bench, words = esp
+    kw = dict(root=str(root), words=str(words), benchmarks=[str(bench)], n_per_word=1)
+    a = json.loads(shard("esp", str(tmp_path / "a"), seed=7, **kw).read_text())
+    b = json.loads(shard("esp", str(tmp_path / "b"), seed=7, **kw).read_text())
+    assert a["fingerprint"] == b["fingerprint"] and a["word_counts"] == b["word_counts"]
+
+
+def test_resolve_words(tmp_path):
+    assert "tiger" in resolve_words(None, ["men", "ws353"])
+    assert len(resolve_words("ws353", [])) == len(resolve_words(None, ["ws353"]))
+    bad = tmp_path / "w.txt"
+    bad.write_text("cat\nhot dog\n")
+    with pytest.raises(UserError, match=r"w.txt:2: expected one word per line"):
+        resolve_words(str(bad), [])
+    with pytest.raises(UserError, match="no such word list"):
+        resolve_words(str(tmp_path / "none.txt"), [])
+
+
+def test_sample_key_has_no_dots():
+    assert sample_key(3, "/a/b/v.2_chip.x.png") == "0000003_v_2_chip_x"
+    assert sample_key(12, "/t/n01.tar::n01/n01_5.JPEG") == "0000012_n01_5"
+
+
+def test_cli_runs_and_reports_user_errors(esp, tmp_path, capsys):
+    root, bench, words = esp
+    out = tmp_path / "cli"
+    assert cli.main(["shard", "--source", "esp", "--root", str(root), "--output_dir", str(out),
+                     "--words", str(words), "--benchmarks", f"[{bench}]", "--n_per_word", "2"]) == 0
+    assert (out / "manifest.json").is_file()
+    assert cli.main(["shard", "--source", "esp", "--root", str(tmp_path / "nowhere"),
+                     "--output_dir", str(out)]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
+    assert len(err) == 1 and err[0].startswith("mmlightning shard: error:") and "no such folder" in err[0]
