@@ -395,8 +395,8 @@ def load_codebook(path: str | os.PathLike) -> dict:
 class BovwBackbone(FeatureBackbone):
     """Dense SIFT + nearest-centroid histograms: (B, 1, H, W) grey 0..255 -> (B, K), rows sum to 1.
 
-    SIFT runs on the CPU (OpenCV) whatever the input's device; images of a batch are spread over
-    `num_threads` threads (OpenCV releases the GIL), each running OpenCV single-threaded.
+    Runs on the CPU (OpenCV) whatever the input's device; the images of a batch are spread over
+    `num_threads` threads (default: torch's intra-op thread count), each single-threaded.
     """
 
     preprocess = "gray"
@@ -414,7 +414,7 @@ class BovwBackbone(FeatureBackbone):
     def describe(self) -> dict:
         return {**super().describe(), "codebook": self.codebook, "sift": asdict(self.sift)}
 
-    def _one(self, image: np.ndarray) -> torch.Tensor:  # (H, W) uint8 -> (K,)
+    def _encode(self, image: np.ndarray) -> torch.Tensor:  # (H, W) uint8 -> (K,)
         return bovw_histogram(torch.from_numpy(dense_sift(image, self.sift)), self.centroids.cpu())
 
     @torch.no_grad()
@@ -422,12 +422,19 @@ class BovwBackbone(FeatureBackbone):
         if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(f"bovw wants (B, 1, H, W) greyscale batches (scheme 'gray'), got {tuple(x.shape)}")
         images = x[:, 0].detach().round().clamp(0, 255).to(torch.uint8).cpu().numpy()  # (B, H, W)
-        if self.num_threads > 1 and len(images) > 1:
-            cv2.setNumThreads(1)  # parallel over images, not over keypoints
-            with ThreadPoolExecutor(self.num_threads) as pool:
-                hists = list(pool.map(self._one, images))
-        else:
-            hists = [self._one(im) for im in images]
+        # Parallel over images: OpenCV and torch single-threaded inside each of `num_threads` Python threads
+        # (both release the GIL). Nested thread pools oversubscribe a small, busy CPU badly.
+        cv2.setNumThreads(1)
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            if self.num_threads > 1 and len(images) > 1:
+                with ThreadPoolExecutor(self.num_threads) as pool:  # new threads pick up 1 torch thread
+                    hists = list(pool.map(self._encode, images))
+            else:
+                hists = [self._encode(im) for im in images]
+        finally:
+            torch.set_num_threads(torch_threads)
         return torch.stack(hists).to(device=x.device, dtype=torch.float32)  # (B, K)
 
 
