@@ -36,9 +36,11 @@ The paper's baseline (VLFeat DSIFT, 100 k-means words, one 100-bin histogram per
 """
 from __future__ import annotations
 
+import itertools
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -163,6 +165,18 @@ def dense_sift(image: np.ndarray, config: DenseSift = DenseSift()) -> np.ndarray
 
 
 # ------------------------------------------------------------------------------ k-means, histograms
+@contextmanager
+def torch_single_threaded() -> Iterator[None]:
+    """Run torch ops single-threaded inside the block: the small matrices here lose more to waking a
+    thread team on a busy CPU than they gain (parallelism, where wanted, is over images instead)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def nearest_centroid(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     """Index of the nearest centroid (squared Euclidean) of each row: (N, D), (K, D) -> (N,) int64."""
     # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 does not change the argmin.
@@ -209,18 +223,19 @@ def minibatch_kmeans(x: np.ndarray | torch.Tensor, k: int = 100, batch_size: int
     if n < k:
         raise UserError(f"bovw codebook: {n} descriptors sampled, fewer than k={k}; sample more images or lower k")
     rng = np.random.default_rng(seed)
-    init_rows = rng.choice(n, size=min(n, init_size), replace=False)
-    centroids = kmeans_pp_init(x[torch.from_numpy(init_rows)], k, rng).clone()  # (k, D)
-    counts = torch.zeros(k, dtype=torch.float64)  # (k,) rows assigned so far
-    for _ in range(iterations):
-        batch = x[torch.from_numpy(rng.integers(0, n, size=min(batch_size, n)))]  # (b, D)
-        nearest = nearest_centroid(batch, centroids)  # (b,)
-        sums = torch.zeros_like(centroids, dtype=torch.float64).index_add_(0, nearest, batch.double())  # (k, D)
-        n_new = torch.bincount(nearest, minlength=k).double()  # (k,)
-        hit = n_new > 0
-        total = counts[hit] + n_new[hit]
-        centroids[hit] = ((centroids[hit].double() * counts[hit, None] + sums[hit]) / total[:, None]).float()
-        counts[hit] = total
+    with torch_single_threaded():
+        init_rows = rng.choice(n, size=min(n, init_size), replace=False)
+        centroids = kmeans_pp_init(x[torch.from_numpy(init_rows)], k, rng).clone()  # (k, D)
+        counts = torch.zeros(k, dtype=torch.float64)  # (k,) rows assigned so far
+        for _ in range(iterations):
+            batch = x[torch.from_numpy(rng.integers(0, n, size=min(batch_size, n)))]  # (b, D)
+            nearest = nearest_centroid(batch, centroids)  # (b,)
+            sums = torch.zeros_like(centroids, dtype=torch.float64).index_add_(0, nearest, batch.double())  # (k, D)
+            n_new = torch.bincount(nearest, minlength=k).double()  # (k,)
+            hit = n_new > 0
+            total = counts[hit] + n_new[hit]
+            centroids[hit] = ((centroids[hit].double() * counts[hit, None] + sums[hit]) / total[:, None]).float()
+            counts[hit] = total
     return centroids
 
 
@@ -282,30 +297,41 @@ def iter_shard_images(paths: Sequence[Path], seed: int = 0, fraction: float = 1.
             yield key, img
 
 
+def image_descriptors(key: str, img: Image.Image, sift: DenseSift, per_image: int, seed: int) -> np.ndarray:
+    """Up to `per_image` dense SIFT descriptors of one image, chosen by a generator seeded with (seed, key)."""
+    desc = dense_sift(gray(img)[0].to(torch.uint8).numpy(), sift)  # (N, 128)
+    if len(desc) > per_image:
+        rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+        desc = desc[np.sort(rng.choice(len(desc), size=per_image, replace=False))]
+    return desc  # (min(N, per_image), 128)
+
+
 def sample_descriptors(shards, sift: DenseSift = DenseSift(), max_images: int = 2000, per_image: int = 100,
-                       seed: int = 0, skipped: list | None = None) -> tuple[np.ndarray, int]:
+                       seed: int = 0, skipped: list | None = None, num_threads: int | None = None
+                       ) -> tuple[np.ndarray, int]:
     """A seeded sample of dense SIFT descriptors from the shards -> ((M, 128) float32, images used).
 
     About `max_images` images are picked by a seeded hash of their key (all of them if the manifests
-    count fewer), then `per_image` descriptors of each by a generator seeded with (seed, key): the
-    sample does not depend on shard order or on how the shards are split.
+    count fewer), then `per_image` descriptors of each (`image_descriptors`): the sample does not depend
+    on shard order, on how the shards are split, or on `num_threads` (images processed in parallel).
     """
     from tqdm.auto import tqdm
 
     paths, total = shard_paths(shards)  # a missing shard is a UserError before any work starts
     fraction = 1.0 if total is None or total <= max_images else max_images / total
-    chunks, n_images = [], 0
-    for key, img in tqdm(iter_shard_images(paths, seed, fraction, skipped), desc="bovw: descriptors",
-                         total=None if total is None else min(total, max_images), unit="img"):
-        desc = dense_sift(gray(img)[0].to(torch.uint8).numpy(), sift)  # (N, 128)
-        rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
-        if len(desc) > per_image:
-            desc = desc[np.sort(rng.choice(len(desc), size=per_image, replace=False))]
-        chunks.append(desc)
-        n_images += 1
+    threads = max(1, num_threads or min(torch.get_num_threads(), os.cpu_count() or 1))
+    images = iter_shard_images(paths, seed, fraction, skipped)
+    chunks: list[np.ndarray] = []
+    cv2.setNumThreads(1)  # parallel over images, not inside OpenCV
+    with ThreadPoolExecutor(threads) as pool, \
+            tqdm(desc="bovw: descriptors", total=None if total is None else min(total, max_images), unit="img") as bar:
+        while batch := list(itertools.islice(images, 8 * threads)):  # bounded: never all images in memory
+            chunks += pool.map(lambda item: image_descriptors(*item, sift, per_image, seed), batch)
+            bar.update(len(batch))
     if not chunks:
         raise UserError(f"bovw: no readable images in {', '.join(map(str, _entries(shards)))}")
-    return np.concatenate(chunks), n_images
+    return np.concatenate(chunks), len(chunks)
+
 
 # ---------------------------------------------------------------------------------------- codebook
 def fit_codebook(shards: str | os.PathLike | Sequence[str | os.PathLike], output: str | os.PathLike, k: int = 100,
@@ -425,16 +451,12 @@ class BovwBackbone(FeatureBackbone):
         # Parallel over images: OpenCV and torch single-threaded inside each of `num_threads` Python threads
         # (both release the GIL). Nested thread pools oversubscribe a small, busy CPU badly.
         cv2.setNumThreads(1)
-        torch_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_single_threaded():
             if self.num_threads > 1 and len(images) > 1:
                 with ThreadPoolExecutor(self.num_threads) as pool:  # new threads pick up 1 torch thread
                     hists = list(pool.map(self._encode, images))
             else:
                 hists = [self._encode(im) for im in images]
-        finally:
-            torch.set_num_threads(torch_threads)
         return torch.stack(hists).to(device=x.device, dtype=torch.float32)  # (B, K)
 
 

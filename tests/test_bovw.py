@@ -283,3 +283,11 @@ def test_end_to_end_extraction_on_tiny_shards(tmp_path):
     mean = load_vectors(out / "mean.txt")
     assert mean.vectors.shape == (3, 6)
     np.testing.assert_allclose(mean.vectors.sum(1), 1.0, atol=1e-4)  # means of L1-normalised histograms
+
+
+def test_descriptor_sample_does_not_depend_on_threads(tmp_path):
+    shards = write_shards(tmp_path / "shards", n_images=5)
+    a, na = bovw.sample_descriptors([shards], per_image=30, num_threads=1)
+    b, nb = bovw.sample_descriptors(str(shards), per_image=30, num_threads=2)
+    assert na == nb == 5 and a.shape == (150, 128)
+    np.testing.assert_array_equal(a, b)
