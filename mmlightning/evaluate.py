@@ -3,6 +3,7 @@
     python -m mmlightning evaluate --linguistic text.txt \\
         --visual '{"tuxpaint/cnn-mean": "ckpt/tux/mean.txt", "tuxpaint/cnn-max": "ckpt/tux/max.txt"}' \\
         --alpha 0.5 --benchmarks '[ws353, men]' --oov skip --out reports
+    python -m mmlightning evaluate --linguistic text.txt --visual.tuxpaint/cnn-mean mean.txt   # same dict
     python -m mmlightning evaluate --config configs/evaluate.yaml
 
     # from Python (the `reproduce` command does this):
@@ -90,6 +91,8 @@ def evaluate_systems(linguistic: KeyedVectors, visual: Mapping[str, KeyedVectors
     for name in visual:
         src, method = split_name(name)
         sources.setdefault(src, []).append(method)
+    if "all" in sources and len(sources) > 1:
+        raise UserError("visual source name 'all' is reserved for the subset covered by every source; rename it")
     alphas = sweep_alphas(sweep_step)
     systems = {LINGUISTIC: {"kind": "linguistic", "source": None, "method": None,
                             "dim": linguistic.vector_size, "words": len(linguistic)}}
@@ -126,7 +129,7 @@ def _evaluate_benchmark(bench, linguistic, visual, alpha, alphas, oov, missing_v
     gold = gold_scores(bench)                                          # (P,)
     full: dict[str, Score] = {LINGUISTIC: score_cosines(bench, gold, *pair_cosines(linguistic, bench.pairs, oov),
                                                         oov=oov, n_boot=0)}
-    sweep_cos: dict[str, np.ndarray] = {}                              # name -> (A, P) fused cosines
+    sweep_cos: dict[str, tuple] = {}                   # name -> ((A, P) fused cosines per alpha, (P,) used)
     for name, kv in visual.items():
         full[f"visual:{name}"] = score_cosines(bench, gold, *pair_cosines(kv, bench.pairs, oov), oov=oov, n_boot=0)
         cos_a, used = _multimodal_cosines(bench, linguistic, kv, [alpha, *alphas], oov, missing_visual, centring)
