@@ -3,7 +3,7 @@
     python -m mmlightning --help
     python -m mmlightning fit --config configs/skipgram.yaml --trainer.max_epochs 3
     python -m mmlightning predict --config configs/extract.yaml
-    python -m mmlightning evaluate --linguistic v.txt --visual '[tux=mean.txt]'
+    python -m mmlightning evaluate --linguistic v.txt --visual.tuxpaint/cnn-mean mean.txt
     python -m mmlightning reproduce --config configs/reproduce.yaml
 
 `fit`, `validate`, `test` and `predict` are a LightningCLI: the YAML picks the LightningModule and

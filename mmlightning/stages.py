@@ -56,7 +56,7 @@ class Stage:
     def begin(self) -> Path:
         self.started = time.time()
         self.dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.dir / "settings.json", {"stage": self.name, "key": self.key, "settings": self.settings})
+        write_json(self.dir / ".stage-settings.json", {"stage": self.name, "key": self.key, "settings": self.settings})
         return self.dir
 
     def finish(self, outputs: dict[str, Any]) -> dict[str, Any]:
