@@ -77,7 +77,8 @@ def run_pipeline(name: str, args: list[str]):
     from jsonargparse import CLI
 
     func = _resolve(PIPELINE_COMMANDS[name][0])
-    return CLI(func, args=args, prog=f"python -m mmlightning {name}", description=func.__doc__)
+    summary = (func.__doc__ or "").strip().split("\n\n")[0]  # the Args: section becomes per-option help
+    return CLI(func, args=args, prog=f"python -m mmlightning {name}", description=summary)
 
 
 def main(argv: list[str] | None = None) -> int:
