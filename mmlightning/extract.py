@@ -3,6 +3,11 @@
     python -m mmlightning predict --config configs/extract.yaml
     python -m mmlightning predict --config configs/extract.yaml --trainer.devices 4 --trainer.strategy ddp
     run_extraction(Path("checkpoints/shards/tux"), Path("checkpoints/features/tux-effnet"))  # from Python
+    # several nodes: Lightning's own launchers (the same command on every node)
+    torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \
+        -m mmlightning predict --config configs/extract.yaml --trainer.num_nodes 2 --trainer.devices 8 --trainer.strategy ddp
+    srun --nodes 2 --ntasks-per-node 8 --gpus-per-node 8 python -m mmlightning predict \
+        --config configs/extract.yaml --trainer.num_nodes 2 --trainer.devices 8 --trainer.strategy ddp   # SLURM
 
 Pieces:
 - `FeatureExtractor` (LightningModule): builds a backbone by registry name (mmlightning.backbones),
@@ -21,6 +26,7 @@ Pieces:
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -246,7 +252,8 @@ class AggregateWriter(BasePredictionWriter):
                 torch.save({"keys": keys, "words": words, "features": feats}, tmp)  # (n, D) float32
 
     def _meta(self, **extra) -> dict:
-        return {"format": FORMAT, **self.describe, "feature_dim": self.dim, **extra}
+        meta = {"format": FORMAT, **self.describe, "feature_dim": self.dim, **extra}
+        return json.loads(json.dumps(meta, default=str))  # plain types only: loadable with weights_only=True
 
     def _save_part(self) -> None:
         """Checkpoint this rank's committed shards (only shards fully read are ever in here)."""
@@ -318,6 +325,7 @@ def run_extraction(shards: Path, output_dir: Path, backbone: str = "efficientnet
     model = FeatureExtractor(**model_args)
     dm = ShardDataModule(**data_args)
     trainer = pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, logger=False,
+                         default_root_dir=str(output_dir),
                          callbacks=[AggregateWriter(**writer_args)], enable_model_summary=False,
                          **({"precision": precision} if precision else {}))
     trainer.predict(model, datamodule=dm, return_predictions=False)
@@ -332,6 +340,7 @@ def _run_cli(output_dir: Path, model_args: dict, data_args: dict, writer_args: d
     config = {"model": {"class_path": "mmlightning.extract.FeatureExtractor", "init_args": model_args},
               "data": {"class_path": "mmlightning.shards.ShardDataModule", "init_args": data_args},
               "trainer": {"accelerator": accelerator, "devices": devices, "strategy": strategy, "logger": False,
+                          "default_root_dir": str(output_dir),  # LightningCLI saves its config.yaml there
                           "enable_model_summary": False,
                           "callbacks": [{"class_path": "mmlightning.extract.AggregateWriter", "init_args": writer_args}],
                           **({"precision": precision} if precision else {})},

@@ -111,3 +111,39 @@ def test_ddp_two_cpu_processes_equal_single_process(tmp_path, setup):
     assert a.words == r.words and torch.equal(a.count, r.count)
     assert torch.allclose(a.mean(), r.mean(), atol=1e-5) and torch.allclose(a.max, r.max, atol=1e-5)
     assert torch.allclose(a.sum_normalized, r.sum_normalized, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_killed_cli_run_resumes(tmp_path, setup):
+    """A real SIGKILL of `python -m mmlightning predict`, then a rerun: same result as uninterrupted."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    root, _, kwargs, _ = setup
+    shards = make_shards(tmp_path / "many", n_shards=12, per_shard=6)
+    ref = run_extraction(shards, tmp_path / "ref", batch_size=4, num_workers=0, **kwargs)
+    out = tmp_path / "killed"
+    config = {"model": {"class_path": "mmlightning.extract.FeatureExtractor", "init_args": kwargs},
+              "data": {"class_path": "mmlightning.shards.ShardDataModule",
+                       "init_args": {"shards": str(shards), "batch_size": 4, "num_workers": 0}},
+              "trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "default_root_dir": str(out),
+                          "callbacks": [{"class_path": "mmlightning.extract.AggregateWriter",
+                                         "init_args": {"output_dir": str(out), "save_every_s": 0}}]}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "mmlightning", "predict", "--config", str(path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list((out / "parts").glob("*.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "aggregates.pt").exists()
+    assert subprocess.call(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
+    a, meta = load_aggregates(out / "aggregates.pt")
+    r, _ = load_aggregates(ref / "aggregates.pt")
+    assert meta["images"] == 72 and torch.equal(a.count, r.count) and torch.allclose(a.sum, r.sum, atol=1e-5)
