@@ -36,6 +36,7 @@ The paper's baseline (VLFeat DSIFT, 100 k-means words, one 100-bin histogram per
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import zlib
@@ -426,7 +427,6 @@ class BovwBackbone(FeatureBackbone):
     """
 
     preprocess = "gray"
-    layer = "bovw"
 
     def __init__(self, centroids: torch.Tensor, sift: DenseSift = DenseSift(), num_threads: int | None = None,
                  codebook: str | None = None):
@@ -435,6 +435,9 @@ class BovwBackbone(FeatureBackbone):
         self.register_buffer("centroids", centroids.float().cpu(), persistent=False)  # (K, 128)
         self.sift = sift
         self.feature_dim = int(centroids.shape[0])
+        # "layer" names the codebook by content, so a resumed extraction refuses aggregates of another one
+        digest = hashlib.sha1(centroids.float().cpu().contiguous().numpy().tobytes()).hexdigest()[:12]
+        self.layer = f"bovw-k{self.feature_dim}-{digest}"
         self.num_threads = max(1, num_threads or min(torch.get_num_threads(), os.cpu_count() or 1))
 
     def describe(self) -> dict:

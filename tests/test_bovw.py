@@ -237,7 +237,8 @@ def test_backbone_maps_gray_batches_to_histograms(tmp_path):
     shards = write_shards(tmp_path / "shards", n_images=4)
     cb = fit_codebook([str(shards)], tmp_path / "cb.pt", k=5, per_image=30, batch_size=32, iterations=10)
     bb = build_backbone("bovw", codebook=str(cb), num_threads=2)
-    assert bb.preprocess == "gray" and bb.feature_dim == 5
+    assert bb.preprocess == "gray" and bb.feature_dim == 5 and bb.layer.startswith("bovw-k5-")
+    assert bb.describe()["codebook"] == str(cb)
     imgs = [bovw.gray(Image.fromarray(texture(i, 70, 90))) for i in range(3)]
     x = torch.stack(imgs)  # (3, 1, 256, 256)
     h = bb(x)
@@ -283,6 +284,12 @@ def test_end_to_end_extraction_on_tiny_shards(tmp_path):
     mean = load_vectors(out / "mean.txt")
     assert mean.vectors.shape == (3, 6)
     np.testing.assert_allclose(mean.vectors.sum(1), 1.0, atol=1e-4)  # means of L1-normalised histograms
+
+    # a refitted codebook is another "layer": resuming into the same output_dir is refused, not mixed
+    cb2 = fit_codebook([str(shards)], tmp_path / "cb.pt", k=6, per_image=40, batch_size=64, iterations=20, seed=1)
+    with pytest.raises(UserError, match="layer"):
+        run_extraction(shards, out, backbone="bovw", backbone_kwargs={"codebook": str(cb2)},
+                       batch_size=3, num_workers=0, accelerator="cpu")
 
 
 def test_descriptor_sample_does_not_depend_on_threads(tmp_path):
