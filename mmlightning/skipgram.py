@@ -1,0 +1,528 @@
+"""Skip-gram with negative sampling (word2vec's SGNS) as a LightningModule, at gensim's speed on a CPU.
+
+    python -m mmlightning fit --config configs/skipgram.yaml                 # GCIDE, 100 dims, 5 epochs
+    python -m mmlightning fit --config configs/skipgram.yaml --ckpt_path checkpoints/skipgram/ckpt/last.ckpt
+    from mmlightning.skipgram import train_skipgram
+    vectors_txt = train_skipgram("checkpoints/skipgram", corpus=["gcide"], epochs=5)   # same fit, in Python
+
+What is word2vec's and kept here: dynamic window (each centre draws its window b in 1..window),
+sub-sampling (keep a word of count c with probability (sqrt(c / (sample T)) + 1) sample T / c, T the
+corpus size), K negatives from unigram^0.75, learning rate decaying linearly from `lr` to `min_lr`
+over the whole run (all epochs), input vectors initialised uniform(-0.5/D, 0.5/D) and output vectors
+at zero; the input vectors are the word vectors. A pair (centre c, context x) trains syn0[x] to
+predict c against K negatives, as in word2vec.c.
+
+How it is fast: no autograd. `sgns_update` is the SGNS gradient written out (gathers, one batched
+dot, sigmoid, two index_add_ scatters) on batches of ~1k pairs, one intra-op thread. Pairs are made
+with numpy, chunk by chunk (16k corpus words), in DataLoader worker processes: a chunk is one
+Lightning batch, split inside `training_step` into sub-batches, so Lightning's per-step overhead is paid
+once per ~60k pairs. `hogwild_threads > 1` runs sub-batches in parallel Python threads on the shared
+tables (torch releases the GIL inside its kernels), lock-free like word2vec's threads.
+
+Under DDP every rank takes every world-th chunk; chunk counts are padded so all ranks run the same
+number of steps, and the tables are averaged across ranks every `sync_every` steps and at each epoch end.
+
+Outputs (`output_dir`, default checkpoints/skipgram): `vocab.tsv` (word<TAB>count) and `vectors.txt`
+(word2vec text) written atomically at the end of fit by `ExportVectors`; checkpoints by the trainer.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from mmlightning.corpus import EncodedCorpus, load_encoded, prepare_corpus
+from mmlightning.errors import UserError
+from mmlightning.vectors import KeyedVectors
+
+
+# ------------------------------------------------------------------------------------- pure functions
+def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
+    """word2vec's sub-sampling: P(keep) per word, float64 (V,); sample <= 0 keeps everything."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if sample <= 0:
+        return np.ones_like(counts)
+    threshold = sample * counts.sum()
+    return np.minimum((np.sqrt(counts / threshold) + 1.0) * threshold / counts, 1.0)
+
+
+def alias_table(counts: np.ndarray, power: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
+    """Walker/Vose alias table of the unigram^power distribution: (accept float64 (V,), alias int64 (V,)).
+
+    Word i is drawn with probability counts[i]^power / sum: pick a column j uniformly, keep j with
+    probability accept[j], else take alias[j]. O(1) per draw, exact (unlike word2vec's 1e8-cell table).
+    """
+    w = np.asarray(counts, dtype=np.float64) ** power
+    V = len(w)
+    scaled = w * (V / w.sum())  # (V,) mean 1
+    accept = np.ones(V)
+    alias = np.arange(V, dtype=np.int64)
+    small = [i for i in range(V) if scaled[i] < 1.0]
+    large = [i for i in range(V) if scaled[i] >= 1.0]
+    while small and large:
+        s, l = small.pop(), large.pop()
+        accept[s], alias[s] = scaled[s], l
+        scaled[l] -= 1.0 - scaled[s]
+        (small if scaled[l] < 1.0 else large).append(l)
+    return accept, alias
+
+
+def negative_probabilities(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
+    """The negative-sampling distribution unigram^power, float64 (V,) summing to 1 (for tests)."""
+    w = np.asarray(counts, dtype=np.float64) ** power
+    return w / w.sum()
+
+
+def _draw(table: tuple[np.ndarray, np.ndarray], shape, rng: np.random.Generator) -> np.ndarray:
+    accept, alias = table
+    col = rng.integers(0, len(accept), size=shape)  # int64
+    return np.where(rng.random(shape) < accept[col], col, alias[col])
+
+
+def draw_negatives(table: tuple[np.ndarray, np.ndarray], positives: np.ndarray, k: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """int64 (P, k) negatives from an `alias_table`, redrawn where one equals its row's positive word."""
+    neg = _draw(table, (len(positives), k), rng)  # (P, k)
+    for _ in range(8):  # collisions are rare (a few % for the most frequent word); redraw them
+        hit = neg == positives[:, None]
+        n_hit = int(hit.sum())
+        if not n_hit:
+            break
+        neg[hit] = _draw(table, n_hit, rng)
+    return neg
+
+
+def make_pairs(ids: np.ndarray, sent: np.ndarray, keep_prob: np.ndarray, window: int,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Skip-gram pairs of a stretch of corpus: sub-sample, then dynamic windows within sentences.
+
+    ids: (n,) word ids; sent: (n,) sentence index of each word. Returns (centre, context), int64 (P,) each,
+    grouped by offset (all distance-1 pairs first). A kept centre i with window b_i ~ U{1..window} pairs
+    with every kept j of its sentence with 0 < |i - j| <= b_i, counted after removing discarded words.
+    """
+    keep = rng.random(len(ids)) < keep_prob[ids]  # (n,)
+    ids, sent = ids[keep].astype(np.int64), sent[keep]  # (m,)
+    b = rng.integers(1, window + 1, size=len(ids))  # (m,) effective window of each centre
+    centres, contexts = [], []
+    for d in range(1, window + 1):
+        same = sent[:-d] == sent[d:]  # (m - d,) i and i + d in one sentence
+        right = same & (b[:-d] >= d)  # centre i, context i + d
+        left = same & (b[d:] >= d)  # centre i + d, context i
+        centres += [ids[:-d][right], ids[d:][left]]
+        contexts += [ids[d:][right], ids[:-d][left]]
+    if not centres:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(centres), np.concatenate(contexts)
+
+
+def linear_lr(progress: float, lr: float, min_lr: float) -> float:
+    """Learning rate at `progress` in [0, 1] of the whole run: linear from lr to min_lr (gensim/word2vec)."""
+    return lr + (min_lr - lr) * min(max(progress, 0.0), 1.0)
+
+
+def sgns_update(syn0: torch.Tensor, syn1: torch.Tensor, inp: torch.Tensor, out: torch.Tensor, lr) -> None:
+    """One SGD step of SGNS on B pairs, in place, no autograd.
+
+    syn0, syn1: (V, D) input / output tables; inp: (B,) input (context) ids; out: (B, K + 1) output ids,
+    column 0 the positive (centre) word, the rest negatives; lr: float or 0-d float64 tensor (a tensor
+    keeps one compiled kernel for every rate). Maximises log s(u0.v) + sum_k log s(-uk.v).
+    """
+    B, K1 = out.shape
+    v = syn0.index_select(0, inp)  # (B, D)
+    u = syn1.index_select(0, out.reshape(-1)).view(B, K1, -1)  # (B, K+1, D)
+    score = (u * v.unsqueeze(1)).sum(2)  # (B, K+1)
+    g = torch.sigmoid(score).neg_()  # (B, K+1): label - sigmoid, label 0 for negatives ...
+    g[:, 0] += 1.0  # ... and 1 for the positive
+    g.mul_(lr)
+    grad_v = torch.bmm(g.unsqueeze(1), u).squeeze(1)  # (B, D) computed before syn1 changes, as word2vec
+    syn1.index_add_(0, out.reshape(-1), (g.unsqueeze(2) * v.unsqueeze(1)).view(B * K1, -1))
+    syn0.index_add_(0, inp, grad_v)
+
+
+def sgns_loss(syn0: torch.Tensor, syn1: torch.Tensor, inp: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Mean SGNS loss of B pairs (for logging): -log s(u0.v) - sum_k log s(-uk.v)."""
+    v = syn0[inp]  # (B, D)
+    u = syn1[out]  # (B, K+1, D)
+    score = (u * v.unsqueeze(1)).sum(2)  # (B, K+1)
+    sign = torch.ones_like(score)
+    sign[:, 1:] = -1
+    return -torch.nn.functional.logsigmoid(sign * score).sum(1).mean()
+
+
+# ------------------------------------------------------------------------------------------- data
+class PairChunks(IterableDataset):
+    """Yields one dict per corpus chunk: {'input': (P,), 'output': (P, K+1), 'chunk', 'n_chunks', 'words'}.
+
+    Chunks (of `chunk_words` corpus words) go round-robin to (rank, worker) slots; the chunk list is
+    padded with empty chunks so every slot yields the same number. Randomness is seeded by
+    (seed, epoch, chunk): the pairs do not depend on the number of workers or ranks.
+    """
+
+    def __init__(self, corpus_dir: str, window: int, negative: int, sample: float, chunk_words: int,
+                 seed: int, rank: int = 0, world_size: int = 1):
+        self.corpus_dir = corpus_dir
+        self.window, self.negative, self.sample = window, negative, sample
+        self.chunk_words, self.seed = chunk_words, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self._enc: EncodedCorpus | None = None
+
+    def _corpus(self) -> EncodedCorpus:
+        if self._enc is None:  # opened lazily in each worker: the memmap is never pickled
+            self._enc = load_encoded(self.corpus_dir)
+            self._keep = keep_probabilities(self._enc.counts, self.sample)  # (V,)
+            self._table = alias_table(self._enc.counts)  # (V,), (V,)
+        return self._enc
+
+    def n_chunks(self, workers: int = 1) -> int:
+        """Chunks per epoch including padding, for `workers` dataloader workers per rank."""
+        n = math.ceil(self._corpus().n_tokens / self.chunk_words)
+        slots = self.world_size * max(workers, 1)
+        return math.ceil(n / slots) * slots
+
+    def chunk(self, c: int, epoch: int) -> dict[str, Any]:
+        enc = self._corpus()
+        lo, hi = c * self.chunk_words, min((c + 1) * self.chunk_words, enc.n_tokens)
+        rng = np.random.default_rng([self.seed, epoch, c])
+        if lo >= hi:  # padding chunk
+            centre = context = np.zeros(0, np.int64)
+        else:
+            ids = np.asarray(enc.tokens[lo:hi])  # (n,)
+            sent = np.searchsorted(enc.sentences, np.arange(lo, hi), side="right")  # (n,)
+            centre, context = make_pairs(ids, sent, self._keep, self.window, rng)  # (P,), (P,)
+        neg = draw_negatives(self._table, centre, self.negative, rng)  # (P, K)
+        out = np.concatenate([centre[:, None], neg], axis=1)  # (P, K+1)
+        return {"input": torch.from_numpy(context), "output": torch.from_numpy(out),
+                "chunk": c, "words": max(hi - lo, 0)}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        n = self.n_chunks(nw)
+        slot, slots = self.rank * nw + wid, self.world_size * nw
+        for c in range(slot, n, slots):
+            item = self.chunk(c, self.epoch)
+            item["n_chunks"] = n
+            yield item
+
+
+class SkipGramDataModule(pl.LightningDataModule):
+    """The corpus (cached as word ids) and its stream of skip-gram pairs with negatives."""
+
+    def __init__(self, corpus: list[str] | str = "gcide", cache_dir: str = "checkpoints/corpus_cache",
+                 min_count: int = 5, max_vocab: int | None = None, window: int = 5, negative: int = 5,
+                 sample: float = 1e-3, chunk_words: int = 16384, num_workers: int = 1, seed: int = 1,
+                 download: bool = False):
+        """
+        Args:
+            corpus: sources read in order: 'gcide', 'text8', files (.txt, .txt.gz, BNC .xml) or folders.
+            cache_dir: where the vocabulary and encoded corpus are cached (keyed by files + settings).
+            min_count: drop words seen fewer times (word2vec's min_count).
+            max_vocab: keep at most this many most frequent words (None: no limit).
+            window: maximum window; each centre draws its window in 1..window.
+            negative: negatives per pair, drawn from unigram^0.75.
+            sample: sub-sampling threshold (word2vec's -sample; 0 disables).
+            chunk_words: corpus words per Lightning batch (pairs are made per chunk).
+            num_workers: DataLoader worker processes making pairs (0: in the training process).
+            seed: seed of sub-sampling, windows and negatives.
+            download: allow downloading text8 if it is named and missing.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        for name, value, low in (("window", window, 1), ("negative", negative, 1), ("chunk_words", chunk_words, 1),
+                                 ("min_count", min_count, 1), ("num_workers", num_workers, 0)):
+            if value < low:
+                raise UserError(f"data.{name}: must be >= {low}, got {value}")
+        self.corpus = corpus
+        self.encoded: EncodedCorpus | None = None
+        self.dataset: PairChunks | None = None
+
+    def prepare_data(self) -> None:
+        prepare_corpus(self.corpus, self.hparams.cache_dir, self.hparams.min_count, self.hparams.max_vocab,
+                       download=self.hparams.download, progress=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.encoded is not None:
+            return
+        self.encoded = prepare_corpus(self.corpus, self.hparams.cache_dir, self.hparams.min_count,
+                                      self.hparams.max_vocab, download=self.hparams.download)
+        rank, world = 0, 1
+        if self.trainer is not None:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        h = self.hparams
+        self.dataset = PairChunks(str(self.encoded.path), h.window, h.negative, h.sample, h.chunk_words,
+                                  h.seed, rank, world)
+
+    def train_dataloader(self) -> DataLoader:
+        nw = self.hparams.num_workers
+        return DataLoader(self.dataset, batch_size=None, num_workers=nw, prefetch_factor=4 if nw else None,
+                          persistent_workers=False, worker_init_fn=_one_thread)
+
+
+def _one_thread(_worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+# ------------------------------------------------------------------------------------------- model
+class SkipGram(pl.LightningModule):
+    """SGNS tables syn0 (input, the word vectors) and syn1 (output), trained by `sgns_update`.
+
+    The tables are created in `setup` from the datamodule's vocabulary (V is known only then); the
+    checkpoint carries the vocabulary, so vectors can be exported without the corpus.
+    """
+
+    def __init__(self, dim: int = 100, lr: float = 0.025, min_lr: float = 0.0001, batch_pairs: int = 1024,
+                 hogwild_threads: int = 1, intra_op_threads: int = 1, compile: bool = True, sync_every: int = 64,
+                 seed: int = 1, output_dir: str | None = "checkpoints/skipgram"):
+        """
+        Args:
+            dim: vector dimension.
+            lr: initial learning rate (word2vec's alpha for skip-gram: 0.025).
+            min_lr: final learning rate, reached at the end of the last epoch.
+            batch_pairs: pairs per SGD update (sub-batch of a chunk).
+            hogwild_threads: parallel threads updating the shared tables lock-free (1: none).
+            intra_op_threads: torch intra-op threads (1 is fastest for these small ops).
+            compile: fuse `sgns_update` into one kernel with torch.compile (falls back to eager if it fails).
+            sync_every: under DDP, average the tables across ranks every this many steps.
+            seed: seed of the initial vectors.
+            output_dir: where vocab.tsv and vectors.txt are written at the end of fit (None: not written).
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        if dim < 1 or batch_pairs < 1 or hogwild_threads < 1 or lr <= 0:
+            raise UserError(f"model: dim, batch_pairs, hogwild_threads must be >= 1 and lr > 0 "
+                            f"(got {dim}, {batch_pairs}, {hogwild_threads}, {lr})")
+        self.words: list[str] = []
+        self.counts: np.ndarray = np.zeros(0, np.int64)
+        self.vocab_hash = ""
+        self.syn0: torch.nn.Parameter | None = None
+        self.syn1: torch.nn.Parameter | None = None
+        self._pool = None
+        self._compiled = None
+        self._t0 = None
+        self._words_seen = 0
+
+    # -- tables ---------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if not isinstance(dm, SkipGramDataModule):
+            raise UserError("model SkipGram needs data: class_path: mmlightning.skipgram.SkipGramDataModule")
+        dm.setup(stage)
+        self.set_vocabulary(dm.encoded.words, dm.encoded.counts)
+        torch.set_num_threads(self.hparams.intra_op_threads)
+
+    def set_vocabulary(self, words: Sequence[str], counts: np.ndarray) -> None:
+        """Create word2vec-initialised tables for `words` (no-op if they exist for the same words)."""
+        if self.syn0 is not None and list(words) == self.words:
+            return
+        self.words = list(words)
+        self.counts = np.asarray(counts, dtype=np.int64)
+        self.vocab_hash = _vocab_hash(self.words)
+        V, D = len(self.words), self.hparams.dim
+        gen = torch.Generator().manual_seed(self.hparams.seed)
+        self.syn0 = torch.nn.Parameter((torch.rand(V, D, generator=gen) - 0.5) / D)  # (V, D)
+        self.syn1 = torch.nn.Parameter(torch.zeros(V, D))  # (V, D)
+
+    def word_vectors(self) -> KeyedVectors:
+        """The input embeddings as KeyedVectors (a copy, float32)."""
+        if self.syn0 is None:
+            raise UserError("SkipGram has no vectors yet (fit it or load a checkpoint first)")
+        return KeyedVectors(self.words, self.syn0.detach().float().cpu().numpy().copy())
+
+    def configure_optimizers(self):
+        return None  # the update rule is sgns_update
+
+    def configure_callbacks(self):
+        return [ExportVectors(self.hparams.output_dir)] if self.hparams.output_dir else []
+
+    # -- training -------------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        if self.trainer.max_epochs is None or self.trainer.max_epochs < 1:
+            raise UserError("trainer.max_epochs: must be set (the learning rate decays over the whole run)")
+        ds = getattr(self.trainer.datamodule, "dataset", None)
+        if ds is not None:
+            ds.epoch = self.current_epoch  # read by the workers, which start after this hook
+        self._t0, self._words_seen = time.perf_counter(), 0
+
+    def lr_at(self, epoch_fraction: float) -> float:
+        """Learning rate at `epoch_fraction` (0..1) of the current epoch."""
+        progress = (self.current_epoch + epoch_fraction) / self.trainer.max_epochs
+        return linear_lr(progress, self.hparams.lr, self.hparams.min_lr)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        inp, out = batch["input"].to(self.device), batch["output"].to(self.device)  # (P,), (P, K+1)
+        chunk, n_chunks = int(batch["chunk"]), int(batch["n_chunks"])
+        B = self.hparams.batch_pairs
+        starts = list(range(0, len(inp), B))
+        syn0, syn1 = self.syn0.data, self.syn1.data
+
+        def run(js):
+            for j in js:
+                lr = torch.tensor(self.lr_at((chunk + j / len(starts)) / n_chunks), dtype=torch.float64)
+                i, o = inp[starts[j]:starts[j] + B], out[starts[j]:starts[j] + B]  # (b,), (b, K+1)
+                self._update_fn(len(i))(syn0, syn1, i, o, lr)
+
+        T = self.hparams.hogwild_threads
+        if T > 1 and len(starts) > 1:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+                self._pool = ThreadPoolExecutor(T - 1)
+            futs = [self._pool.submit(run, range(t, len(starts), T)) for t in range(1, T)]
+            run(range(0, len(starts), T))
+            for f in futs:
+                f.result()
+        else:
+            run(range(len(starts)))
+
+        self._words_seen += int(batch["words"])
+        if self.trainer.world_size > 1 and (self.global_step_count() % self.hparams.sync_every == 0):
+            self.average_across_ranks()
+        self._steps = getattr(self, "_steps", 0) + 1
+        elapsed = time.perf_counter() - self._t0
+        self.log("words_per_s", self._words_seen * self.trainer.world_size / max(elapsed, 1e-9),
+                 prog_bar=True, on_step=True, on_epoch=False, batch_size=1, rank_zero_only=True)
+        self.log("lr", self.lr_at((chunk + 1) / n_chunks), on_step=True, on_epoch=False, batch_size=1,
+                 rank_zero_only=True)
+        if batch_idx % 50 == 0 and len(inp):
+            with torch.no_grad():
+                loss = sgns_loss(syn0, syn1, inp[:B], out[:B])
+            self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=1,
+                     rank_zero_only=True)
+
+    def _update_fn(self, b: int):
+        """The compiled update for full sub-batches (one fixed shape, no recompiles), eager otherwise."""
+        if not self.hparams.compile or b != self.hparams.batch_pairs:
+            return sgns_update
+        if self._compiled is None:
+            compiled = torch.compile(sgns_update, dynamic=False)
+
+            def guarded(*args):
+                try:
+                    return compiled(*args)
+                except Exception as e:  # no C++ compiler, unsupported backend...: stay correct, be slower
+                    import warnings
+                    warnings.warn(f"torch.compile of sgns_update failed ({type(e).__name__}: {e}); using eager")
+                    self._compiled = sgns_update
+                    return sgns_update(*args)
+            self._compiled = guarded
+        return self._compiled
+
+    def global_step_count(self) -> int:
+        self._sync_steps = getattr(self, "_sync_steps", 0) + 1
+        return self._sync_steps
+
+    def on_train_epoch_end(self) -> None:
+        if self.trainer.world_size > 1:
+            self.average_across_ranks()
+
+    def average_across_ranks(self) -> None:
+        """Model averaging under DDP: each table becomes the mean of the ranks' tables."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        with torch.no_grad():
+            for p in (self.syn0, self.syn1):
+                dist.all_reduce(p.data, op=dist.ReduceOp.SUM)
+                p.data /= dist.get_world_size()
+
+    def teardown(self, stage: str) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["skipgram"] = {"words": self.words, "counts": self.counts.tolist(), "vocab_hash": self.vocab_hash}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        info = checkpoint.get("skipgram")
+        if info is None:
+            raise UserError("checkpoint: not a SkipGram checkpoint (no 'skipgram' entry)")
+        if self.syn0 is None:  # loaded outside fit: take the checkpoint's vocabulary
+            self.set_vocabulary(info["words"], np.asarray(info["counts"]))
+        elif info["vocab_hash"] != self.vocab_hash:
+            raise UserError(f"checkpoint: its vocabulary ({len(info['words'])} words, {info['vocab_hash']}) is not "
+                            f"this corpus's ({len(self.words)} words, {self.vocab_hash}); same corpus and "
+                            "min_count are needed to resume")
+
+
+def _vocab_hash(words: Sequence[str]) -> str:
+    import hashlib
+    return hashlib.sha1("\n".join(words).encode()).hexdigest()[:16]
+
+
+class ExportVectors(pl.Callback):
+    """At the end of fit, writes `<dirpath>/vocab.tsv` and `<dirpath>/vectors.txt` (word2vec text), atomically."""
+
+    def __init__(self, dirpath: str = "checkpoints/skipgram"):
+        """
+        Args:
+            dirpath: folder for vocab.tsv and vectors.txt.
+        """
+        super().__init__()
+        self.dirpath = Path(dirpath)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: SkipGram) -> None:
+        if trainer.global_rank != 0:
+            return
+        write_outputs(self.dirpath, pl_module.word_vectors(), pl_module.counts)
+
+
+def write_outputs(dirpath: str | os.PathLike, kv: KeyedVectors, counts: np.ndarray) -> Path:
+    """Write vocab.tsv and vectors.txt under `dirpath` atomically; returns the vectors path."""
+    from mmlightning.atomic import write_text
+    dirpath = Path(dirpath)
+    write_text(dirpath / "vocab.tsv", "".join(f"{w}\t{int(c)}\n" for w, c in zip(kv.index_to_key, counts)))
+    kv.save_word2vec(dirpath / "vectors.txt")
+    return dirpath / "vectors.txt"
+
+
+# ------------------------------------------------------------------------------- Python entry point
+def train_skipgram(output_dir: str | os.PathLike = "checkpoints/skipgram", corpus: list[str] | str = "gcide",
+                   epochs: int = 5, dim: int = 100, window: int = 5, negative: int = 5, sample: float = 1e-3,
+                   min_count: int = 5, lr: float = 0.025, min_lr: float = 0.0001, seed: int = 1,
+                   cache_dir: str | os.PathLike = "checkpoints/corpus_cache", num_workers: int = 1,
+                   hogwild_threads: int = 1, accelerator: str = "cpu", devices: int | str = 1,
+                   strategy: str = "auto", callbacks: list | None = None, **model_kwargs) -> Path:
+    """Train (or resume, or reuse) skip-gram vectors; returns the path of `<output_dir>/vectors.txt`.
+
+    The same fit as configs/skipgram.yaml. Finished runs are reused (vectors.txt present and the
+    settings unchanged); an interrupted one resumes from `<output_dir>/ckpt/last.ckpt`.
+    """
+    import json
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    output_dir = Path(output_dir)
+    settings = {"corpus": corpus, "epochs": epochs, "dim": dim, "window": window, "negative": negative,
+                "sample": sample, "min_count": min_count, "lr": lr, "min_lr": min_lr, "seed": seed,
+                "model_kwargs": model_kwargs}
+    done = output_dir / "settings.json"
+    vectors = output_dir / "vectors.txt"
+    if vectors.is_file() and done.is_file() and json.loads(done.read_text()) == json.loads(json.dumps(settings)):
+        return vectors
+    dm = SkipGramDataModule(corpus=corpus, cache_dir=str(cache_dir), min_count=min_count, window=window,
+                            negative=negative, sample=sample, num_workers=num_workers, seed=seed)
+    model = SkipGram(dim=dim, lr=lr, min_lr=min_lr, seed=seed, hogwild_threads=hogwild_threads,
+                     output_dir=str(output_dir), **model_kwargs)
+    ckpt_dir = output_dir / "ckpt"
+    trainer = pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=devices, strategy=strategy,
+                         default_root_dir=str(output_dir), logger=CSVLogger(str(output_dir), name="logs"),
+                         callbacks=[ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0),
+                                    *(callbacks or [])],
+                         enable_model_summary=False)
+    last = ckpt_dir / "last.ckpt"
+    trainer.fit(model, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
+    if trainer.global_rank == 0:
+        from mmlightning.atomic import write_json
+        write_json(done, settings)
+    return vectors
