@@ -33,6 +33,9 @@ The paper's baseline (VLFeat DSIFT, 100 k-means words, one 100-bin histogram per
    histogram is L1-normalised (sums to 1).
 5. Backbone "bovw" (`mmlightning.backbones`): preprocess "gray", feature_dim K, forward maps
    (B, 1, H, W) -> (B, K) histograms; the extraction pipeline aggregates them per word (mean, max).
+   It runs on the CPU whatever the device, parallel over the images of a batch (`num_threads`, each
+   thread with single-threaded OpenCV and torch: nested thread pools crawl on a small, busy CPU). Its
+   `layer` is "bovw-k<K>-<centroid hash>", so resuming an extraction with another codebook is refused.
 """
 from __future__ import annotations
 
