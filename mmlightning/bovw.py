@@ -4,7 +4,7 @@
     python -m mmlightning predict --config configs/extract_bovw.yaml
 
     from mmlightning.bovw import fit_codebook
-    codebook = fit_codebook(["checkpoints/shards/tuxpaint"], "checkpoints/bovw/codebook.pt", k=100)
+    codebook = fit_codebook(["checkpoints/shards/tuxpaint"], "checkpoints/bovw/tuxpaint/codebook.pt", k=100)
     run_extraction(shards, out_dir, backbone="bovw", backbone_kwargs={"codebook": str(codebook)})
 
 The paper's baseline (VLFeat DSIFT, 100 k-means words, one 100-bin histogram per image), rebuilt as:
