@@ -40,7 +40,7 @@ def numpy_dense_sift_loop(image: np.ndarray, bin_size: int = 4, step: int = 8) -
     f = image.astype(np.float32)
     gy, gx = np.gradient(f)  # (H, W) each
     mag = np.hypot(gx, gy)
-    ori = np.mod(np.arctan2(gy, gx), 2 * np.pi)  # 0 .. 2 pi
+    ori = np.mod(np.arctan2(-gy, gx), 2 * np.pi)  # 0 .. 2 pi, counterclockwise with y up (as OpenCV)
     patch = 4 * bin_size
     yy, xx = np.mgrid[0:patch, 0:patch] + 0.5
     window = np.exp(-((xx - patch / 2) ** 2 + (yy - patch / 2) ** 2) / (2 * (patch / 2) ** 2))
@@ -131,6 +131,11 @@ def main() -> None:
             results[f"CNN efficientnet_lite0 ({threads} thread{'s' if threads > 1 else ''})"] = rate(
                 lambda: [cnn(x[i:i + 32]) for i in range(0, n, 32)], n)
 
+    a = np.concatenate([dense_sift(g, DenseSift(min_contrast=0)) for g in grey_u8[:nb]])
+    b = np.concatenate([numpy_dense_sift_loop(g) for g in grey_u8[:nb]])
+    keep = (np.linalg.norm(a, axis=1) > 0) & (np.linalg.norm(b, axis=1) > 0)
+    cos = (a[keep] * b[keep]).sum(1) / np.linalg.norm(a[keep], axis=1) / np.linalg.norm(b[keep], axis=1)
+    print(f"same descriptors? median cosine ours vs numpy loop: {np.median(cos):.3f} over {keep.sum()} patches")
     for name, r in results.items():
         print(f"{name:<40} {r:8.1f} images/s")
     base = results["baseline numpy loop (1 thread)"]
