@@ -404,7 +404,11 @@ class SkipGram(pl.LightningModule):
         if not self.hparams.compile or b != self.hparams.batch_pairs:
             return sgns_update
         if self._compiled is None:
-            compiled = torch.compile(sgns_update, dynamic=False)
+            import torch._inductor.config as inductor_config
+            inductor_config.compile_threads = 1  # no pool of compile processes (memory, shared CPUs)
+            # cpp_wrapper: the kernel is called from C++ without Python in between (less overhead per step)
+            options = {"cpp_wrapper": True} if self.device.type == "cpu" else {}
+            compiled = torch.compile(sgns_update, dynamic=False, options=options)
 
             def guarded(*args):
                 try:

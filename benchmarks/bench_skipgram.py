@@ -1,0 +1,168 @@
+"""Skip-gram speed, quality and memory: gensim's Word2Vec (the baseline) vs mmlightning's SkipGram, one run.
+
+    .venv/bin/python benchmarks/bench_skipgram.py                          # GCIDE, 5 epochs, both systems
+    .venv/bin/python benchmarks/bench_skipgram.py --epochs 1 --max-words 1000000   # a quick look
+    .venv/bin/python benchmarks/bench_skipgram.py --accelerator gpu        # ours on a GPU (gensim on CPU)
+
+Both train on the same encoded corpus (mmlightning's cache: same tokens, same sentences, same vocabulary)
+with the same settings (sg, 100 dims, window 5, 5 negatives, sample 1e-3, min_count 5, lr 0.025 -> 0.0001).
+Each system runs in its own child process, one after the other, so peak RSS (ru_maxrss of the process and
+of its DataLoader workers) is per system. Printed for each: training wall time, words/s (corpus words x
+epochs / training time; ours includes Lightning start-up and torch.compile), WS353 and MEN Spearman rho
+(pairs with an unknown word skipped), peak RSS; then the ratios ours / gensim.
+The machine is shared: the load average before and after is printed too; the ratio is what counts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + kids) / 1024.0  # KiB -> MiB (own + the largest worker: an upper bound of the peak)
+
+
+def _corpus(args):
+    from mmlightning.corpus import prepare_corpus
+    return prepare_corpus(args.corpus, args.cache_dir, args.min_count)
+
+
+def _truncate(enc, max_words: int | None):
+    """(number of sentences, number of words) of the first sentences holding at most max_words words."""
+    import numpy as np
+    if not max_words or max_words >= enc.n_tokens:
+        return len(enc.sentences) - 1, enc.n_tokens
+    s = int(np.searchsorted(enc.sentences, max_words, side="right")) - 1
+    return s, int(enc.sentences[s])
+
+
+def _scores(kv) -> dict:
+    from mmlightning.benchmarks import load_benchmark
+    from mmlightning.relatedness import score
+    out = {}
+    for name in ("ws353", "men"):
+        r = score(kv, load_benchmark(name), oov="skip")
+        out[name] = r.rho
+        out[name + "_pairs"] = f"{r.pairs_used}/{r.pairs_total}"
+    return out
+
+
+def run_gensim(args) -> dict:
+    from gensim.models import Word2Vec
+    from mmlightning.corpus import sentences_as_words
+    from mmlightning.vectors import KeyedVectors
+    enc = _corpus(args)
+    n_sent, n_words = _truncate(enc, args.max_words)
+    sents = [s for _, s in zip(range(n_sent), sentences_as_words(enc))]
+    model = Word2Vec(vector_size=args.dim, window=args.window, min_count=args.min_count, sg=1, hs=0,
+                     negative=args.negative, sample=args.sample, alpha=0.025, min_alpha=0.0001,
+                     workers=args.gensim_workers, seed=args.seed)
+    model.build_vocab(sents)
+    t = time.perf_counter()
+    model.train(sents, total_examples=len(sents), epochs=args.epochs)
+    wall = time.perf_counter() - t
+    kv = KeyedVectors(list(model.wv.index_to_key), model.wv.vectors)
+    return {"system": f"gensim {__import__('gensim').__version__} Word2Vec (workers={args.gensim_workers})",
+            "words": n_words, "wall_s": wall, "words_per_s": n_words * args.epochs / wall,
+            **_scores(kv), "peak_rss_mb": _rss_mb()}
+
+
+def run_ours(args) -> dict:
+    import pytorch_lightning as pl
+    import numpy as np
+    from mmlightning.skipgram import SkipGram, SkipGramDataModule
+    enc = _corpus(args)
+    n_sent, n_words = _truncate(enc, args.max_words)
+    corpus = args.corpus
+    if n_words < enc.n_tokens:  # write the same truncated text as a .txt corpus
+        from mmlightning.corpus import sentences_as_words
+        tmp = Path(args.cache_dir) / f"bench-first-{n_words}.txt"
+        if not tmp.exists():
+            with open(tmp, "w") as fh:
+                for _, s in zip(range(n_sent), sentences_as_words(enc)):
+                    fh.write(" ".join(s) + "\n")
+        corpus = [str(tmp)]
+    with tempfile.TemporaryDirectory() as out:
+        dm = SkipGramDataModule(corpus=corpus, cache_dir=args.cache_dir, min_count=args.min_count,
+                                window=args.window, negative=args.negative, sample=args.sample,
+                                num_workers=args.num_workers, seed=args.seed)
+        dm.prepare_data()  # cached: not timed
+        model = SkipGram(dim=args.dim, hogwild_threads=args.hogwild_threads, compile=args.compile,
+                         seed=args.seed, output_dir=None)
+        trainer = pl.Trainer(max_epochs=args.epochs, accelerator=args.accelerator, devices=args.devices,
+                             strategy=args.strategy, logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, default_root_dir=out)
+        t = time.perf_counter()
+        trainer.fit(model, datamodule=dm)
+        wall = time.perf_counter() - t
+        if trainer.global_rank != 0:
+            sys.exit(0)
+        kv = model.word_vectors()
+    return {"system": f"mmlightning SkipGram (compile={args.compile}, hogwild_threads={args.hogwild_threads}, "
+                      f"data workers={args.num_workers}, {args.accelerator} x{args.devices})",
+            "words": n_words, "wall_s": wall, "words_per_s": n_words * args.epochs / wall,
+            **_scores(kv), "peak_rss_mb": _rss_mb()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", nargs="+", default=["gcide"])
+    p.add_argument("--cache-dir", default=str(ROOT / "checkpoints" / "corpus_cache"))
+    p.add_argument("--max-words", type=int, default=None, help="train on the first sentences up to this many words")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--dim", type=int, default=100)
+    p.add_argument("--window", type=int, default=5)
+    p.add_argument("--negative", type=int, default=5)
+    p.add_argument("--sample", type=float, default=1e-3)
+    p.add_argument("--min-count", type=int, default=5)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--gensim-workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--hogwild-threads", type=int, default=1)
+    p.add_argument("--num-workers", type=int, default=1, help="our DataLoader workers (pair generation)")
+    p.add_argument("--compile", type=lambda s: s.lower() in ("1", "true", "yes"), default=True)
+    p.add_argument("--accelerator", default="cpu")
+    p.add_argument("--devices", type=int, default=1)
+    p.add_argument("--strategy", default="auto")
+    p.add_argument("--only", choices=["gensim", "ours"], help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.only:
+        import torch
+        torch.set_num_threads(1) if args.only == "ours" else None
+        res = run_gensim(args) if args.only == "gensim" else run_ours(args)
+        print("RESULT " + json.dumps(res))
+        return
+    _corpus(args)  # build the cache once, untimed
+    print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)", flush=True)
+    results = {}
+    for which in ("gensim", "ours"):
+        cmd = [sys.executable, __file__, *sys.argv[1:], "--only", which]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+            sys.exit(f"{which} failed")
+        results[which] = json.loads(lines[-1][7:])
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    for which, r in results.items():
+        print(f"{which:7s} {r['system']}\n        {r['words']} words x {args.epochs} epochs: wall {r['wall_s']:.1f} s, "
+              f"{r['words_per_s']:,.0f} words/s, WS353 rho {r['ws353']:.3f} ({r['ws353_pairs']}), "
+              f"MEN rho {r['men']:.3f} ({r['men_pairs']}), peak RSS {r['peak_rss_mb']:.0f} MiB")
+    g, o = results["gensim"], results["ours"]
+    print(f"ratio ours/gensim: speed {o['words_per_s'] / g['words_per_s']:.2f}x, "
+          f"WS353 rho diff {o['ws353'] - g['ws353']:+.3f}, MEN rho diff {o['men'] - g['men']:+.3f}")
+
+
+if __name__ == "__main__":
+    main()
