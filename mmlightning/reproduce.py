@@ -166,6 +166,8 @@ def reproduce(
         sh_stage, sh_out = runner.run("shard", f"shard:{name}", spec, lambda d, spec=spec: {
             "shards": str(shard(output_dir=str(d), **spec))})
         shards_dir = sh_out["shards"]
+        if shards_dir.endswith(".json"):  # shard() returns its manifest; extraction reads the folder
+            shards_dir = str(Path(shards_dir).parent)
         ex_settings = {"shards": sh_stage.key, "backbone": backbone, "backbone_kwargs": backbone_kwargs,
                        "layer": layer}
         _, ex_out = runner.run("extract", f"extract:{name}", ex_settings, lambda d: _extract(
@@ -213,6 +215,7 @@ def _extract(run_extraction, shards_dir, out: Path, backbone, backbone_kwargs, l
              accelerator, devices) -> dict:
     run_extraction(Path(shards_dir), out, backbone=backbone, backbone_kwargs=backbone_kwargs, layer=layer,
                    batch_size=batch_size, num_workers=num_workers, accelerator=accelerator, devices=devices)
+    _check_images(out / "aggregates.pt", shards_dir)
     return {"aggregates": str(out / "aggregates.pt"), "mean": str(out / "mean.txt"), "max": str(out / "max.txt")}
 
 
@@ -224,8 +227,19 @@ def _bovw(run_extraction, shards_dir, out: Path, k: int, max_images: int, seed: 
     feats = out / "features"
     run_extraction(Path(shards_dir), feats, backbone="bovw", backbone_kwargs={"codebook": str(codebook)},
                    batch_size=batch_size, num_workers=num_workers, accelerator="cpu", devices=1)
+    _check_images(feats / "aggregates.pt", shards_dir)
     return {"codebook": str(codebook), "aggregates": str(feats / "aggregates.pt"),
             "mean": str(feats / "mean.txt"), "max": str(feats / "max.txt")}
+
+
+def _check_images(aggregates: Path, shards_dir) -> None:
+    """A stage that read no image at all is an error, not an empty table."""
+    from mmlightning.aggregate import load_aggregates
+
+    agg, meta = load_aggregates(aggregates)
+    if len(agg) == 0:
+        raise UserError(f"{shards_dir}: no image could be read ({meta.get('n_skipped', 0)} samples skipped; "
+                        f"the reasons are listed in {aggregates})")
 
 
 def write_release(out: Path, linguistic_path: str, aggregates: dict[str, str], alpha: float, settings: dict) -> dict:
