@@ -263,6 +263,9 @@ class SkipGramDataModule(pl.LightningDataModule):
                                   h.seed, rank, world)
 
     def train_dataloader(self) -> DataLoader:
+        # Called again every epoch (SkipGram sets reload_dataloaders_every_n_epochs = 1): Lightning creates
+        # the iterator, and starts the workers, before `on_train_epoch_start`, so the epoch is set here.
+        self.dataset.epoch = self.trainer.current_epoch if self.trainer is not None else 0
         nw = self.hparams.num_workers
         return DataLoader(self.dataset, batch_size=None, num_workers=nw, prefetch_factor=4 if nw else None,
                           persistent_workers=False, worker_init_fn=_one_thread)
@@ -318,6 +321,7 @@ class SkipGram(pl.LightningModule):
         if not isinstance(dm, SkipGramDataModule):
             raise UserError("model SkipGram needs data: class_path: mmlightning.skipgram.SkipGramDataModule")
         dm.setup(stage)
+        self.trainer.reload_dataloaders_every_n_epochs = 1  # a fresh pair stream, seeded by epoch (see above)
         self.set_vocabulary(dm.encoded.words, dm.encoded.counts)
         torch.set_num_threads(self.hparams.intra_op_threads)
 
@@ -340,7 +344,9 @@ class SkipGram(pl.LightningModule):
         return KeyedVectors(self.words, self.syn0.detach().float().cpu().numpy().copy())
 
     def configure_optimizers(self):
-        return None  # the update rule is sgns_update
+        # The update is sgns_update; this no-op optimizer (lr 0, and no .grad ever) is stepped once per
+        # batch only so that Lightning counts global steps (checkpoints, logging, resume rely on them).
+        return torch.optim.SGD([self.syn0], lr=0.0)
 
     def configure_callbacks(self):
         return [ExportVectors(self.hparams.output_dir)] if self.hparams.output_dir else []
@@ -349,9 +355,6 @@ class SkipGram(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         if self.trainer.max_epochs is None or self.trainer.max_epochs < 1:
             raise UserError("trainer.max_epochs: must be set (the learning rate decays over the whole run)")
-        ds = getattr(self.trainer.datamodule, "dataset", None)
-        if ds is not None:
-            ds.epoch = self.current_epoch  # read by the workers, which start after this hook
         self._t0, self._words_seen = time.perf_counter(), 0
 
     def lr_at(self, epoch_fraction: float) -> float:
@@ -384,6 +387,7 @@ class SkipGram(pl.LightningModule):
         else:
             run(range(len(starts)))
 
+        self.optimizers().step()  # counts the step; changes nothing (see configure_optimizers)
         self._words_seen += int(batch["words"])
         if self.trainer.world_size > 1 and (self.global_step_count() % self.hparams.sync_every == 0):
             self.average_across_ranks()
@@ -495,38 +499,44 @@ def train_skipgram(output_dir: str | os.PathLike = "checkpoints/skipgram", corpu
                    epochs: int = 5, dim: int = 100, window: int = 5, negative: int = 5, sample: float = 1e-3,
                    min_count: int = 5, lr: float = 0.025, min_lr: float = 0.0001, seed: int = 1,
                    cache_dir: str | os.PathLike = "checkpoints/corpus_cache", num_workers: int = 1,
-                   hogwild_threads: int = 1, accelerator: str = "cpu", devices: int | str = 1,
-                   strategy: str = "auto", callbacks: list | None = None, **model_kwargs) -> Path:
+                   chunk_words: int = 16384, accelerator: str = "cpu", devices: int | str = 1,
+                   strategy: str = "auto", callbacks: list | None = None, progress_bar: bool = True,
+                   **model_kwargs) -> Path:
     """Train (or resume, or reuse) skip-gram vectors; returns the path of `<output_dir>/vectors.txt`.
 
-    The same fit as configs/skipgram.yaml. Finished runs are reused (vectors.txt present and the
-    settings unchanged); an interrupted one resumes from `<output_dir>/ckpt/last.ckpt`.
+    The same fit as configs/skipgram.yaml (extra SkipGram arguments, e.g. compile=False or
+    hogwild_threads=2, go through `model_kwargs`). A finished run with the same settings is reused; an
+    interrupted one resumes from `<output_dir>/ckpt/last.ckpt`; a folder holding a run with other
+    settings is refused (UserError) rather than mixed.
     """
     import json
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
+    from mmlightning.atomic import write_json
 
     output_dir = Path(output_dir)
-    settings = {"corpus": corpus, "epochs": epochs, "dim": dim, "window": window, "negative": negative,
-                "sample": sample, "min_count": min_count, "lr": lr, "min_lr": min_lr, "seed": seed,
-                "model_kwargs": model_kwargs}
-    done = output_dir / "settings.json"
-    vectors = output_dir / "vectors.txt"
-    if vectors.is_file() and done.is_file() and json.loads(done.read_text()) == json.loads(json.dumps(settings)):
-        return vectors
-    dm = SkipGramDataModule(corpus=corpus, cache_dir=str(cache_dir), min_count=min_count, window=window,
-                            negative=negative, sample=sample, num_workers=num_workers, seed=seed)
-    model = SkipGram(dim=dim, lr=lr, min_lr=min_lr, seed=seed, hogwild_threads=hogwild_threads,
-                     output_dir=str(output_dir), **model_kwargs)
+    settings = json.loads(json.dumps(
+        {"corpus": corpus, "epochs": epochs, "dim": dim, "window": window, "negative": negative,
+         "sample": sample, "min_count": min_count, "lr": lr, "min_lr": min_lr, "seed": seed,
+         "chunk_words": chunk_words, "model_kwargs": model_kwargs}, default=str))
+    vectors, done = output_dir / "vectors.txt", output_dir / "settings.json"
     ckpt_dir = output_dir / "ckpt"
+    started, last = output_dir / "settings.started.json", ckpt_dir / "last.ckpt"
+    if vectors.is_file() and done.is_file() and json.loads(done.read_text()) == settings:
+        return vectors
+    if last.is_file() and started.is_file() and json.loads(started.read_text()) != settings:
+        raise UserError(f"{last}: a run with other settings is in {output_dir}; use another output_dir or delete it")
+    write_json(started, settings)
+    dm = SkipGramDataModule(corpus=corpus, cache_dir=str(cache_dir), min_count=min_count, window=window,
+                            negative=negative, sample=sample, chunk_words=chunk_words, num_workers=num_workers,
+                            seed=seed)
+    model = SkipGram(dim=dim, lr=lr, min_lr=min_lr, seed=seed, output_dir=str(output_dir), **model_kwargs)
     trainer = pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=devices, strategy=strategy,
                          default_root_dir=str(output_dir), logger=CSVLogger(str(output_dir), name="logs"),
-                         callbacks=[ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0),
+                         callbacks=[ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=1),
                                     *(callbacks or [])],
-                         enable_model_summary=False)
-    last = ckpt_dir / "last.ckpt"
+                         enable_model_summary=False, enable_progress_bar=progress_bar, log_every_n_steps=1)
     trainer.fit(model, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
-    if trainer.global_rank == 0:
-        from mmlightning.atomic import write_json
+    if trainer.global_rank == 0 and trainer.current_epoch >= epochs:
         write_json(done, settings)
     return vectors
