@@ -312,6 +312,7 @@ class SkipGram(pl.LightningModule):
         self.syn1: torch.nn.Parameter | None = None
         self._pool = None
         self._compiled = None
+        self._warm = False
         self._t0 = None
         self._words_seen = 0
 
@@ -376,7 +377,7 @@ class SkipGram(pl.LightningModule):
                 self._update_fn(len(i))(syn0, syn1, i, o, lr)
 
         T = self.hparams.hogwild_threads
-        if T > 1 and len(starts) > 1:
+        if T > 1 and len(starts) > 1 and self._warm:
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor
                 self._pool = ThreadPoolExecutor(T - 1)
@@ -384,14 +385,14 @@ class SkipGram(pl.LightningModule):
             run(range(0, len(starts), T))
             for f in futs:
                 f.result()
-        else:
+        else:  # one thread; also the very first batch, so that torch.compile runs once, unthreaded
             run(range(len(starts)))
+            self._warm = len(starts) > 1
 
         self.optimizers().step()  # counts the step; changes nothing (see configure_optimizers)
         self._words_seen += int(batch["words"])
-        if self.trainer.world_size > 1 and (self.global_step_count() % self.hparams.sync_every == 0):
-            self.average_across_ranks()
-        self._steps = getattr(self, "_steps", 0) + 1
+        if self.trainer.world_size > 1 and self.global_step % self.hparams.sync_every == 0:
+            self.average_across_ranks()  # every rank runs the same number of steps (padded chunks)
         elapsed = time.perf_counter() - self._t0
         self.log("words_per_s", self._words_seen * self.trainer.world_size / max(elapsed, 1e-9),
                  prog_bar=True, on_step=True, on_epoch=False, batch_size=1, rank_zero_only=True)
@@ -424,10 +425,6 @@ class SkipGram(pl.LightningModule):
                     return sgns_update(*args)
             self._compiled = guarded
         return self._compiled
-
-    def global_step_count(self) -> int:
-        self._sync_steps = getattr(self, "_sync_steps", 0) + 1
-        return self._sync_steps
 
     def on_train_epoch_end(self) -> None:
         if self.trainer.world_size > 1:

@@ -1,7 +1,7 @@
 """The `export` command: word2vec vectors (and the vocabulary) from a skip-gram checkpoint.
 
-    python -m mmlightning export --checkpoint checkpoints/skipgram/ckpt/last.ckpt
-    python -m mmlightning export --checkpoint run.ckpt --output vectors.bin --binary true
+    python -m mmlightning export checkpoints/skipgram/ckpt/last.ckpt
+    python -m mmlightning export run.ckpt --output vectors.bin --binary true
 
 The checkpoint carries its vocabulary (words and counts), so the corpus is not needed. Writes are
 atomic; gensim's `KeyedVectors.load_word2vec_format` reads the result.
