@@ -221,7 +221,7 @@ def stamps(tmp_path):
     img(root / "animals" / "cat.png")
     (root / "animals" / "cat.txt").write_text("A fluffy cat, purring.\nfr.utf8=Un chat.\n")
     svg(root / "vehicles" / "blue_truck2.svg")
-    (root / "vehicles" / "blue_truck2.txt").write_text("Always remember soap for the truck!\n")
+    (root / "vehicles" / "blue_truck2.txt").write_text("Always remember to bring soap for the big truck!\n")
     img(root / "food" / "apple.png")
     svg(root / "food" / "apple.svg")
     img(root / "food" / "pear.png")
@@ -234,16 +234,21 @@ def test_tuxpaint_labels(stamps):
     skipped = []
     labels = {Path(r.path).name: r.labels for r in src.images(skipped)}
     assert labels["cat.png"] == {"cat"}                       # 'fluffy' (adjective) and 'purring' dropped
-    assert labels["blue_truck2.svg"] == {"blue", "truck", "soap"}   # name + description nouns, no '2'
+    assert labels["blue_truck2.svg"] == {"blue", "truck"}     # name without '2'; a chatty description ignored
     assert labels["apple.png"] == {"apple"}                   # PNG preferred, SVG kept as the fallback
     assert labels["pear.png"] == {"pear"}
     assert any("not UTF-8" in s["reason"] for s in skipped)
+    nouns = {Path(r.path).name: r.labels for r in open_source("tuxpaint", str(stamps), description="nouns").images([])}
+    assert nouns["blue_truck2.svg"] == {"blue", "truck", "soap"}
     every = {Path(r.path).name: r.labels for r in open_source("tuxpaint", str(stamps), description="all").images([])}
     assert every["cat.png"] == {"cat", "fluffy", "purring"}
+    assert every["blue_truck2.svg"] == {"blue", "truck", "soap", "remember", "always", "bring", "big"}
+    longer = open_source("tuxpaint", str(stamps), max_description_words=6).images([])
+    assert {Path(r.path).name: r.labels for r in longer}["blue_truck2.svg"] == {"blue", "truck", "soap"}
     assert open_source("tuxpaint", str(stamps), description="none").images([])[-1].labels == {"truck", "blue"}
     sel = src.candidates(["cats", "trucks", "soap", "dog"], 5, 0)
     assert [Path(r.path).name for r in sel.by_word["trucks"]] == ["blue_truck2.svg"]
-    assert "dog" in sel.missing
+    assert "dog" in sel.missing and "soap" in sel.missing
     with pytest.raises(UserError, match="description must be one of"):
         open_source("tuxpaint", str(stamps), description="verbs")
 

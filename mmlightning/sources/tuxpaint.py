@@ -5,10 +5,17 @@
 A stamp is `<dir>/<name>.png` (many are photo cut-outs) or, for SVG-only stamps, `<dir>/<name>.svg`
 (rendered with rsvg-convert; a stamp with both uses the PNG). Beside it `<name>.txt` holds a
 description: its first line is English ("A yellow lemon."), the others are translations.
-Labels = the words of the stamp's name ("blue_fedora" -> blue, fedora) plus the content words of the
-English description, all lemmatised; numbers, one-letter tokens and function words are dropped.
-By default (`description="nouns"`) only description words that are WordNet nouns are kept ("all":
-every content word; "none": the name alone). Sample groups are the stamp folders.
+Labels = the words of the stamp's name ("blue_fedora" -> blue, fedora) plus, from the English
+description, the nouns of a short one: with `description="short"` (default) a description of at most
+`max_description_words` content words ("A yellow lemon.", "A garlic bulb.") gives its WordNet nouns,
+a chatty one ("Remember to flush the toilet and wash your hands with soap!") gives none. All words are
+lemmatised; numbers, one-letter tokens and function words are dropped. Other modes: "nouns" (the
+nouns of any description), "all" (every content word), "none" (the name alone). Sample groups are the
+stamp folders.
+
+Why "short" (visual-only Spearman, EfficientNet-Lite0 CNN-Mean, MEN pairs with images, N=50): name
+alone 0.434 on 198 pairs; short 0.296 on 337 pairs (0.429 on the name's 198); nouns of any description
+0.219 on 370 (0.274 on short's 337); every content word 0.200 on 385 (0.266 on short's 337).
 """
 from __future__ import annotations
 
@@ -16,11 +23,11 @@ import os
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.sources.base import (ImageRef, Selection, content_lemmas, default_lemma, select_by_labels,
-                                      tokens, walk_files, STOPWORDS)
+from mmlightning.sources.base import (STOPWORDS, ImageRef, Selection, default_lemma, select_by_labels, tokens,
+                                      walk_files)
 
 DEFAULT_ROOT = "/usr/share/tuxpaint/stamps"
-DESCRIPTION_MODES = ("all", "nouns", "none")
+DESCRIPTION_MODES = ("short", "nouns", "all", "none")
 
 
 class TuxPaintSource:
@@ -28,7 +35,8 @@ class TuxPaintSource:
 
     name = "tuxpaint"
 
-    def __init__(self, root: str | os.PathLike | None = None, lemma=None, description: str = "nouns"):
+    def __init__(self, root: str | os.PathLike | None = None, lemma=None, description: str = "short",
+                 max_description_words: int = 4):
         self.root = Path(root or DEFAULT_ROOT)
         if not self.root.is_dir():
             hint = " (apt-get install tuxpaint-stamps-default)" if root is None else ""
@@ -36,7 +44,7 @@ class TuxPaintSource:
         if description not in DESCRIPTION_MODES:
             raise UserError(f"tuxpaint: description must be one of {DESCRIPTION_MODES}, got {description!r}")
         self.lemma = lemma or default_lemma()
-        self.description = description
+        self.description, self.max_description_words = description, max_description_words
 
     def description_line(self, txt: Path, skipped: list[dict]) -> str:
         """The English (first) line of a stamp description; '' when absent or unreadable (recorded)."""
@@ -56,11 +64,13 @@ class TuxPaintSource:
     def stamp_labels(self, name: str, description: str) -> frozenset:
         """Labels of one stamp from its file name and English description."""
         labels = {self.lemma(t) for t in tokens(name) if t not in STOPWORDS}
+        words = [self.lemma(t) for t in tokens(description) if t not in STOPWORDS]
+        if self.description == "short" and len(words) > self.max_description_words:
+            words = []
+        if self.description in ("short", "nouns"):
+            words = [w for w in words if _is_noun(w)]
         if self.description != "none":
-            words = content_lemmas(description, self.lemma)
-            if self.description == "nouns":
-                words = {w for w in words if _is_noun(w)}
-            labels |= words
+            labels |= set(words)
         return frozenset(labels)
 
     def images(self, skipped: list[dict]) -> list[ImageRef]:
