@@ -24,6 +24,8 @@ The paper's baseline (VLFeat DSIFT, 100 k-means words, one 100-bin histogram per
    L2-normalised, clipped at 0.2, renormalised and scaled to 0..255 (as VLFeat and OpenCV do); patches
    whose mean gradient magnitude is below `min_contrast` grey levels per pixel get the zero descriptor
    (VLFeat's contrast threshold: flat or nearly flat backgrounds become one "flat" visual word).
+   Left different from VLFeat, harmless to a codebook: OpenCV weights pixels with a Gaussian window
+   (sigma = half the patch; vl_phow's fast mode uses a flat one) and measures angles with y up.
 3. Codebook: mini-batch k-means (Sculley 2010), k-means++ seeding, fitted on a seeded sample of
    descriptors (a seeded subset of images from the shards, a seeded subset of each image's
    descriptors), saved with `torch.save` as a plain dict:
