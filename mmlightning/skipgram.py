@@ -20,7 +20,8 @@ once per ~60k pairs. `hogwild_threads > 1` runs sub-batches in parallel Python t
 tables (torch releases the GIL inside its kernels), lock-free like word2vec's threads.
 
 Under DDP every rank takes every world-th chunk; chunk counts are padded so all ranks run the same
-number of steps, and the tables are averaged across ranks every `sync_every` steps and at each epoch end.
+number of steps; every `sync_every` steps (and at each epoch end) each rank's change to the tables since
+the last sync is summed over ranks (all_reduce) and applied everywhere, as lock-free threads would.
 
 Outputs (`output_dir`, default checkpoints/skipgram): `vocab.tsv` (word<TAB>count) and `vectors.txt`
 (word2vec text) written atomically at the end of fit by `ExportVectors`; checkpoints by the trainer.
@@ -284,7 +285,7 @@ class SkipGram(pl.LightningModule):
     """
 
     def __init__(self, dim: int = 100, lr: float = 0.025, min_lr: float = 0.0001, batch_pairs: int = 1024,
-                 hogwild_threads: int = 1, intra_op_threads: int = 1, compile: bool = True, sync_every: int = 64,
+                 hogwild_threads: int = 1, intra_op_threads: int = 1, compile: bool = True, sync_every: int = 1,
                  seed: int = 1, output_dir: str | None = "checkpoints/skipgram"):
         """
         Args:
@@ -295,7 +296,7 @@ class SkipGram(pl.LightningModule):
             hogwild_threads: parallel threads updating the shared tables lock-free (1: none).
             intra_op_threads: torch intra-op threads (1 is fastest for these small ops).
             compile: fuse `sgns_update` into one kernel with torch.compile (falls back to eager if it fails).
-            sync_every: under DDP, average the tables across ranks every this many steps.
+            sync_every: under DDP, combine the ranks' tables every this many steps (chunks) and at epoch end.
             seed: seed of the initial vectors.
             output_dir: where vocab.tsv and vectors.txt are written at the end of fit (None: not written).
         """
@@ -313,6 +314,7 @@ class SkipGram(pl.LightningModule):
         self._pool = None
         self._compiled = None
         self._warm = False
+        self._synced: list[torch.Tensor] | None = None
         self._t0 = None
         self._words_seen = 0
 
@@ -431,13 +433,24 @@ class SkipGram(pl.LightningModule):
             self.average_across_ranks()
 
     def average_across_ranks(self) -> None:
-        """Model averaging under DDP: each table becomes the mean of the ranks' tables."""
-        if not (dist.is_available() and dist.is_initialized()):
+        """Combine the ranks' work under DDP: tables = tables at the last sync + the SUM of every rank's change.
+
+        Summing the changes (not averaging the tables) applies every rank's SGD steps in full, as Hogwild
+        threads would, so N ranks learn from N chunks per step; averaging would halve each update.
+        """
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
             return
         with torch.no_grad():
-            for p in (self.syn0, self.syn1):
-                dist.all_reduce(p.data, op=dist.ReduceOp.SUM)
-                p.data /= dist.get_world_size()
+            if self._synced is None:  # tables as of the start (identical on every rank: same seed)
+                self._synced = [p.data.clone() for p in (self.syn0, self.syn1)]
+            for p, base in zip((self.syn0, self.syn1), self._synced):
+                delta = p.data - base  # (V, D) this rank's change since the last sync
+                dist.all_reduce(delta, op=dist.ReduceOp.SUM)
+                p.data.copy_(base.add_(delta))  # base becomes the new common tables
+
+    def on_train_start(self) -> None:
+        if self.trainer.world_size > 1:
+            self._synced = [p.data.clone() for p in (self.syn0, self.syn1)]  # after DDP's broadcast
 
     def teardown(self, stage: str) -> None:
         if self._pool is not None:

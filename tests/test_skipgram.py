@@ -242,7 +242,7 @@ def test_cli_ddp_two_cpu_processes_same_quality(tmp_path):
     cfg = _cli_config(tmp_path, corpus)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "mmlightning", "fit", "--config", str(cfg), "--trainer.devices", "2",
-           "--trainer.strategy", "ddp", "--data.num_workers", "0"]
+           "--trainer.strategy", "ddp", "--data.num_workers", "0", "--data.chunk_words", "500"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     kv = load_vectors(tmp_path / "run" / "vectors.txt")
