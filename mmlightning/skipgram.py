@@ -13,11 +13,14 @@ at zero; the input vectors are the word vectors. A pair (centre c, context x) tr
 predict c against K negatives, as in word2vec.c.
 
 How it is fast: no autograd. `sgns_update` is the SGNS gradient written out (gathers, one batched
-dot, sigmoid, two index_add_ scatters) on batches of ~1k pairs, one intra-op thread. Pairs are made
-with numpy, chunk by chunk (16k corpus words), in DataLoader worker processes: a chunk is one
-Lightning batch, split inside `training_step` into sub-batches, so Lightning's per-step overhead is paid
-once per ~60k pairs. `hogwild_threads > 1` runs sub-batches in parallel Python threads on the shared
-tables (torch releases the GIL inside its kernels), lock-free like word2vec's threads.
+dot, sigmoid, two index_add_ scatters) on batches of ~1k pairs, one intra-op thread, fused into one
+C++ kernel by torch.compile (`compile`; cpp_wrapper on CPU). Pairs are made with numpy (vectorised per
+offset, alias-table negatives), chunk by chunk (16k corpus words): a chunk is one Lightning batch, split
+into sub-batches, so Lightning's per-step overhead is paid once per ~60k pairs. On CPU with
+`data.num_workers = N > 0` the N DataLoader worker processes also train, Hogwild-style: the tables live
+in shared memory and every worker updates them lock-free, as word2vec's threads do (`hogwild_workers`);
+the training process then only counts, logs and checkpoints. Otherwise (GPU, DDP, num_workers 0) the
+training process trains (`hogwild_threads > 1` adds Python threads there).
 
 Under DDP every rank takes every world-th chunk; chunk counts are padded so all ranks run the same
 number of steps; every `sync_every` steps (and at each epoch end) each rank's change to the tables since
@@ -32,6 +35,7 @@ import math
 import os
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -159,6 +163,55 @@ def sgns_loss(syn0: torch.Tensor, syn1: torch.Tensor, inp: torch.Tensor, out: to
     return -torch.nn.functional.logsigmoid(sign * score).sum(1).mean()
 
 
+class ChunkTrainer:
+    """Applies `sgns_update` to one chunk's pairs in sub-batches, with the learning rate of each sub-batch.
+
+    Used by the training process, or (Hogwild) by each DataLoader worker on tables in shared memory.
+    The compiled kernel is made lazily, per process, for the one full sub-batch shape.
+    """
+
+    def __init__(self, batch_pairs: int, lr: float, min_lr: float, max_epochs: int, compile: bool, device_type: str):
+        self.batch_pairs, self.lr, self.min_lr, self.max_epochs = batch_pairs, lr, min_lr, max_epochs
+        self.compile, self.device_type = compile, device_type
+        self._compiled = None
+
+    def lr_at(self, epoch: int, epoch_fraction: float) -> float:
+        """Learning rate at `epoch_fraction` (0..1) of epoch `epoch` (linear decay over all epochs)."""
+        return linear_lr((epoch + epoch_fraction) / self.max_epochs, self.lr, self.min_lr)
+
+    def update_fn(self, b: int):
+        """The compiled update for full sub-batches (one fixed shape, no recompiles), eager otherwise."""
+        if not self.compile or b != self.batch_pairs:
+            return sgns_update
+        if self._compiled is None:
+            import torch._inductor.config as inductor_config
+            inductor_config.compile_threads = 1  # no pool of compile processes (memory, shared CPUs)
+            # cpp_wrapper: the kernel is called from C++ without Python in between (less overhead per step)
+            options = {"cpp_wrapper": True} if self.device_type == "cpu" else {}
+            compiled = torch.compile(sgns_update, dynamic=False, options=options)
+
+            def guarded(*args):
+                try:
+                    return compiled(*args)
+                except Exception as e:  # no C++ compiler, unsupported backend...: stay correct, be slower
+                    import warnings
+                    warnings.warn(f"torch.compile of sgns_update failed ({type(e).__name__}: {e}); using eager")
+                    self._compiled = sgns_update
+                    return sgns_update(*args)
+            self._compiled = guarded
+        return self._compiled
+
+    def __call__(self, syn0, syn1, inp, out, epoch: int, chunk: int, n_chunks: int, parts=None) -> None:
+        """Train on (P,) inputs and (P, K+1) outputs of chunk `chunk`; `parts` selects sub-batches (threads)."""
+        B = self.batch_pairs
+        n = max(-(-len(inp) // B), 1)
+        for j in (range(n) if parts is None else parts):
+            lr = torch.tensor(self.lr_at(epoch, (chunk + j / n) / n_chunks), dtype=torch.float64)
+            i, o = inp[j * B:(j + 1) * B], out[j * B:(j + 1) * B]  # (b,), (b, K+1)
+            if len(i):
+                self.update_fn(len(i))(syn0, syn1, i, o, lr)
+
+
 # ------------------------------------------------------------------------------------------- data
 class PairChunks(IterableDataset):
     """Yields one dict per corpus chunk: {'input': (P,), 'output': (P, K+1), 'chunk', 'n_chunks', 'words'}.
@@ -176,6 +229,9 @@ class PairChunks(IterableDataset):
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self._enc: EncodedCorpus | None = None
+        # Hogwild: set by SkipGram when DataLoader workers train on tables in shared memory
+        self.tables: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.trainer_fn: ChunkTrainer | None = None
 
     def _corpus(self) -> EncodedCorpus:
         if self._enc is None:  # opened lazily in each worker: the memmap is never pickled
@@ -210,9 +266,14 @@ class PairChunks(IterableDataset):
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         n = self.n_chunks(nw)
         slot, slots = self.rank * nw + wid, self.world_size * nw
+        hogwild = info is not None and self.tables is not None and self.trainer_fn is not None
         for c in range(slot, n, slots):
             item = self.chunk(c, self.epoch)
             item["n_chunks"] = n
+            if hogwild:  # train here, lock-free on the shared tables; send back a sample for the loss
+                self.trainer_fn(*self.tables, item["input"], item["output"], self.epoch, c, n)
+                item["input"], item["output"] = item["input"][:256], item["output"][:256]
+                item["trained"] = True
             yield item
 
 
@@ -286,7 +347,7 @@ class SkipGram(pl.LightningModule):
 
     def __init__(self, dim: int = 100, lr: float = 0.025, min_lr: float = 0.0001, batch_pairs: int = 1024,
                  hogwild_threads: int = 1, intra_op_threads: int = 1, compile: bool = True, sync_every: int = 1,
-                 seed: int = 1, output_dir: str | None = "checkpoints/skipgram"):
+                 hogwild_workers: bool = True, seed: int = 1, output_dir: str | None = "checkpoints/skipgram"):
         """
         Args:
             dim: vector dimension.
@@ -296,6 +357,8 @@ class SkipGram(pl.LightningModule):
             hogwild_threads: parallel threads updating the shared tables lock-free (1: none).
             intra_op_threads: torch intra-op threads (1 is fastest for these small ops).
             compile: fuse `sgns_update` into one kernel with torch.compile (falls back to eager if it fails).
+            hogwild_workers: on CPU with one device and data.num_workers > 0, the DataLoader workers train
+                (lock-free, on the tables in shared memory) as well as make pairs: word2vec's threads.
             sync_every: under DDP, combine the ranks' tables every this many steps (chunks) and at epoch end.
             seed: seed of the initial vectors.
             output_dir: where vocab.tsv and vectors.txt are written at the end of fit (None: not written).
@@ -312,7 +375,7 @@ class SkipGram(pl.LightningModule):
         self.syn0: torch.nn.Parameter | None = None
         self.syn1: torch.nn.Parameter | None = None
         self._pool = None
-        self._compiled = None
+        self._chunk_trainer: ChunkTrainer | None = None
         self._warm = False
         self._synced: list[torch.Tensor] | None = None
         self._t0 = None
@@ -327,6 +390,15 @@ class SkipGram(pl.LightningModule):
         self.trainer.reload_dataloaders_every_n_epochs = 1  # a fresh pair stream, seeded by epoch (see above)
         self.set_vocabulary(dm.encoded.words, dm.encoded.counts)
         torch.set_num_threads(self.hparams.intra_op_threads)
+        h = self.hparams
+        self._chunk_trainer = ChunkTrainer(h.batch_pairs, h.lr, h.min_lr, self.trainer.max_epochs or 1, h.compile,
+                                           self.trainer.strategy.root_device.type)
+        hogwild = (h.hogwild_workers and dm.hparams.num_workers > 0 and self.trainer.world_size == 1
+                   and self.trainer.strategy.root_device.type == "cpu")
+        if hogwild:  # workers fork after this and update the very same memory
+            self.syn0.data.share_memory_()
+            self.syn1.data.share_memory_()
+            dm.dataset.tables, dm.dataset.trainer_fn = (self.syn0.data, self.syn1.data), self._chunk_trainer
 
     def set_vocabulary(self, words: Sequence[str], counts: np.ndarray) -> None:
         """Create word2vec-initialised tables for `words` (no-op if they exist for the same words)."""
@@ -362,34 +434,27 @@ class SkipGram(pl.LightningModule):
 
     def lr_at(self, epoch_fraction: float) -> float:
         """Learning rate at `epoch_fraction` (0..1) of the current epoch."""
-        progress = (self.current_epoch + epoch_fraction) / self.trainer.max_epochs
-        return linear_lr(progress, self.hparams.lr, self.hparams.min_lr)
+        return self._chunk_trainer.lr_at(self.current_epoch, epoch_fraction)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         inp, out = batch["input"].to(self.device), batch["output"].to(self.device)  # (P,), (P, K+1)
         chunk, n_chunks = int(batch["chunk"]), int(batch["n_chunks"])
-        B = self.hparams.batch_pairs
-        starts = list(range(0, len(inp), B))
         syn0, syn1 = self.syn0.data, self.syn1.data
-
-        def run(js):
-            for j in js:
-                lr = torch.tensor(self.lr_at((chunk + j / len(starts)) / n_chunks), dtype=torch.float64)
-                i, o = inp[starts[j]:starts[j] + B], out[starts[j]:starts[j] + B]  # (b,), (b, K+1)
-                self._update_fn(len(i))(syn0, syn1, i, o, lr)
-
-        T = self.hparams.hogwild_threads
-        if T > 1 and len(starts) > 1 and self._warm:
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-                self._pool = ThreadPoolExecutor(T - 1)
-            futs = [self._pool.submit(run, range(t, len(starts), T)) for t in range(1, T)]
-            run(range(0, len(starts), T))
-            for f in futs:
-                f.result()
-        else:  # one thread; also the very first batch, so that torch.compile runs once, unthreaded
-            run(range(len(starts)))
-            self._warm = len(starts) > 1
+        if not batch.get("trained", False):  # else a Hogwild worker has trained on it already
+            train = partial(self._chunk_trainer, syn0, syn1, inp, out, self.current_epoch, chunk, n_chunks)
+            T, n = self.hparams.hogwild_threads, -(-len(inp) // self.hparams.batch_pairs)
+            if T > 1 and n > 1 and self._warm:
+                if self._pool is None:
+                    from concurrent.futures import ThreadPoolExecutor
+                    self._pool = ThreadPoolExecutor(T - 1)
+                futs = [self._pool.submit(train, range(t, n, T)) for t in range(1, T)]
+                train(range(0, n, T))
+                for f in futs:
+                    f.result()
+            else:  # one thread; also the very first batch, so that torch.compile runs once, unthreaded
+                train()
+                self._warm = n > 1
+        B = self.hparams.batch_pairs
 
         self.optimizers().step()  # counts the step; changes nothing (see configure_optimizers)
         self._words_seen += int(batch["words"])
@@ -405,28 +470,6 @@ class SkipGram(pl.LightningModule):
                 loss = sgns_loss(syn0, syn1, inp[:B], out[:B])
             self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=1,
                      rank_zero_only=True)
-
-    def _update_fn(self, b: int):
-        """The compiled update for full sub-batches (one fixed shape, no recompiles), eager otherwise."""
-        if not self.hparams.compile or b != self.hparams.batch_pairs:
-            return sgns_update
-        if self._compiled is None:
-            import torch._inductor.config as inductor_config
-            inductor_config.compile_threads = 1  # no pool of compile processes (memory, shared CPUs)
-            # cpp_wrapper: the kernel is called from C++ without Python in between (less overhead per step)
-            options = {"cpp_wrapper": True} if self.device.type == "cpu" else {}
-            compiled = torch.compile(sgns_update, dynamic=False, options=options)
-
-            def guarded(*args):
-                try:
-                    return compiled(*args)
-                except Exception as e:  # no C++ compiler, unsupported backend...: stay correct, be slower
-                    import warnings
-                    warnings.warn(f"torch.compile of sgns_update failed ({type(e).__name__}: {e}); using eager")
-                    self._compiled = sgns_update
-                    return sgns_update(*args)
-            self._compiled = guarded
-        return self._compiled
 
     def on_train_epoch_end(self) -> None:
         if self.trainer.world_size > 1:

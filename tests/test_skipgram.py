@@ -247,3 +247,11 @@ def test_cli_ddp_two_cpu_processes_same_quality(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     kv = load_vectors(tmp_path / "run" / "vectors.txt")
     assert topic_gap(kv) > 0.3
+
+
+def test_hogwild_workers_train_the_shared_tables(tmp_path):
+    """With DataLoader workers, the workers themselves train (lock-free, shared memory): same quality."""
+    corpus = two_topic_corpus(tmp_path / "c.txt")
+    kw = {**FAST, "num_workers": 2, "chunk_words": 2000}
+    kv = load_vectors(train_skipgram(tmp_path / "run", corpus=corpus, epochs=3, cache_dir=tmp_path / "cache", **kw))
+    assert topic_gap(kv) > 0.3
