@@ -19,11 +19,13 @@ def png_bytes(a: np.ndarray) -> bytes:
     return b.getvalue()
 
 
-def make_shards(out: Path, n_shards: int = 4, per_shard: int = 7, seed: int = 0, bad: bool = False) -> Path:
+def make_shards(out: Path, n_shards: int = 4, per_shard: int = 7, seed: int = 0, bad: bool = False,
+                labels: list[str] | None = None) -> Path:
     """`n_shards` shards of `per_shard` random images; image i of shard s counts for 1 or 2 words.
 
     With `bad`, shard 0 also holds an empty image, a non-image, a sample without image, a bad json,
     a sample without words, and the last shard is truncated half-way (its tail is lost).
+    With `labels`, image i gets label labels[i % len(labels)] and a mean colour that depends on it.
     """
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -35,8 +37,11 @@ def make_shards(out: Path, n_shards: int = 4, per_shard: int = 7, seed: int = 0,
             for i in range(per_shard):
                 h, wd = rng.integers(40, 100, 2)
                 a = rng.integers(0, 255, (h, wd, 3), dtype=np.uint8)
+                label = labels[i % len(labels)] if labels else None
+                if labels:
+                    a[..., i % len(labels) % 3] = 255
                 words = [WORDS[(s + i) % 5]] + ([WORDS[(i * 3 + 1) % 5]] if i % 3 == 0 else [])
-                meta = {"words": words, "source": "synth", "path": f"/src/{s}/{i}.png", "label": None}
+                meta = {"words": words, "source": "synth", "path": f"/src/{s}/{i}.png", "label": label}
                 w.write({"__key__": f"s{s}_{i:03d}", "png": png_bytes(a), "json": json.dumps(meta).encode()})
                 n += 1
             if bad and s == 0:

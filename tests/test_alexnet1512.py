@@ -75,3 +75,23 @@ def test_network_shapes_and_bad_checkpoint(tmp_path):
         load_network(str(tmp_path / "bad.pt"))
     with pytest.raises(UserError, match="training folder not found"):
         ImageFolderDataModule(str(tmp_path / "none")).num_classes
+
+
+def test_fit_on_labelled_shards(tmp_path):
+    """The same model trains from WebDataset shards whose .json carries the class (wnid)."""
+    import pytorch_lightning as pl
+
+    from mmlightning.alexnet1512 import CNN1512
+    from mmlightning.shards import ShardDataModule
+    from synthetic_shards import make_shards
+
+    wnids = ["n01", "n02", "n03"]
+    shards = make_shards(tmp_path / "s", n_shards=2, per_shard=6, labels=wnids)
+    dm = ShardDataModule(str(shards), batch_size=4, num_workers=0, classes=wnids, val_shards=str(shards),
+                         shuffle_buffer=4)
+    model = CNN1512(num_classes=3, fc_dim=32, width=0.1, dropout=0.0)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    m = trainer.callback_metrics
+    assert torch.isfinite(m["train/loss_epoch"]) and 0.0 <= float(m["val/top1"]) <= 1.0 and float(m["val/top5"]) == 1.0
