@@ -158,3 +158,26 @@ def test_cli_runs_and_reports_user_errors(esp, tmp_path, capsys):
                      "--output_dir", str(out)]) == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
     assert len(err) == 1 and err[0].startswith("mmlightning shard: error:") and "no such folder" in err[0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/share/tuxpaint/stamps").is_dir(), reason="needs tuxpaint-stamps-default")
+def test_real_tuxpaint_shard(tmp_path):
+    words = tmp_path / "w.txt"
+    words.write_text("apple\ncat\ntruck\nbanana\nunobtainium\n")
+    m = json.loads(shard("tuxpaint", str(tmp_path / "tux"), words=str(words), benchmarks=["men"],
+                         n_per_word=3).read_text())
+    assert set(m["word_counts"]) == {"apple", "cat", "truck", "banana"} and not m["skipped"]
+    assert all(c <= 3 for c in m["word_counts"].values())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/share/openclipart/svg").is_dir(), reason="needs openclipart-png/-svg")
+def test_real_openclipart_giant_png_is_rendered_small():
+    from mmlightning.sources.base import ImageRef
+    from mmlightning.sources.imageio import load_image
+
+    rel = "signs_and_symbols/stop_sign_miguel_s_nchez_"           # a 623-megapixel PNG
+    ref = ImageRef(f"/usr/share/openclipart/png/{rel}.png", fallback_svg=f"/usr/share/openclipart/svg/{rel}.svg")
+    im = load_image(ref, max_side=256)
+    assert max(im.size) == 256 and im.mode == "RGB"
