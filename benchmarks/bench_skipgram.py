@@ -139,7 +139,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--gensim-workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--hogwild-threads", type=int, default=1)
-    p.add_argument("--num-workers", type=int, default=1, help="our DataLoader workers (pair generation)")
+    p.add_argument("--num-workers", type=int, default=2, help="our DataLoader workers (pairs + Hogwild training)")
     p.add_argument("--compile", type=lambda s: s.lower() in ("1", "true", "yes"), default=True)
     p.add_argument("--accelerator", default="cpu")
     p.add_argument("--devices", type=int, default=1)

@@ -227,11 +227,20 @@ class PairChunks(IterableDataset):
         self.window, self.negative, self.sample = window, negative, sample
         self.chunk_words, self.seed = chunk_words, seed
         self.rank, self.world_size = rank, world_size
-        self.epoch = 0
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()  # seen by persistent workers
         self._enc: EncodedCorpus | None = None
         # Hogwild: set by SkipGram when DataLoader workers train on tables in shared memory
         self.tables: tuple[torch.Tensor, torch.Tensor] | None = None
         self.trainer_fn: ChunkTrainer | None = None
+
+    @property
+    def epoch(self) -> int:
+        """The epoch whose pairs the next iteration makes (shared with the worker processes)."""
+        return int(self._epoch[0])
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch[0] = int(value)
 
     def _corpus(self) -> EncodedCorpus:
         if self._enc is None:  # opened lazily in each worker: the memmap is never pickled
@@ -267,11 +276,12 @@ class PairChunks(IterableDataset):
         n = self.n_chunks(nw)
         slot, slots = self.rank * nw + wid, self.world_size * nw
         hogwild = info is not None and self.tables is not None and self.trainer_fn is not None
+        epoch = self.epoch  # read when the iteration starts (persistent workers: once per epoch)
         for c in range(slot, n, slots):
-            item = self.chunk(c, self.epoch)
+            item = self.chunk(c, epoch)
             item["n_chunks"] = n
             if hogwild:  # train here, lock-free on the shared tables; send back a sample for the loss
-                self.trainer_fn(*self.tables, item["input"], item["output"], self.epoch, c, n)
+                self.trainer_fn(*self.tables, item["input"], item["output"], epoch, c, n)
                 item["input"], item["output"] = item["input"][:256], item["output"][:256]
                 item["trained"] = True
             yield item
@@ -282,7 +292,7 @@ class SkipGramDataModule(pl.LightningDataModule):
 
     def __init__(self, corpus: list[str] | str = "gcide", cache_dir: str = "checkpoints/corpus_cache",
                  min_count: int = 5, max_vocab: int | None = None, window: int = 5, negative: int = 5,
-                 sample: float = 1e-3, chunk_words: int = 16384, num_workers: int = 1, seed: int = 1,
+                 sample: float = 1e-3, chunk_words: int = 16384, num_workers: int = 2, seed: int = 1,
                  download: bool = False):
         """
         Args:
@@ -294,7 +304,7 @@ class SkipGramDataModule(pl.LightningDataModule):
             negative: negatives per pair, drawn from unigram^0.75.
             sample: sub-sampling threshold (word2vec's -sample; 0 disables).
             chunk_words: corpus words per Lightning batch (pairs are made per chunk).
-            num_workers: DataLoader worker processes making pairs (0: in the training process).
+            num_workers: DataLoader worker processes making pairs, and training on CPU (0: all in the training process).
             seed: seed of sub-sampling, windows and negatives.
             download: allow downloading text8 if it is named and missing.
         """
@@ -325,12 +335,14 @@ class SkipGramDataModule(pl.LightningDataModule):
                                   h.seed, rank, world)
 
     def train_dataloader(self) -> DataLoader:
-        # Called again every epoch (SkipGram sets reload_dataloaders_every_n_epochs = 1): Lightning creates
-        # the iterator, and starts the workers, before `on_train_epoch_start`, so the epoch is set here.
-        self.dataset.epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        # Lightning makes the first iterator before `on_train_epoch_start` (where SkipGram sets the epoch
+        # of the later ones), so the first epoch is set here; workers persist (no re-import, re-compile).
+        # (on resume from an end-of-epoch checkpoint, current_epoch still names the finished epoch: the next
+        # one is the count of processed epochs, which Lightning also gives samplers' set_epoch)
+        self.dataset.epoch = self.trainer.fit_loop.epoch_progress.current.processed if self.trainer else 0
         nw = self.hparams.num_workers
         return DataLoader(self.dataset, batch_size=None, num_workers=nw, prefetch_factor=4 if nw else None,
-                          persistent_workers=False, worker_init_fn=_one_thread)
+                          persistent_workers=nw > 0, worker_init_fn=_one_thread)
 
 
 def _one_thread(_worker_id: int) -> None:
@@ -387,7 +399,6 @@ class SkipGram(pl.LightningModule):
         if not isinstance(dm, SkipGramDataModule):
             raise UserError("model SkipGram needs data: class_path: mmlightning.skipgram.SkipGramDataModule")
         dm.setup(stage)
-        self.trainer.reload_dataloaders_every_n_epochs = 1  # a fresh pair stream, seeded by epoch (see above)
         self.set_vocabulary(dm.encoded.words, dm.encoded.counts)
         torch.set_num_threads(self.hparams.intra_op_threads)
         h = self.hparams
@@ -431,6 +442,9 @@ class SkipGram(pl.LightningModule):
         if self.trainer.max_epochs is None or self.trainer.max_epochs < 1:
             raise UserError("trainer.max_epochs: must be set (the learning rate decays over the whole run)")
         self._t0, self._words_seen = time.perf_counter(), 0
+        ds = getattr(self.trainer.datamodule, "dataset", None)
+        if ds is not None:
+            ds.epoch = self.current_epoch  # read when the epoch's iteration starts, after this hook
 
     def lr_at(self, epoch_fraction: float) -> float:
         """Learning rate at `epoch_fraction` (0..1) of the current epoch."""
@@ -551,7 +565,7 @@ def write_outputs(dirpath: str | os.PathLike, kv: KeyedVectors, counts: np.ndarr
 def train_skipgram(output_dir: str | os.PathLike = "checkpoints/skipgram", corpus: list[str] | str = "gcide",
                    epochs: int = 5, dim: int = 100, window: int = 5, negative: int = 5, sample: float = 1e-3,
                    min_count: int = 5, lr: float = 0.025, min_lr: float = 0.0001, seed: int = 1,
-                   cache_dir: str | os.PathLike = "checkpoints/corpus_cache", num_workers: int = 1,
+                   cache_dir: str | os.PathLike = "checkpoints/corpus_cache", num_workers: int = 2,
                    chunk_words: int = 16384, accelerator: str = "cpu", devices: int | str = 1,
                    strategy: str = "auto", callbacks: list | None = None, progress_bar: bool = True,
                    **model_kwargs) -> Path:
