@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 from mmlightning.atomic import atomic_path, write_text
@@ -118,7 +119,9 @@ def wordnet():
     ensure_wordnet()
     from nltk.corpus import wordnet as wn
 
-    wn.ensure_loaded()
+    with warnings.catch_warnings():  # "multilingual functions are not available": OMW is not used here
+        warnings.filterwarnings("ignore", message="The multilingual functions")
+        wn.ensure_loaded()
     return wn
 
 
