@@ -33,6 +33,7 @@ def test_missing_wordnet_says_how_to_install(monkeypatch, tmp_path):
 
 
 @pytest.mark.skipif(not (DEBIAN / "data.noun").is_file(), reason="needs Debian wordnet-base")
+@pytest.mark.filterwarnings("ignore:The multilingual functions")
 def test_debian_layout_is_readable_by_nltk(tmp_path, monkeypatch):
     import nltk
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
