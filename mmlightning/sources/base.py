@@ -15,6 +15,7 @@ fill a word's N on its own.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 from collections import defaultdict
@@ -138,8 +139,6 @@ def walk_files(root, suffixes: Sequence[str], skipped: list[dict]) -> list[str]:
 
     Folders that cannot be listed are recorded in `skipped` and the walk goes on.
     """
-    import os
-
     def onerror(err: OSError):
         skipped.append({"path": str(err.filename), "reason": f"unreadable folder: {err.strerror}"})
 
