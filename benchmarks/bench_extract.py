@@ -79,6 +79,7 @@ def pipeline_rate(shards: Path, out: Path, backbone: str, kwargs: dict, batch_si
     class Clock(pl.Callback):
         start = end = None
         n = 0
+        rss: list = []  # MB of the main process after each batch
 
         def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
             self.start = self.start or time.perf_counter()
@@ -86,6 +87,8 @@ def pipeline_rate(shards: Path, out: Path, backbone: str, kwargs: dict, batch_si
         def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
             self.n += len(batch["keys"])
             self.end = time.perf_counter()
+            status = Path("/proc/self/status").read_text()
+            self.rss.append(int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmRSS"))) / 1024)
 
     clock = Clock()
     trainer = pl.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False,
@@ -93,6 +96,7 @@ def pipeline_rate(shards: Path, out: Path, backbone: str, kwargs: dict, batch_si
     trainer.predict(FeatureExtractor(backbone, kwargs), datamodule=ShardDataModule(str(shards), batch_size, workers),
                     return_predictions=False)
     # the first batch includes worker start-up; count from its end
+    pipeline_rate.rss = clock.rss
     return clock.n / (clock.end - clock.start), clock.n
 
 
@@ -153,7 +157,9 @@ def memory_child(shards: str, out: str, batch_size: int, workers: int) -> None:
     status = Path("/proc/self/status").read_text()
     main_peak = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmHWM"))) / 1024
     worker_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"images": n, "rate": rate, "main_mb": main_peak, "worker_mb": worker_peak}))
+    late = sorted(pipeline_rate.rss[len(pipeline_rate.rss) // 2:])  # second half of the run
+    print(json.dumps({"images": n, "rate": rate, "main_mb": main_peak, "worker_mb": worker_peak,
+                      "steady_mb": late[len(late) // 2]}))
 
 
 def main() -> None:
@@ -163,6 +169,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="data-loader workers of the pipeline")
     ap.add_argument("--memory", type=int, nargs=2, default=[1000, 8000], help="image counts compared for memory")
     ap.add_argument("--pil-images", type=int, default=64, help="images for the batch-1 PIL loop")
+    ap.add_argument("--memory-only", action="store_true", help="run only the memory comparison")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved pure/pipeline rounds (best is kept)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -179,43 +186,44 @@ def main() -> None:
           f"batch size {args.batch_size}; {args.workers} data-loader worker(s)")
     tmp = Path(tempfile.mkdtemp(prefix="bench_extract_"))
     try:
-        shards = make_shards(tmp / "shards", args.images)
-        bb = build_backbone("efficientnet_lite0").eval().to(device)
-        scheme = get_scheme(bb.preprocess)
-        stamps = sorted(STAMPS.rglob("*.png"))
-        x = torch.stack([scheme(Image.open(f)) for f in stamps[: args.batch_size]]).to(device)  # (B, 3, 224, 224)
+        if not args.memory_only:
+            shards = make_shards(tmp / "shards", args.images)
+            bb = build_backbone("efficientnet_lite0").eval().to(device)
+            scheme = get_scheme(bb.preprocess)
+            stamps = sorted(STAMPS.rglob("*.png"))
+            x = torch.stack([scheme(Image.open(f)) for f in stamps[: args.batch_size]]).to(device)  # (B, 3, 224, 224)
 
-        pures, pipes = [], []
-        for r in range(args.rounds):  # interleaved, best of each: the machine may be shared
-            pures.append(forward_rate(bb, x, repeats=max(2, args.images // args.batch_size // 2)))
-            shutil.rmtree(tmp / "out", ignore_errors=True)
-            pipe, n = pipeline_rate(shards, tmp / "out", "efficientnet_lite0", {}, args.batch_size, args.workers)
-            pipes.append(pipe)
-        print(f"rounds: pure {[round(v, 1) for v in pures]}, pipeline {[round(v, 1) for v in pipes]} images/s")
-        pure, pipe = max(pures), max(pipes)
-        pil = pil_loop_rate(stamps[: args.pil_images], bb.cpu() if device == "cpu" else bb, scheme) \
-            if device == "cpu" else float("nan")
-        print(f"efficientnet_lite0 pure forward (preloaded tensors): {pure:8.1f} images/s   [baseline]")
-        print(f"efficientnet_lite0 pipeline over shards ({n} images): {pipe:8.1f} images/s   ratio {pipe / pure:.2f}x (target >= 0.8x)")
-        print(f"efficientnet_lite0 batch-1 PIL loop ({args.pil_images} images):  {pil:8.1f} images/s   pipeline / PIL loop = {pipe / pil:.2f}x")
+            pures, pipes = [], []
+            for r in range(args.rounds):  # interleaved, best of each: the machine may be shared
+                pures.append(forward_rate(bb, x, repeats=max(2, args.images // args.batch_size // 2)))
+                shutil.rmtree(tmp / "out", ignore_errors=True)
+                pipe, n = pipeline_rate(shards, tmp / "out", "efficientnet_lite0", {}, args.batch_size, args.workers)
+                pipes.append(pipe)
+            print(f"rounds: pure {[round(v, 1) for v in pures]}, pipeline {[round(v, 1) for v in pipes]} images/s")
+            pure, pipe = max(pures), max(pipes)
+            pil = pil_loop_rate(stamps[: args.pil_images], bb.cpu() if device == "cpu" else bb, scheme) \
+                if device == "cpu" else float("nan")
+            print(f"efficientnet_lite0 pure forward (preloaded tensors): {pure:8.1f} images/s   [baseline]")
+            print(f"efficientnet_lite0 pipeline over shards ({n} images): {pipe:8.1f} images/s   ratio {pipe / pure:.2f}x (target >= 0.8x)")
+            print(f"efficientnet_lite0 batch-1 PIL loop ({args.pil_images} images):  {pil:8.1f} images/s   pipeline / PIL loop = {pipe / pil:.2f}x")
 
-        flops = model_flops(bb, x)
-        peak = matmul_flops(device=device)
-        print(f"model: {flops / 1e9:.3f} GFLOP/image; fp32 matmul 2048^3: {peak / 1e9:.1f} GFLOP/s; "
-              f"pure forward reaches {flops * pure / 1e9:.1f} GFLOP/s = {flops * pure / peak:.1%} of the matmul rate")
+            flops = model_flops(bb, x)
+            peak = matmul_flops(device=device)
+            print(f"model: {flops / 1e9:.3f} GFLOP/image; fp32 matmul 2048^3: {peak / 1e9:.1f} GFLOP/s; "
+                  f"pure forward reaches {flops * pure / 1e9:.1f} GFLOP/s = {flops * pure / peak:.1%} of the matmul rate")
 
-        net = build_backbone("alexnet1512", layer="fc7").eval().to(device)
-        xi = scheme_imagenet_batch(stamps, args.batch_size, device)  # (B, 3, 224, 224) pixels - 128
-        a_rate = forward_rate(net, xi, repeats=3)
-        a_flops = model_flops(net, xi)
-        print(f"alexnet1512 (fc7, 6144-d) pure forward: {a_rate:8.1f} images/s; {a_flops / 1e9:.2f} GFLOP/image "
-              f"= {a_flops * a_rate / peak:.1%} of the matmul rate")
-        with torch.inference_mode():
-            f6 = net.net.features_at(xi, "fc6")
-            f7 = net.net.features_at(xi, "fc7")
-        print(f"alexnet1512 (random init) non-zero fraction: fc6 {(f6 > 0).float().mean():.1%}, fc7 {(f7 > 0).float().mean():.1%} "
-              f"(paper, trained: ~22%)")
-        del net
+            net = build_backbone("alexnet1512", layer="fc7").eval().to(device)
+            xi = scheme_imagenet_batch(stamps, args.batch_size, device)  # (B, 3, 224, 224) pixels - 128
+            a_rate = forward_rate(net, xi, repeats=3)
+            a_flops = model_flops(net, xi)
+            print(f"alexnet1512 (fc7, 6144-d) pure forward: {a_rate:8.1f} images/s; {a_flops / 1e9:.2f} GFLOP/image "
+                  f"= {a_flops * a_rate / peak:.1%} of the matmul rate")
+            with torch.inference_mode():
+                f6 = net.net.features_at(xi, "fc6")
+                f7 = net.net.features_at(xi, "fc7")
+            print(f"alexnet1512 (random init) non-zero fraction: fc6 {(f6 > 0).float().mean():.1%}, fc7 {(f7 > 0).float().mean():.1%} "
+                  f"(paper, trained: ~22%)")
+            del net
 
         lo, hi = args.memory
         make_shards(tmp / "mem_lo", lo)
@@ -232,6 +240,9 @@ def main() -> None:
               f"workers {res['lo']['worker_mb']:.0f} MB;  {res['hi']['images']} images: main {res['hi']['main_mb']:.0f} MB, "
               f"workers {res['hi']['worker_mb']:.0f} MB;  ratio {res['hi']['main_mb'] / res['lo']['main_mb']:.2f}x "
               f"({res['hi']['rate']:.0f} images/s decode-bound)")
+        print(f"median RSS of the main process over the second half of the run: {res['lo']['steady_mb']:.0f} MB "
+              f"({lo} images) vs {res['hi']['steady_mb']:.0f} MB ({hi} images): ratio "
+              f"{res['hi']['steady_mb'] / res['lo']['steady_mb']:.2f}x")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -317,8 +317,7 @@ def run_extraction(shards: Path, output_dir: Path, backbone: str = "efficientnet
     data_args = {"shards": str(shards) if not isinstance(shards, (list, tuple)) else [str(s) for s in shards],
                  "batch_size": batch_size, "num_workers": num_workers, "preprocess": preprocess}
     writer_args = {"output_dir": str(output_dir), "save_features": save_features, "save_every_s": save_every_s}
-    multi = devices not in (1, "1", [0]) or strategy not in ("auto", None)
-    if multi:
+    if _several_processes(devices, accelerator) or strategy not in ("auto", None):
         return _run_cli(output_dir, model_args, data_args, writer_args, devices, accelerator, strategy, precision)
     from mmlightning.shards import ShardDataModule
 
@@ -330,6 +329,17 @@ def run_extraction(shards: Path, output_dir: Path, backbone: str = "efficientnet
                          **({"precision": precision} if precision else {}))
     trainer.predict(model, datamodule=dm, return_predictions=False)
     return output_dir
+
+
+def _several_processes(devices, accelerator: str) -> bool:
+    """Whether these Trainer settings start more than one process (then DDP needs a re-executable command)."""
+    if isinstance(devices, (list, tuple)):
+        return len(devices) > 1
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        devices = int(devices)
+    if isinstance(devices, int):
+        return devices > 1 or (devices == -1 and accelerator != "cpu" and torch.cuda.device_count() > 1)
+    return accelerator != "cpu" and torch.cuda.device_count() > 1  # "auto": all visible GPUs
 
 
 def _run_cli(output_dir: Path, model_args: dict, data_args: dict, writer_args: dict, devices, accelerator,
