@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -282,7 +281,7 @@ class PairChunks(IterableDataset):
             item["n_chunks"] = n
             if hogwild:  # train here, lock-free on the shared tables; send back a sample for the loss
                 self.trainer_fn(*self.tables, item["input"], item["output"], epoch, c, n)
-                item["input"], item["output"] = item["input"][:256], item["output"][:256]
+                item["input"], item["output"] = item["input"][:256].clone(), item["output"][:256].clone()  # not the whole chunk
                 item["trained"] = True
             yield item
 
