@@ -200,6 +200,14 @@ class ChunkTrainer:
             self._compiled = guarded
         return self._compiled
 
+    def warm_up(self, V: int, D: int, K1: int) -> None:
+        """Compile now, on scratch tables of the real shapes: forked workers inherit the compiled kernel."""
+        if self.compile:
+            syn0, syn1 = torch.zeros(V, D), torch.zeros(V, D)  # (V, D) scratch
+            inp = torch.zeros(self.batch_pairs, dtype=torch.int64)  # (B,)
+            out = torch.zeros(self.batch_pairs, K1, dtype=torch.int64)  # (B, K+1)
+            self.update_fn(self.batch_pairs)(syn0, syn1, inp, out, torch.tensor(0.0, dtype=torch.float64))
+
     def __call__(self, syn0, syn1, inp, out, epoch: int, chunk: int, n_chunks: int, parts=None) -> None:
         """Train on (P,) inputs and (P, K+1) outputs of chunk `chunk`; `parts` selects sub-batches (threads)."""
         B = self.batch_pairs
@@ -281,7 +289,8 @@ class PairChunks(IterableDataset):
             item["n_chunks"] = n
             if hogwild:  # train here, lock-free on the shared tables; send back a sample for the loss
                 self.trainer_fn(*self.tables, item["input"], item["output"], epoch, c, n)
-                item["input"], item["output"] = item["input"][:256].clone(), item["output"][:256].clone()  # not the whole chunk
+                # send back a loss sample, not the whole chunk
+                item["input"], item["output"] = item["input"][:256].clone(), item["output"][:256].clone()
                 item["trained"] = True
             yield item
 
@@ -408,6 +417,7 @@ class SkipGram(pl.LightningModule):
         if hogwild:  # workers fork after this and update the very same memory
             self.syn0.data.share_memory_()
             self.syn1.data.share_memory_()
+            self._chunk_trainer.warm_up(len(self.words), h.dim, dm.hparams.negative + 1)  # compile once, here
             dm.dataset.tables, dm.dataset.trainer_fn = (self.syn0.data, self.syn1.data), self._chunk_trainer
 
     def set_vocabulary(self, words: Sequence[str], counts: np.ndarray) -> None:
