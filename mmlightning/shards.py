@@ -143,10 +143,19 @@ def sample_words(meta: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- collate
+def _stack(images: list[torch.Tensor]) -> torch.Tensor:
+    """torch.stack; inside a data-loader worker straight into shared memory (as torch's default_collate
+    does), so sending the batch costs no second copy and the worker's heap does not balloon."""
+    if get_worker_info() is None:
+        return torch.stack(images)
+    out = torch.empty((len(images), *images[0].shape), dtype=images[0].dtype).share_memory_()
+    return torch.stack(images, out=out)
+
+
 def collate(samples: list[dict], shards_done: list[str], skipped: list[dict]) -> dict:
     """Stack preprocessed samples into one batch dict that carries keys, words and shard bookkeeping."""
     return {
-        "images": torch.stack([s["image"] for s in samples]) if samples else torch.zeros(0),  # (B, C, H, W)
+        "images": _stack([s["image"] for s in samples]) if samples else torch.zeros(0),  # (B, C, H, W)
         "keys": [s["key"] for s in samples],
         "words": [s["words"] for s in samples],
         "shards": [s["shard"] for s in samples],
