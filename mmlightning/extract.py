@@ -185,8 +185,8 @@ class AggregateWriter(BasePredictionWriter):
         self.describe = pl_module.describe()
         self.prior = _load_prior(self.output_dir)
         for _, meta, path in self.prior:
-            for key in ("backbone", "layer", "preprocess", "feature_dim"):
-                want = self.dim if key == "feature_dim" else self.describe[key]
+            for key in ("backbone", "backbone_kwargs", "layer", "preprocess", "feature_dim"):
+                want = self.dim if key == "feature_dim" else json.loads(json.dumps(self.describe[key], default=str))
                 if key in meta and meta[key] != want:
                     raise UserError(f"{path}: holds {key}={meta[key]!r}, this run has {want!r}; "
                                     f"use another output_dir or delete it")
