@@ -157,9 +157,12 @@ def memory_child(shards: str, out: str, batch_size: int, workers: int) -> None:
     status = Path("/proc/self/status").read_text()
     main_peak = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmHWM"))) / 1024
     worker_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    late = sorted(pipeline_rate.rss[len(pipeline_rate.rss) // 2:])  # second half of the run
+    rss = pipeline_rate.rss  # MB after each batch
+    late = sorted(rss[len(rss) // 2:])  # second half of the run
+    early = sorted(rss[len(rss) // 16: len(rss) // 8 + 1])  # around 1/16 .. 1/8 of the run
     print(json.dumps({"images": n, "rate": rate, "main_mb": main_peak, "worker_mb": worker_peak,
-                      "steady_mb": late[len(late) // 2]}))
+                      "steady_mb": late[len(late) // 2], "early_mb": early[len(early) // 2],
+                      "last_mb": sorted(rss[-16:])[len(rss[-16:]) // 2]}))
 
 
 def main() -> None:
@@ -243,6 +246,9 @@ def main() -> None:
         print(f"median RSS of the main process over the second half of the run: {res['lo']['steady_mb']:.0f} MB "
               f"({lo} images) vs {res['hi']['steady_mb']:.0f} MB ({hi} images): ratio "
               f"{res['hi']['steady_mb'] / res['lo']['steady_mb']:.2f}x")
+        h = res["hi"]
+        print(f"within the {hi}-image run, main process RSS (median of nearby batches): after ~{hi // 16}-{hi // 8} images "
+              f"{h['early_mb']:.0f} MB, at the end {h['last_mb']:.0f} MB: ratio {h['last_mb'] / h['early_mb']:.2f}x")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
