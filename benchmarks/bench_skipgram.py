@@ -6,11 +6,13 @@
 
 Both train on the same encoded corpus (mmlightning's cache: same tokens, same sentences, same vocabulary)
 with the same settings (sg, 100 dims, window 5, 5 negatives, sample 1e-3, min_count 5, lr 0.025 -> 0.0001).
-Each system runs in its own child process, one after the other, so peak RSS (ru_maxrss of the process and
-of its DataLoader workers) is per system. Printed for each: training wall time, words/s (corpus words x
-epochs / training time; ours includes Lightning start-up and torch.compile), words per CPU-second (user +
-system time of the process and its workers: the fair number when other jobs share the CPUs), WS353 and MEN Spearman rho
-(pairs with an unknown word skipped), peak RSS; then the ratios ours / gensim.
+Each system runs in its own child process, one after the other, so peak memory is per system: the peak
+PSS of the child's process tree (sampled every 0.5 s; pages shared by forked workers counted once), and
+ru_maxrss of the process + its largest worker (an upper bound that counts shared pages twice).
+Printed for each: training wall time, words/s (corpus words x epochs / training time; ours includes
+Lightning start-up and torch.compile), words per CPU-second (user + system time of the process and its
+workers: the fair number when other jobs share the CPUs), WS353 and MEN Spearman rho (pairs with an
+unknown word skipped), peak memory; then the ratios ours / gensim.
 The machine is shared: the load average before and after is printed too; the ratio is what counts.
 """
 from __future__ import annotations
@@ -33,6 +35,46 @@ def _rss_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return (own + kids) / 1024.0  # KiB -> MiB (own + the largest worker: an upper bound of the peak)
+
+
+def _tree_pss_mb(root: int) -> float:
+    """Proportional set size (MiB) of process `root` and all its descendants: shared pages counted once."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            for line in open(f"/proc/{pid}/smaps_rollup"):
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024.0
+
+
+def _run_child(cmd: list[str]) -> tuple[subprocess.CompletedProcess, float]:
+    """Run `cmd`, sampling its process tree's PSS every 0.5 s; returns (result, peak PSS in MiB)."""
+    import threading
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0.0]
+
+    def sample():
+        while proc.poll() is None:
+            peak[0] = max(peak[0], _tree_pss_mb(proc.pid))
+            time.sleep(0.5)
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    out, err = proc.communicate()
+    t.join()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), peak[0]
 
 
 def _cpu_s() -> float:
@@ -157,17 +199,19 @@ def main() -> None:
     results = {}
     for which in ("gensim", "ours"):
         cmd = [sys.executable, __file__, *sys.argv[1:], "--only", which]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc, pss = _run_child(cmd)
         lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
         if proc.returncode or not lines:
             print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
             sys.exit(f"{which} failed")
-        results[which] = json.loads(lines[-1][7:])
+        results[which] = {**json.loads(lines[-1][7:]), "peak_pss_mb": pss}
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     for which, r in results.items():
         print(f"{which:7s} {r['system']}\n        {r['words']} words x {args.epochs} epochs: wall {r['wall_s']:.1f} s, "
-              f"{r['words_per_s']:,.0f} words/s; CPU {r['cpu_s']:.1f} s, {r['words_per_cpu_s']:,.0f} words/CPU-s; WS353 rho {r['ws353']:.3f} ({r['ws353_pairs']}), "
-              f"MEN rho {r['men']:.3f} ({r['men_pairs']}), peak RSS {r['peak_rss_mb']:.0f} MiB")
+              f"{r['words_per_s']:,.0f} words/s; CPU {r['cpu_s']:.1f} s, {r['words_per_cpu_s']:,.0f} words/CPU-s\n"
+              f"        WS353 rho {r['ws353']:.3f} ({r['ws353_pairs']}), MEN rho {r['men']:.3f} ({r['men_pairs']}); "
+              f"peak memory: PSS {r['peak_pss_mb']:.0f} MiB (process tree), "
+              f"max RSS self + largest child {r['peak_rss_mb']:.0f} MiB (counts shared pages twice)")
     g, o = results["gensim"], results["ours"]
     print(f"ratio ours/gensim: speed {o['words_per_s'] / g['words_per_s']:.2f}x (wall), "
           f"{o['words_per_cpu_s'] / g['words_per_cpu_s']:.2f}x (per CPU second), "

@@ -1,5 +1,4 @@
 """SGNS: pair generation, sub-sampling, negatives, the update rule, LR schedule, fit, resume, export, DDP."""
-import json
 import os
 import subprocess
 import sys
@@ -12,9 +11,9 @@ import torch
 
 from mmlightning.corpus import prepare_corpus
 from mmlightning.errors import UserError
-from mmlightning.skipgram import (PairChunks, SkipGram, SkipGramDataModule, alias_table, draw_negatives, keep_probabilities,
-                                  linear_lr, make_pairs, negative_probabilities, sgns_loss, sgns_update,
-                                  train_skipgram)
+from mmlightning.skipgram import (PairChunks, SkipGram, SkipGramDataModule, alias_table, draw_negatives,
+                                  keep_probabilities, linear_lr, make_pairs, negative_probabilities, sgns_loss,
+                                  sgns_update, train_skipgram)
 from mmlightning.vectors import load_vectors
 
 ROOT = Path(__file__).resolve().parents[1]
