@@ -249,18 +249,29 @@ class ShardStream(IterableDataset):
                                  self.shuffle_buffer)
 
 
+ILSVRC2012_WNIDS = Path(__file__).parent / "data" / "imagenet" / "ilsvrc2012_wnids.txt"
+
+
+def _class_file(path: Path) -> list[str]:
+    if not path.is_file():
+        raise UserError(f"{path}: classes file not found")
+    return [ln.split()[0] for ln in path.read_text(encoding="utf-8").splitlines()
+            if ln.strip() and not ln.startswith("#")]
+
+
 def read_classes(classes: Sequence[str] | str | None) -> dict[str, int] | None:
-    """Class names (e.g. wnids) -> index, from a list or a file with one name per line (# comments)."""
+    """Class names (e.g. wnids) -> index, in order, from names, files (one name per line, # comments)
+    and the alias `ilsvrc2012` (the 1000 ILSVRC-2012 wnids shipped with the package), concatenated."""
     if classes is None:
         return None
-    if isinstance(classes, str):
-        path = Path(classes)
-        if not path.is_file():
-            raise UserError(f"{path}: classes file not found")
-        names = [ln.split()[0] for ln in path.read_text(encoding="utf-8").splitlines()
-                 if ln.strip() and not ln.startswith("#")]
-    else:
-        names = list(classes)
+    names: list[str] = []
+    for item in [classes] if isinstance(classes, str) else list(classes):
+        if item == "ilsvrc2012":
+            names += _class_file(ILSVRC2012_WNIDS)
+        elif isinstance(classes, str) or "/" in item or item.endswith(".txt"):
+            names += _class_file(Path(item))
+        else:
+            names.append(item)
     if len(set(names)) != len(names):
         raise UserError(f"{classes if isinstance(classes, str) else 'classes'}: duplicate class names")
     return {n: i for i, n in enumerate(names)}
