@@ -252,5 +252,5 @@ def test_hogwild_workers_train_the_shared_tables(tmp_path):
     """With DataLoader workers, the workers themselves train (lock-free, shared memory): same quality."""
     corpus = two_topic_corpus(tmp_path / "c.txt")
     kw = {**FAST, "num_workers": 2, "chunk_words": 2000}
-    kv = load_vectors(train_skipgram(tmp_path / "run", corpus=corpus, epochs=3, cache_dir=tmp_path / "cache", **kw))
+    kv = load_vectors(train_skipgram(tmp_path / "run", corpus=corpus, epochs=5, cache_dir=tmp_path / "cache", **kw))
     assert topic_gap(kv) > 0.3
