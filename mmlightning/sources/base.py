@@ -154,3 +154,27 @@ def default_lemma() -> Callable[[str], str]:
     from mmlightning.wordnet import lemmatize
 
     return lemmatize
+
+
+class LabelledSource:
+    """A source whose images carry label sets: subclasses list them in `images()`, and `candidates`
+    picks up to N per word among the images whose labels hold the word's lemma."""
+
+    lemma: Callable[[str], str] | None = None
+    max_per_group: int | None = None
+
+    def images(self, skipped: list[dict]) -> list[ImageRef]:
+        raise NotImplementedError
+
+    def describe(self, refs: list[ImageRef]) -> dict:
+        """Counts stored in the selection's notes."""
+        return {"images": len(refs)}
+
+    def candidates(self, words, n_per_word: int, seed: int) -> Selection:
+        skipped: list[dict] = []
+        refs = self.images(skipped)
+        sel = select_by_labels(refs, words, n_per_word, seed, lemma=self.lemma or default_lemma(),
+                               max_per_group=self.max_per_group)
+        sel.skipped.extend(skipped)
+        sel.notes.update(self.describe(refs))
+        return sel

@@ -11,11 +11,10 @@ import os
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.sources.base import (IMAGE_SUFFIXES, ImageRef, Selection, default_lemma, select_by_labels,
-                                      walk_files)
+from mmlightning.sources.base import IMAGE_SUFFIXES, ImageRef, LabelledSource, default_lemma, walk_files
 
 
-class FolderSource:
+class FolderSource(LabelledSource):
     """Images in `<root>/<word>/`."""
 
     name = "folder"
@@ -36,11 +35,4 @@ class FolderSource:
                 refs.append(ImageRef(path, frozenset({label}), group=group))
         return refs
 
-    def candidates(self, words, n_per_word: int, seed: int) -> Selection:
-        skipped: list[dict] = []
-        refs = self.images(skipped)
-        sel = select_by_labels(refs, words, n_per_word, seed, lemma=self.lemma or default_lemma())
-        sel.skipped.extend(skipped)
-        sel.notes["images"] = len(refs)
-        return sel
 

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.sources.base import (ImageRef, Selection, content_lemmas, default_lemma, select_by_labels,
-                                      tokens, walk_files)
+from mmlightning.sources.base import ImageRef, LabelledSource, content_lemmas, default_lemma, tokens, walk_files
 
 DEFAULT_ROOT = "/usr/share/openclipart"
 NOT_LABELS = frozenset({"clipart", "clip", "art", "svg", "png", "openclipart", "inkscape", "part",
@@ -67,7 +66,7 @@ def read_meta(svg: Path) -> ClipMeta | None:
                     authors=tuple(_text(a) for a in _AGENT.findall(block)))
 
 
-class OpenClipartSource:
+class OpenClipartSource(LabelledSource):
     """OpenClipart PNGs labelled from their SVG metadata."""
 
     name = "openclipart"
@@ -133,10 +132,5 @@ class OpenClipartSource:
                                  group=os.path.dirname(rel), fallback_svg=str(svg)))
         return refs
 
-    def candidates(self, words, n_per_word: int, seed: int) -> Selection:
-        skipped: list[dict] = []
-        refs = self.images(skipped)
-        sel = select_by_labels(refs, words, n_per_word, seed, lemma=self.lemma, max_per_group=self.max_per_group)
-        sel.skipped.extend(skipped)
-        sel.notes.update(images=len(refs), unlabelled=sum(not r.labels for r in refs))
-        return sel
+    def describe(self, refs: list[ImageRef]) -> dict:
+        return {"images": len(refs), "unlabelled": sum(not r.labels for r in refs)}

@@ -23,14 +23,13 @@ import os
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.sources.base import (STOPWORDS, ImageRef, Selection, default_lemma, select_by_labels, tokens,
-                                      walk_files)
+from mmlightning.sources.base import STOPWORDS, ImageRef, LabelledSource, default_lemma, tokens, walk_files
 
 DEFAULT_ROOT = "/usr/share/tuxpaint/stamps"
 DESCRIPTION_MODES = ("short", "nouns", "all", "none")
 
 
-class TuxPaintSource:
+class TuxPaintSource(LabelledSource):
     """The stamps of a Tux Paint stamps folder."""
 
     name = "tuxpaint"
@@ -87,13 +86,8 @@ class TuxPaintSource:
             refs.append(ImageRef(path, labels, group=group, fallback_svg=files.get(".svg")))
         return refs
 
-    def candidates(self, words, n_per_word: int, seed: int) -> Selection:
-        skipped: list[dict] = []
-        refs = self.images(skipped)
-        sel = select_by_labels(refs, words, n_per_word, seed, lemma=self.lemma)
-        sel.skipped.extend(skipped)
-        sel.notes.update(stamps=len(refs), svg_only=sum(r.path.endswith(".svg") for r in refs))
-        return sel
+    def describe(self, refs: list[ImageRef]) -> dict:
+        return {"stamps": len(refs), "svg_only": sum(r.path.endswith(".svg") for r in refs)}
 
 
 def _is_noun(lemma: str) -> bool:
