@@ -149,8 +149,9 @@ def reproduce(
     # 1. text
     from mmlightning.skipgram import train_skipgram
 
-    sg = {"epochs": 5, "dim": 100, "window": 5, "negative": 5, "sample": 1e-3, "min_count": 5, "seed": seed,
-          **(skipgram or {})}
+    # num_workers 0: one process, so the same seed gives the same vectors (Hogwild workers are faster, not bitwise)
+    sg = {"epochs": 5, "dim": 100, "window": 5, "negative": 5, "sample": 1e-3, "min_count": 5, "num_workers": 0,
+          "seed": seed, **(skipgram or {})}
     sg_settings = {"corpus": corpus, **sg}
     sg_stage, sg_out = runner.run("skipgram", "skipgram", sg_settings, lambda d: {
         "vectors": str(train_skipgram(output_dir=d, corpus=corpus, cache_dir=str(root / "corpus_cache"), **sg))})
