@@ -259,10 +259,9 @@ def write_release(out: Path, linguistic_path: str, aggregates: dict[str, str], a
         mm = fuse_keyed(ling, mean_kv, words=mean_kv.index_to_key, alpha=alpha)
         mm_p = out / name / f"multimodal_alpha{alpha:g}.txt"
         mm.save_word2vec(mm_p)
-        counts = agg.count.tolist() if hasattr(agg, "count") else []
         files[name] = {"visual_mean": str(mean_p), "visual_max": str(max_p), "multimodal": str(mm_p),
                        "labels_with_images": len(mean_kv), "labels_with_text_and_images": len(mm),
-                       "images": int(sum(counts)), "feature_dim": mean_kv.vector_size,
+                       "image_word_pairs": int(agg.count.sum()), "feature_dim": mean_kv.vector_size,
                        "backbone": meta.get("backbone"), "layer": meta.get("layer"),
                        "preprocess": meta.get("preprocess")}
     card = {"format": "mmlightning-release/1", "settings": settings, "linguistic": linguistic_path,
@@ -271,11 +270,12 @@ def write_release(out: Path, linguistic_path: str, aggregates: dict[str, str], a
                           "the released words; only words with both a text vector and images are released"}
     write_json(out / "CARD.json", card)
     lines = ["# mmlightning release: image embeddings and multi-modal vectors", "",
-             f"alpha = {alpha}, centring = on, backbone = {settings['backbone']}, layer = {settings['layer']}", "",
-             "| source | labels with images | images | multi-modal words | dim | files |",
+             f"alpha = {alpha}, centring = on, backbone = {settings['backbone']}, "
+             f"layer = {next(iter(files.values()), {}).get('layer') or settings['layer']}", "",
+             "| source | labels with images | image-word pairs | multi-modal words | dim | files |",
              "| --- | ---: | ---: | ---: | ---: | --- |"]
     for name, f in files.items():
-        lines.append(f"| {name} | {f['labels_with_images']} | {f['images']} | {f['labels_with_text_and_images']} | "
+        lines.append(f"| {name} | {f['labels_with_images']} | {f['image_word_pairs']} | {f['labels_with_text_and_images']} | "
                      f"{f['feature_dim']} | {Path(f['visual_mean']).name}, {Path(f['visual_max']).name}, "
                      f"{Path(f['multimodal']).name} |")
     write_text(out / "CARD.md", "\n".join(lines) + "\n")
