@@ -166,9 +166,7 @@ def reproduce(
         spec = {"seed": seed, "benchmarks": list(benchmarks), **spec}
         sh_stage, sh_out = runner.run("shard", f"shard:{name}", spec, lambda d, spec=spec: {
             "shards": str(shard(output_dir=str(d), **spec))})
-        shards_dir = sh_out["shards"]
-        if shards_dir.endswith(".json"):  # shard() returns its manifest; extraction reads the folder
-            shards_dir = str(Path(shards_dir).parent)
+        shards_dir = sh_out["shards"]  # the manifest.json, which extraction and BOVW accept
         ex_settings = {"shards": sh_stage.key, "backbone": backbone, "backbone_kwargs": backbone_kwargs,
                        "layer": layer}
         _, ex_out = runner.run("extract", f"extract:{name}", ex_settings, lambda d: _extract(

@@ -40,7 +40,12 @@ IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp", "gif", "tif", "tiff")
 
 # --------------------------------------------------------------------------------- list_shards
 def list_shards(spec: str | Path | Sequence[str | Path]) -> tuple[list[Path], dict | None]:
-    """Shard paths (sorted, as listed by the manifest if there is one) and the manifest dict or None."""
+    """Shard paths (sorted, as listed by the manifest if there is one) and the manifest dict or None.
+
+    `spec`: a shard folder, its manifest.json (what `shard` returns), a .tar, a glob, or a list of .tar.
+    """
+    if isinstance(spec, (str, Path)) and Path(spec).name == "manifest.json" and Path(spec).is_file():
+        spec = Path(spec).parent
     if isinstance(spec, (list, tuple)):
         paths = [Path(p) for p in spec]
         manifest = None

@@ -83,3 +83,10 @@ def test_labels_for_training(tmp_path):
     assert read_classes(str(tmp_path / "c.txt")) == {"n01": 0, "n02": 1}
     with pytest.raises(UserError):
         read_classes(["a", "a"])
+
+
+def test_a_manifest_path_means_its_folder(tmp_path):
+    out = make_shards(tmp_path / "s", n_shards=2, per_shard=3)
+    by_dir = list_shards(str(out))
+    by_manifest = list_shards(str(out / "manifest.json"))
+    assert by_manifest[0] == by_dir[0] and len(by_dir[0]) == 2 and by_manifest[1] == by_dir[1]
