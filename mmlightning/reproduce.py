@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from mmlightning.atomic import write_json, write_text
+from mmlightning.atomic import atomic_path, write_json, write_text
 from mmlightning.errors import UserError
 from mmlightning.stages import Stage
 
@@ -161,7 +161,7 @@ def reproduce(
     from mmlightning.shard import shard
 
     visual_files: dict[str, str] = {}
-    aggregates: dict[str, str] = {}
+    extracted: dict[str, dict] = {}
     for name, spec in sources.items():
         spec = {"seed": seed, "benchmarks": list(benchmarks), **spec}
         sh_stage, sh_out = runner.run("shard", f"shard:{name}", spec, lambda d, spec=spec: {
@@ -174,7 +174,7 @@ def reproduce(
             accelerator, devices))
         visual_files[f"{name}/cnn-mean"] = ex_out["mean"]
         visual_files[f"{name}/cnn-max"] = ex_out["max"]
-        aggregates[name] = ex_out["aggregates"]
+        extracted[name] = ex_out
         if bovw:
             bv_settings = {"shards": sh_stage.key, "k": bovw_k, "max_images": bovw_max_images, "seed": seed}
             _, bv_out = runner.run("bovw", f"bovw:{name}", bv_settings, lambda d: _bovw(
@@ -195,7 +195,7 @@ def reproduce(
 
     # 6. release
     t0 = time.time()
-    card = write_release(reports_dir / "release", sg_out["vectors"], aggregates, alpha=alpha, settings={
+    card = write_release(reports_dir / "release", sg_out["vectors"], extracted, alpha=alpha, settings={
         "corpus": corpus, "skipgram": sg, "sources": sources, "backbone": backbone, "layer": layer,
         "backbone_kwargs": backbone_kwargs, "alpha": alpha, "centring": True, "seed": seed})
     runner.summary.append({"stage": "release", "status": "ran", "seconds": round(time.time() - t0, 1)})
@@ -241,18 +241,23 @@ def _check_images(aggregates: Path, shards_dir) -> None:
                         f"the reasons are listed in {aggregates})")
 
 
-def write_release(out: Path, linguistic_path: str, aggregates: dict[str, str], alpha: float, settings: dict) -> dict:
+def write_release(out: Path, linguistic_path: str, extracted: dict[str, dict], alpha: float, settings: dict) -> dict:
     """Visual (mean, max) and multi-modal word2vec files for every label with images, plus a metadata card."""
-    from mmlightning.aggregate import export_word2vec, load_aggregates
+    import shutil
+
+    from mmlightning.aggregate import load_aggregates
     from mmlightning.fusion import fuse_keyed
     from mmlightning.vectors import load_vectors
 
     out.mkdir(parents=True, exist_ok=True)
     ling = load_vectors(linguistic_path)
     files: dict[str, Any] = {}
-    for name, agg_path in aggregates.items():
-        agg, meta = load_aggregates(agg_path)
-        mean_p, max_p = export_word2vec(agg, out / name)
+    for name, ex in extracted.items():  # ex: the extract stage's outputs (aggregates, mean, max)
+        agg, meta = load_aggregates(ex["aggregates"])
+        mean_p, max_p = out / name / "mean.txt", out / name / "max.txt"
+        for src, dst in ((ex["mean"], mean_p), (ex["max"], max_p)):  # written by the extract stage
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
         mean_kv = load_vectors(mean_p)
         mm = fuse_keyed(ling, mean_kv, words=mean_kv.index_to_key, alpha=alpha)
         mm_p = out / name / f"multimodal_alpha{alpha:g}.txt"
