@@ -183,6 +183,9 @@ class AggregateWriter(BasePredictionWriter):
             raise UserError("AggregateWriter needs model: mmlightning.extract.FeatureExtractor")
         self.dim = pl_module.backbone.feature_dim
         self.describe = pl_module.describe()
+        dm = trainer.datamodule
+        if dm is not None and hasattr(dm, "scheme"):
+            self.describe["preprocess"] = dm.scheme()  # a data-module override is what the features saw
         self.prior = _load_prior(self.output_dir)
         for _, meta, path in self.prior:
             for key in ("backbone", "backbone_kwargs", "layer", "preprocess", "feature_dim"):
@@ -191,7 +194,6 @@ class AggregateWriter(BasePredictionWriter):
                     raise UserError(f"{path}: holds {key}={meta[key]!r}, this run has {want!r}; "
                                     f"use another output_dir or delete it")
         self.done_before = {s for _, meta, _ in self.prior for s in meta.get("shards_done", [])}
-        dm = trainer.datamodule
         if dm is not None and hasattr(dm, "exclude_shards"):
             dm.exclude_shards = set(self.done_before)  # the pipeline skips shards finished earlier
         self.committed = Aggregate(self.dim)

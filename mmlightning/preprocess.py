@@ -13,6 +13,11 @@ Schemes (all produce 224 x 224, channels in RGB order, values on the 0..255 pixe
   normalisation; the 224/256 centre crop is its evaluation crop).
 - "torchvision": the "imagenet" geometry (= resize shorter side to 256, centre crop 224), then
   (pixel / 255 - mean) / std with the ImageNet mean and std that torchvision's weights expect.
+- "<norm>_esp" and "<norm>_fit" for <norm> in efficientnet, torchvision: the ESP geometry (fit inside
+  224 x 224, centred) with that normalisation, padded black ("_esp", the paper's ESP Game scheme for a
+  backbone that is not the paper's net) or white ("_fit": for cut-outs and clip art, whose transparency
+  is composited on white, so the padding is more of the same background). "imagenet_fit" is the paper's
+  pixel - 128 with white padding. A source picks its scheme with `preprocess:` (configs/reproduce*.yaml).
 
 Every scheme first converts to RGB (`to_rgb`): greyscale, CMYK, palette and alpha images all become
 3-channel RGB, alpha composited on white. Other modules add schemes with `@register_scheme("name")`
@@ -100,15 +105,15 @@ def imagenet_geometry(img: Image.Image, resize: int = 256, crop: int = 224) -> I
     return img.crop((m, m, m + crop, m + crop))
 
 
-def fit_and_pad(img: Image.Image, size: int = 224) -> Image.Image:
-    """Rescale to fit inside size x size keeping the aspect ratio; centre on a black size x size field."""
+def fit_and_pad(img: Image.Image, size: int = 224, fill: tuple[int, int, int] = (0, 0, 0)) -> Image.Image:
+    """Rescale to fit inside size x size keeping the aspect ratio; centre on a `fill` (black) field."""
     img = to_rgb(img)
     w, h = img.size
     scale = size / max(w, h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     if (nw, nh) != (w, h):
         img = img.resize((nw, nh), Image.BILINEAR)
-    field = Image.new("RGB", (size, size), (0, 0, 0))
+    field = Image.new("RGB", (size, size), fill)
     field.paste(img, ((size - nw) // 2, (size - nh) // 2))
     return field
 
@@ -140,6 +145,25 @@ _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 def torchvision_scheme(img: Image.Image) -> torch.Tensor:
     """torchvision's ImageNet weights: imagenet geometry, (pixel / 255 - mean) / std; (3, 224, 224)."""
     return (to_tensor(imagenet_geometry(img)) / 255.0 - _MEAN) / _STD
+
+
+# ESP geometry (fit and pad) with each normalisation: "<norm>_esp" pads black, "<norm>_fit" pads white
+_NORMALISE = {"imagenet": lambda x: x - 128.0,
+              "efficientnet": lambda x: (x - 127.0) / 128.0,
+              "torchvision": lambda x: (x / 255.0 - _MEAN) / _STD}
+
+
+def _fit_scheme(norm: str, fill: tuple[int, int, int]) -> Scheme:
+    def scheme(img: Image.Image) -> torch.Tensor:  # (3, 224, 224)
+        return _NORMALISE[norm](to_tensor(fit_and_pad(img, fill=fill)))
+
+    return scheme
+
+
+for _norm in _NORMALISE:
+    if _norm != "imagenet":  # "esp" itself is imagenet_esp
+        register_scheme(f"{_norm}_esp")(_fit_scheme(_norm, (0, 0, 0)))
+    register_scheme(f"{_norm}_fit")(_fit_scheme(_norm, (255, 255, 255)))
 
 
 @register_scheme("imagenet_train")

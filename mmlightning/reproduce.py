@@ -114,7 +114,8 @@ def reproduce(
         reports: Folder for Table 1 / Figure 4 / Table 2 (Markdown, JSON, PNG) and the release.
         corpus: Text corpus for skip-gram: gcide (Debian dict-gcide), text8, or paths (.txt, .txt.gz, folders, BNC XML).
         skipgram: Skip-gram settings passed to train_skipgram (epochs, dim, window, negative, sample, min_count, ...).
-        sources: Image sources by name: each a dict of `shard` arguments (source, root, n_per_word, options, ...).
+        sources: Image sources by name: each a dict of `shard` arguments (source, root, n_per_word, options, ...)
+            plus an optional `preprocess` scheme for its CNN features (default: the backbone's own; e.g. esp).
         benchmarks: Benchmarks to evaluate on (and whose vocabulary selects the concept words).
         backbone: CNN backbone for the visual features (efficientnet_lite0, alexnet1512, torchvision names).
         backbone_kwargs: Backbone options, e.g. {checkpoint: path} for alexnet1512.
@@ -142,6 +143,10 @@ def reproduce(
     for name, spec in sources.items():
         if not isinstance(spec, dict) or "source" not in spec:
             raise UserError(f"sources.{name}: needs at least `source:` (tuxpaint, openclipart, imagenet, esp, folder)")
+        if spec.get("preprocess") is not None:
+            from mmlightning.preprocess import get_scheme
+
+            get_scheme(spec["preprocess"])  # an unknown scheme fails now, before any stage runs
     if not 0.0 <= alpha <= 1.0:
         raise UserError(f"alpha {alpha} is outside [0, 1]")
     runner = Runner(root, forced)
@@ -164,14 +169,15 @@ def reproduce(
     extracted: dict[str, dict] = {}
     for name, spec in sources.items():
         spec = {"seed": seed, "benchmarks": list(benchmarks), **spec}
+        preprocess = spec.pop("preprocess", None)
         sh_stage, sh_out = runner.run("shard", f"shard:{name}", spec, lambda d, spec=spec: {
             "shards": str(shard(output_dir=str(d), **spec))})
         shards_dir = sh_out["shards"]  # the manifest.json, which extraction and BOVW accept
         ex_settings = {"shards": sh_stage.key, "backbone": backbone, "backbone_kwargs": backbone_kwargs,
-                       "layer": layer}
+                       "layer": layer, **({"preprocess": preprocess} if preprocess is not None else {})}
         _, ex_out = runner.run("extract", f"extract:{name}", ex_settings, lambda d: _extract(
-            run_extraction, shards_dir, d, backbone, backbone_kwargs, layer, batch_size, num_workers,
-            accelerator, devices))
+            run_extraction, shards_dir, d, backbone, backbone_kwargs, layer, preprocess, batch_size,
+            num_workers, accelerator, devices))
         visual_files[f"{name}/cnn-mean"] = ex_out["mean"]
         visual_files[f"{name}/cnn-max"] = ex_out["max"]
         extracted[name] = ex_out
@@ -210,10 +216,10 @@ def reproduce(
     return summary
 
 
-def _extract(run_extraction, shards_dir, out: Path, backbone, backbone_kwargs, layer, batch_size, num_workers,
-             accelerator, devices) -> dict:
+def _extract(run_extraction, shards_dir, out: Path, backbone, backbone_kwargs, layer, preprocess, batch_size,
+             num_workers, accelerator, devices) -> dict:
     run_extraction(Path(shards_dir), out, backbone=backbone, backbone_kwargs=backbone_kwargs, layer=layer,
-                   batch_size=batch_size, num_workers=num_workers, accelerator=accelerator, devices=devices)
+                   preprocess=preprocess, batch_size=batch_size, num_workers=num_workers, accelerator=accelerator, devices=devices)
     _check_images(out / "aggregates.pt", shards_dir)
     return {"aggregates": str(out / "aggregates.pt"), "mean": str(out / "mean.txt"), "max": str(out / "max.txt")}
 

@@ -312,7 +312,8 @@ class ShardDataModule(pl.LightningDataModule):
         paths, self.manifest = list_shards(self.shards)
         return paths
 
-    def _scheme(self) -> str:
+    def scheme(self) -> str:
+        """The preprocessing scheme applied: `preprocess` if given, else the model's backbone's own."""
         if self.preprocess:
             return self.preprocess
         model = self.trainer.lightning_module if self.trainer is not None else None
@@ -332,7 +333,7 @@ class ShardDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         todo = [p for p in self.shard_paths() if p.name not in self.exclude_shards]
         rank, world = self._rank()
-        return self._loader(ShardStream(todo, self._scheme(), self.batch_size, rank, world))
+        return self._loader(ShardStream(todo, self.scheme(), self.batch_size, rank, world))
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank()
@@ -345,5 +346,5 @@ class ShardDataModule(pl.LightningDataModule):
             return []
         rank, world = self._rank()
         paths, _ = list_shards(self.val_shards)
-        return self._loader(ShardStream(paths, self._scheme(), self.batch_size, rank, world,
+        return self._loader(ShardStream(paths, self.scheme(), self.batch_size, rank, world,
                                         classes=read_classes(self.classes), require_words=False))

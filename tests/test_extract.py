@@ -43,6 +43,17 @@ def test_rerun_reuses_completed_shards(setup):
     assert meta["images"] == 24 and torch.equal(agg0.sum, agg1.sum) and len(before) > 0
     with pytest.raises(UserError, match="holds layer"):
         run_extraction(shards, ref, batch_size=4, num_workers=0, **{**kwargs, "layer": "fc6"})
+    with pytest.raises(UserError, match="holds preprocess='imagenet', this run has 'imagenet_fit'"):
+        run_extraction(shards, ref, batch_size=4, num_workers=0, preprocess="imagenet_fit", **kwargs)
+
+
+def test_preprocess_override_is_applied_and_recorded(tmp_path, setup):
+    root, shards, kwargs, ref = setup
+    out = run_extraction(shards, tmp_path / "esp", batch_size=4, num_workers=0, preprocess="esp", **kwargs)
+    agg, meta = load_aggregates(out / "aggregates.pt")
+    ref_agg, _ = load_aggregates(ref / "aggregates.pt")
+    assert meta["preprocess"] == "esp" and meta["images"] == 24
+    assert not torch.allclose(agg.sum, ref_agg.sum)  # other geometry, other features
 
 
 class Boom(pl.Callback):

@@ -112,3 +112,21 @@ def test_train_augmentation_is_a_crop_of_the_square():
     assert x.shape == (3, 224, 224)
     g = x[1, :, 0] + 128  # rows stay consecutive y coordinates within [0, 256)
     assert torch.all(g[1:] - g[:-1] == 1) and 0 <= g[0] <= 32
+
+
+@pytest.mark.parametrize("name,fill", [("efficientnet_esp", 0), ("efficientnet_fit", 255), ("imagenet_fit", 255),
+                                       ("torchvision_esp", 0), ("torchvision_fit", 255)])
+def test_fit_schemes_keep_the_whole_image_and_pad_with_their_colour(name, fill):
+    # 448 x 224 (w x h) halves to 224 x 112 at rows [56, 168); the left and right borders survive (no crop)
+    a = np.full((224, 448, 3), 90, np.uint8)
+    a[:, :8] = 200  # a left stripe that a centre-square crop would cut away
+    x = get_scheme(name)(Image.fromarray(a))
+    norm = {"efficientnet": lambda v: (v - 127) / 128, "imagenet": lambda v: v - 128.0,
+            "torchvision": lambda v: (v / 255 - 0.485) / 0.229}[name.split("_")[0]]
+    assert x.shape == (3, 224, 224)
+    assert torch.allclose(x[0, :56], torch.full((56, 224), norm(fill)), atol=1e-5)  # padding
+    assert torch.allclose(x[0, 100, 0:3], torch.full((3,), norm(200)), atol=1e-5)  # stripe, now 4 px wide
+    assert torch.allclose(x[0, 100, 100], torch.tensor(norm(90)), atol=1e-5)
+    esp = get_scheme("esp")(Image.fromarray(a))
+    if name.startswith("imagenet"):  # same geometry as the paper's ESP scheme, other padding
+        assert torch.equal(x[:, 56:168], esp[:, 56:168])

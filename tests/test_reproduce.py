@@ -92,6 +92,19 @@ def test_end_to_end_then_everything_reused_then_force_and_changed_setting(world,
     assert st["skipgram"] == "reused"
     assert st["shard:pics"] == st["extract:pics"] == st["bovw:pics"] == "ran"
 
+    # a per-source preprocessing scheme re-extracts the CNN features only, and is recorded
+    fit = run(world, tmp_path, sources={"pics": {"source": "folder", "root": str(world / "images"),
+                                                 "n_per_word": 1, "preprocess": "efficientnet_fit"}})
+    st = statuses(fit)
+    assert st["shard:pics"] == st["bovw:pics"] == "reused" and st["extract:pics"] == "ran"
+    card = json.loads((tmp_path / "rep" / "release" / "CARD.json").read_text())
+    assert card["files"]["pics"]["preprocess"] == "efficientnet_fit"
+    stages = [json.loads(m.read_text()) for m in (tmp_path / "ck").glob("extract-pics-*/stage.json")]
+    fit_stage = next(s for s in stages if s["settings"].get("preprocess") == "efficientnet_fit")
+    crop_stage = next(s for s in stages if s["settings"]["shards"] == fit_stage["settings"]["shards"]
+                      and "preprocess" not in s["settings"])  # same shards, backbone's own scheme: still cached
+    assert Path(fit_stage["outputs"]["mean"]).read_text() != Path(crop_stage["outputs"]["mean"]).read_text()
+
 
 def test_force_expands_to_dependants_and_rejects_unknown_stages():
     assert expand_force(["shard"]) == {"shard", "extract", "bovw", "evaluate", "release"}
@@ -104,3 +117,8 @@ def test_cli_reports_bad_settings_in_one_line(tmp_path, capsys):
     rc = main(["reproduce", "--checkpoints", str(tmp_path), "--sources", '{"x": {"n_per_word": 3}}'])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "sources.x" in err
+    rc = main(["reproduce", "--checkpoints", str(tmp_path),
+               "--sources", '{"x": {"source": "tuxpaint", "preprocess": "nope"}}'])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "unknown preprocessing scheme 'nope'" in err
+    assert not any(tmp_path.iterdir())  # refused before any stage ran

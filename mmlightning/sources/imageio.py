@@ -20,6 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from mmlightning import preprocess
 from mmlightning.sources.base import ImageRef
 
 MAX_PIXELS = 40_000_000   # larger rasters are rendered from SVG or skipped
@@ -85,13 +86,7 @@ def _decode(data: bytes, max_side: int, max_pixels: int) -> Image.Image:
 
 def to_rgb(img: Image.Image, max_side: int) -> Image.Image:
     """RGB with any transparency composited on white, longest side capped at max_side."""
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
-        img = img.convert("RGBA")
-        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, img)
-    img = img.convert("RGB")
+    img = preprocess.to_rgb(img)
     if max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     return img
