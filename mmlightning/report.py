@@ -50,30 +50,53 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _source_columns(result: dict, source: str) -> list[tuple[str, str]]:
+    """(benchmark, subset) columns of one source's table: full, relevant:<source>, relevant:all."""
+    return [(bench, sub) for bench, subsets in result["table1"].items() for sub in subsets
+            if sub in ("full", f"relevant:{source}", "relevant:all")]
+
+
+def _sources(result: dict) -> dict[str, list[str]]:
+    """{source: [method, ...]}, from the result or (older results) from the system names."""
+    if result.get("sources"):
+        return result["sources"]
+    out: dict[str, list[str]] = {}
+    for system in result["systems"]:
+        if system.startswith("visual:"):
+            src, _, method = system[len("visual:"):].partition("/")
+            out.setdefault(src, []).append(method or "vectors")
+    return out
+
+
+def _system(kind: str, source: str, method: str) -> str:
+    return f"{kind}:{source}/{method}" if method != "vectors" else f"{kind}:{source}"
+
+
 def table1_markdown(result: dict) -> str:
-    """Table 1: rows benchmark x subset, columns linguistic / visual per system / multi-modal per system."""
-    systems = list(result["systems"])
-    rows = []
-    for bench, subsets in result["table1"].items():
-        for sub, cells in subsets.items():
-            rows.append([bench, sub] + [_cell(cells[s]) for s in systems])
+    """Table 1 in the paper's layout, one table per image source: rows linguistic / visual / multi-modal
+    per method, columns benchmark x subset (full, relevant to this source, relevant to every source)."""
     s = result["settings"]
-    title = (f"### Table 1: Spearman rho [95% bootstrap CI] pairs used/total "
-             f"(alpha={s['alpha']}, oov={s['oov']}, missing_visual={s['missing_visual']})")
-    return title + "\n\n" + _table(["Benchmark", "Subset"] + [_header(x) for x in systems], rows)
+    out = [f"### Table 1: Spearman rho [95% bootstrap CI] pairs used/total "
+           f"(alpha={s['alpha']}, oov={s['oov']}, missing_visual={s['missing_visual']})"]
+    for source, methods in _sources(result).items():
+        cols = _source_columns(result, source)
+        rows = [["Linguistic"] + [_cell(result["table1"][b][sub]["linguistic"]) for b, sub in cols]]
+        for kind, label in (("visual", "Visual"), ("multimodal", "Multi-modal")):
+            rows += [[f"{label} {m}"] + [_cell(result["table1"][b][sub][_system(kind, source, m)]) for b, sub in cols]
+                     for m in methods]
+        out.append(f"**{source}**\n\n" + _table(["System"] + [f"{b} {sub}" for b, sub in cols], rows))
+    return "\n\n".join(out)
 
 
 def diff_markdown(result: dict) -> str:
-    """Multi-modal minus linguistic, with paired bootstrap CIs, per cell of Table 1."""
-    mm = [s for s in result["systems"] if s.startswith("multimodal:")]
-    if not mm:
-        return ""
-    rows = []
-    for bench, subsets in result["table1"].items():
-        for sub, cells in subsets.items():
-            rows.append([bench, sub] + [_diff_cell(cells[s]["vs_linguistic"]) for s in mm])
-    title = "### Multi-modal minus linguistic: rho difference [paired bootstrap 95% CI] (* CI excludes 0)"
-    return title + "\n\n" + _table(["Benchmark", "Subset"] + [_header(x) for x in mm], rows)
+    """Multi-modal minus linguistic, with paired bootstrap CIs, per source in Table 1's layout."""
+    out = ["### Multi-modal minus linguistic: rho difference [paired bootstrap 95% CI] (* CI excludes 0)"]
+    for source, methods in _sources(result).items():
+        cols = _source_columns(result, source)
+        rows = [[f"Multi-modal {m}"] + [_diff_cell(result["table1"][b][sub][_system("multimodal", source, m)]
+                                                   ["vs_linguistic"]) for b, sub in cols] for m in methods]
+        out.append(f"**{source}**\n\n" + _table(["System"] + [f"{b} {sub}" for b, sub in cols], rows))
+    return "\n\n".join(out) if len(out) > 1 else ""
 
 
 def table2_markdown(result: dict) -> str:
