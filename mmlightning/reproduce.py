@@ -33,7 +33,7 @@ DEPENDANTS = {"skipgram": {"evaluate", "release"}, "shard": {"extract", "bovw", 
               "extract": {"evaluate", "release"}, "bovw": {"evaluate", "release"}, "evaluate": {"release"},
               "release": set()}
 DEFAULT_SOURCES = {
-    "tuxpaint": {"source": "tuxpaint", "n_per_word": 20},
+    "tuxpaint": {"source": "tuxpaint", "n_per_word": 20, "options": {"subtree": True}},
     "openclipart": {"source": "openclipart", "n_per_word": 10},
 }
 

@@ -68,7 +68,7 @@ def shard(
         max_side: Longest side, in pixels, of the stored images (larger ones are downscaled).
         samples_per_shard: Samples (distinct images) per tar shard.
         prefix: Shard file name prefix (<prefix>-000000.tar).
-        options: Source options, e.g. {all_senses: true, backoff: true} (imagenet), {description: nouns} (tuxpaint), {max_per_group: 10, max_keyword_files: 300} (openclipart).
+        options: Source options, e.g. {all_senses: true, backoff: true} (imagenet), {description: nouns, subtree: true} (tuxpaint; `subtree` for every labelled source), {max_per_group: 10, max_keyword_files: 300} (openclipart).
         workers: Threads decoding / rendering images.
         overwrite: Replace shards of different settings found in output_dir.
 

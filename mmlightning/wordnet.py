@@ -144,3 +144,42 @@ def lemmatize(word: str, pos: str = "n") -> str:
 def wnid(synset) -> str:
     """ImageNet's id of a noun synset: 'n' + the 8-digit WordNet 3.0 offset."""
     return f"{synset.pos()}{synset.offset():08d}"
+
+
+@functools.lru_cache(maxsize=200_000)
+def noun_senses(lemma: str) -> tuple:
+    """The noun synsets of `lemma`, most frequent first: WordNet's order (by tagged count), except that
+    among senses with equal counts one named after the word comes first ('heron' -> heron.n.02, the bird,
+    before hero.n.04, Hero of Alexandria, also called Heron; both have count 0)."""
+    word = lemma.replace(" ", "_")
+    senses = wordnet().synsets(word, "n")
+
+    def key(item):
+        i, s = item
+        count = sum(l.count() for l in s.lemmas() if l.name().lower() == word.lower())
+        return -count, s.name().split(".")[0].lower() != word.lower(), i
+
+    return tuple(s for _, s in sorted(enumerate(senses), key=key))
+
+
+@functools.lru_cache(maxsize=200_000)
+def first_noun_synset(lemma: str) -> str | None:
+    """Name of the most frequent noun sense of `lemma` ('cat' -> 'cat.n.01'), None when it has none."""
+    senses = noun_senses(lemma)
+    return senses[0].name() if senses else None
+
+
+@functools.lru_cache(maxsize=200_000)
+def noun_ancestors(lemma: str) -> frozenset[str]:
+    """The first noun sense of `lemma` and every synset above it (hypernyms and instance hypernyms, to
+    entity.n.01), by name; a label belongs to the WordNet subtree of each of them. Empty for non-nouns."""
+    name = first_noun_synset(lemma)
+    if name is None:
+        return frozenset()
+    seen, stack = {name}, [wordnet().synset(name)]
+    while stack:
+        for parent in (s := stack.pop()).hypernyms() + s.instance_hypernyms():
+            if parent.name() not in seen:
+                seen.add(parent.name())
+                stack.append(parent)
+    return frozenset(seen)

@@ -70,6 +70,23 @@ def test_select_by_labels_n_seed_and_stability():
     assert len(select_by_labels(refs, ["dog"], 100, 0).by_word["dog"]) == 20  # N caps, never pads
 
 
+def test_select_by_labels_subtree_follows_wordnet():
+    from mmlightning.wordnet import lemmatize
+
+    labels = {"tabby": {"cat"}, "puppy": {"dog"}, "heron": {"heron", "blue"}, "sedan": {"car"}, "lemon": {"lemon"}}
+    refs = [ImageRef(f"{name}{i}.png", frozenset(labs), group=name) for name, labs in labels.items() for i in range(2)]
+    words = ["animals", "feline", "fruit", "color", "car", "vehicle", "idea"]
+    flat = select_by_labels(refs, words, 10, 0, lemma=lemmatize)
+    assert set(flat.by_word) == {"car"} and "words_with_subtree_images" not in flat.notes
+    sel = select_by_labels(refs, words, 10, 0, lemma=lemmatize, subtree=True)
+    names = {w: {r.group for r in refs_} for w, refs_ in sel.by_word.items()}
+    assert names == {"animals": {"tabby", "puppy", "heron"}, "feline": {"tabby"}, "fruit": {"lemon"},
+                     "color": {"heron"}, "car": {"sedan"}, "vehicle": {"sedan"}}  # 'blue' is a colour
+    assert "idea" in sel.missing and "below it in WordNet" in sel.missing["idea"]
+    assert sel.notes["words_with_subtree_images"] == 5  # every word but 'car' gained images from below
+    assert len(select_by_labels(refs, ["animal"], 3, 0, lemma=lemmatize, subtree=True).by_word["animal"]) == 3
+
+
 def test_walk_files_lists_unreadable_folders(tmp_path):
     skipped = []
     assert walk_files(tmp_path / "missing", (".png",), skipped) == []
@@ -251,6 +268,9 @@ def test_tuxpaint_labels(stamps):
     assert "dog" in sel.missing and "soap" in sel.missing
     with pytest.raises(UserError, match="description must be one of"):
         open_source("tuxpaint", str(stamps), description="verbs")
+    tree = open_source("tuxpaint", str(stamps), subtree=True).candidates(["animal", "fruit", "vehicle"], 5, 0)
+    assert {w: sorted(Path(r.path).name for r in refs) for w, refs in tree.by_word.items()} == {
+        "animal": ["cat.png"], "fruit": ["apple.png", "pear.png"], "vehicle": ["blue_truck2.svg"]}
 
 
 @pytest.mark.skipif(not HAS_RSVG, reason="needs rsvg-convert (librsvg2-bin)")

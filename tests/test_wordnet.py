@@ -58,3 +58,14 @@ def test_lemmatizer_is_real_wordnet():
     assert wnmod.lemmatize("running", "v") == "run"
     assert wnmod.lemmatize("glasses") == "glass"
     assert wnmod.lemmatizer() is wnmod.lemmatizer()
+
+
+def test_noun_senses_break_count_ties_by_name_and_ancestors():
+    from mmlightning.wordnet import first_noun_synset, noun_ancestors, noun_senses
+
+    assert first_noun_synset("heron") == "heron.n.02"        # not hero.n.04 ("Heron"), equal counts
+    assert first_noun_synset("cat") == "cat.n.01" and first_noun_synset("quickly") is None
+    assert [s.name() for s in noun_senses("time")][:2] == ["time.n.01", "time.n.02"]  # counts decide
+    anc = noun_ancestors("heron")
+    assert {"bird.n.01", "animal.n.01", "entity.n.01"} <= anc and "person.n.01" not in anc
+    assert noun_ancestors("quickly") == frozenset()

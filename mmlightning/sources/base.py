@@ -10,7 +10,9 @@ answers `candidates(words, n_per_word, seed) -> Selection`. Labelled sources (ES
 OpenClipart) share `select_by_labels`: a concept word matches an image when the word's WordNet lemma is
 one of the image's (lemmatised) labels; up to N images are drawn per word with a per-word seeded RNG
 (adding a word never changes another word's images), round-robin over groups so that one folder cannot
-fill a word's N on its own.
+fill a word's N on its own. With `subtree=True` a word also matches the images with a label in the
+WordNet subtree of the word's first noun sense ("animal" gets the images labelled cat, heron, ...; "fruit"
+those labelled lemon): the paper's ImageNet rule, applied to labels instead of synset folders.
 """
 from __future__ import annotations
 
@@ -115,19 +117,34 @@ def interleave_groups(refs: Sequence[ImageRef], rng: random.Random,
 
 def select_by_labels(images: Iterable[ImageRef], words: Iterable[str], n_per_word: int, seed: int,
                      lemma: Callable[[str], str] = str.lower,
-                     max_per_group: int | None = None) -> Selection:
-    """Up to `n_per_word` images per concept word among `images`, matched on lemmatised labels."""
+                     max_per_group: int | None = None, subtree: bool = False) -> Selection:
+    """Up to `n_per_word` images per concept word among `images`, matched on lemmatised labels (and, with
+    `subtree`, on labels below the word's first noun sense in WordNet)."""
     index: dict[str, list[ImageRef]] = defaultdict(list)
     for ref in images:
         for lab in ref.labels:
             index[lab].append(ref)
+    below: dict[str, set[ImageRef]] = defaultdict(set)  # synset name -> images with a label under it
+    if subtree:
+        from mmlightning.wordnet import first_noun_synset, noun_ancestors
+
+        for lab, refs in index.items():
+            for synset in noun_ancestors(lab):
+                below[synset].update(refs)
     sel = Selection()
+    via_subtree = 0
     for word in sorted(set(words)):
-        pool = index.get(lemma(word), [])
+        key = lemma(word)
+        pool = index.get(key, [])
+        if subtree and (synset := first_noun_synset(key)) is not None:
+            via_subtree += bool(below[synset].difference(pool))
+            pool = sorted(below[synset].union(pool), key=lambda r: r.path)
         if not pool:
-            sel.missing[word] = f"no image labelled {lemma(word)!r}"
+            sel.missing[word] = f"no image labelled {key!r}" + (" or below it in WordNet" if subtree else "")
             continue
         sel.by_word[word] = interleave_groups(pool, word_rng(seed, word), max_per_group)[:n_per_word]
+    if subtree:
+        sel.notes["words_with_subtree_images"] = via_subtree
     return sel
 
 
@@ -162,6 +179,7 @@ class LabelledSource:
 
     lemma: Callable[[str], str] | None = None
     max_per_group: int | None = None
+    subtree: bool = False  # also match labels in the WordNet subtree of a word (set by the constructors)
 
     def images(self, skipped: list[dict]) -> list[ImageRef]:
         raise NotImplementedError
@@ -174,7 +192,7 @@ class LabelledSource:
         skipped: list[dict] = []
         refs = self.images(skipped)
         sel = select_by_labels(refs, words, n_per_word, seed, lemma=self.lemma or default_lemma(),
-                               max_per_group=self.max_per_group)
+                               max_per_group=self.max_per_group, subtree=self.subtree)
         sel.skipped.extend(skipped)
         sel.notes.update(self.describe(refs))
         return sel

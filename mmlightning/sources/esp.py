@@ -21,12 +21,12 @@ class EspSource(LabelledSource):
 
     name = "esp"
 
-    def __init__(self, root: str | os.PathLike, lemma=None):
+    def __init__(self, root: str | os.PathLike, lemma=None, subtree: bool = False):
         self.root = Path(root)
         for sub in ("images", "labels"):
             if not (self.root / sub).is_dir():
                 raise UserError(f"{self.root / sub}: no such folder (an ESP Game root holds images/ and labels/)")
-        self.lemma = lemma
+        self.lemma, self.subtree = lemma, subtree
 
     def read_tags(self, desc: Path) -> list[str]:
         """The tags of one .desc file; raises ValueError with the reason when it is not UTF-8 text."""

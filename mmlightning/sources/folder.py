@@ -19,11 +19,11 @@ class FolderSource(LabelledSource):
 
     name = "folder"
 
-    def __init__(self, root: str | os.PathLike, lemma=None):
+    def __init__(self, root: str | os.PathLike, lemma=None, subtree: bool = False):
         self.root = Path(root)
         if not self.root.is_dir():
             raise UserError(f"{self.root}: no such folder (expected <word>/<images> inside)")
-        self.lemma = lemma
+        self.lemma, self.subtree = lemma, subtree
 
     def images(self, skipped: list[dict]) -> list[ImageRef]:
         lemma = self.lemma or default_lemma()

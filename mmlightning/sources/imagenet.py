@@ -76,9 +76,9 @@ class WordNetHierarchy:
             return None
 
     def senses(self, word: str) -> list[str]:
-        from mmlightning.wordnet import wnid
+        from mmlightning.wordnet import noun_senses, wnid
 
-        return [wnid(s) for s in self.wn.synsets(word, "n")]
+        return [wnid(s) for s in noun_senses(word)]
 
     def hypernyms(self, wnid_: str) -> list[str]:
         from mmlightning.wordnet import wnid
@@ -216,9 +216,9 @@ class ImageNetSource:
 @lru_cache(maxsize=None)
 def _wordnet_rank(form: str) -> dict[str, int]:
     try:
-        from mmlightning.wordnet import wnid, wordnet
+        from mmlightning.wordnet import noun_senses, wnid
 
-        return {wnid(s): i for i, s in enumerate(wordnet().synsets(form, "n"))}
+        return {wnid(s): i for i, s in enumerate(noun_senses(form))}
     except UserError:  # no WordNet: keep the file order
         return {}
 

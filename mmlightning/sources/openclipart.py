@@ -72,7 +72,8 @@ class OpenClipartSource(LabelledSource):
     name = "openclipart"
 
     def __init__(self, root: str | os.PathLike | None = None, lemma=None, max_keywords: int = 12,
-                 max_keyword_files: int = 300, max_title_files: int = 20, max_per_group: int | None = 10):
+                 max_keyword_files: int = 300, max_title_files: int = 20, max_per_group: int | None = 10,
+                 subtree: bool = False):
         self.root = Path(root or DEFAULT_ROOT)
         if not (self.root / "png").is_dir():
             hint = " (apt-get install openclipart-png openclipart-svg)" if root is None else ""
@@ -83,6 +84,7 @@ class OpenClipartSource(LabelledSource):
         self.lemma = lemma or default_lemma()
         self.max_keywords, self.max_keyword_files = max_keywords, max_keyword_files
         self.max_title_files, self.max_per_group = max_title_files, max_per_group
+        self.subtree = subtree
 
     def metadata(self, skipped: list[dict]) -> dict[str, tuple[str, ClipMeta]]:
         """Distinct PNG (real path) -> (its path under png/, metadata of its SVG); unlabelled ones skipped."""

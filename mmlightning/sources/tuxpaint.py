@@ -35,7 +35,7 @@ class TuxPaintSource(LabelledSource):
     name = "tuxpaint"
 
     def __init__(self, root: str | os.PathLike | None = None, lemma=None, description: str = "short",
-                 max_description_words: int = 4):
+                 max_description_words: int = 4, subtree: bool = False):
         self.root = Path(root or DEFAULT_ROOT)
         if not self.root.is_dir():
             hint = " (apt-get install tuxpaint-stamps-default)" if root is None else ""
@@ -44,6 +44,7 @@ class TuxPaintSource(LabelledSource):
             raise UserError(f"tuxpaint: description must be one of {DESCRIPTION_MODES}, got {description!r}")
         self.lemma = lemma or default_lemma()
         self.description, self.max_description_words = description, max_description_words
+        self.subtree = subtree
 
     def description_line(self, txt: Path, skipped: list[dict]) -> str:
         """The English (first) line of a stamp description; '' when absent or unreadable (recorded)."""
