@@ -3,6 +3,8 @@
     python benchmarks/label_quality.py --source tuxpaint --variants '{"short": {}, "none": {"description": "none"}}'
     python benchmarks/label_quality.py --source openclipart --n 25 \
         --variants '{"default": {}, "title_only": {"max_keywords": 0}}'
+    python benchmarks/label_quality.py --source tuxpaint --benchmarks men ws353 simlex999 \
+        --variants '{"labels": {}, "subtree": {"subtree": true}}'
 
 For each variant (source options), images are selected as `shard` would (N per word, seed), every
 selected image gets one EfficientNet-Lite0 pooled feature (cached in --cache, computed once for the
@@ -79,21 +81,22 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=None, help="feature cache (.pt)")
+    ap.add_argument("--benchmarks", nargs="+", default=["men", "ws353"], help="whose words get images and pairs scored")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     cache = args.cache or Path(f"checkpoints/label_quality/{args.source}-features.pt")
-    vocab = sorted(benchmark_vocabulary())
+    vocab = sorted(benchmark_vocabulary(args.benchmarks))
     selections = {name: open_source(args.source, args.root, **opts).candidates(vocab, args.n, args.seed).by_word
                   for name, opts in json.loads(args.variants).items()}
     feats = features([r for sel in selections.values() for refs in sel.values() for r in refs], cache)
     means = {name: word_means(sel, feats) for name, sel in selections.items()}
-    for bench in ("men", "ws353"):
+    for bench in args.benchmarks:
         pairs = load_benchmark(bench).pairs
         common = [p for p in pairs if all(p[0] in m and p[1] in m for m in means.values())]
         for name, m in means.items():
             r, n = rho(m, pairs)
             rc, nc = rho(m, common)
-            print(f"{bench:6s} {name:24s} rho {r:.3f} on {n} pairs | {rc:.3f} on the {nc} pairs every variant covers")
+            print(f"{bench:9s} {name:24s} rho {r:.3f} on {n} pairs | {rc:.3f} on the {nc} pairs every variant covers")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ description, the nouns of a short one: with `description="short"` (default) a de
 a chatty one ("Remember to flush the toilet and wash your hands with soap!") gives none. All words are
 lemmatised; numbers, one-letter tokens and function words are dropped. Other modes: "nouns" (the
 nouns of any description), "all" (every content word), "none" (the name alone). Sample groups are the
-stamp folders.
+stamp folders. `subtree=True` also gives a word the stamps labelled below it in WordNet ("animal" ->
+cat, heron, ...; the paper's ImageNet rule, on in configs/reproduce.yaml; study in docs/SOURCES.md).
 
 Why "short" (visual-only Spearman, EfficientNet-Lite0 CNN-Mean, MEN pairs with images, N=50): name
 alone 0.434 on 198 pairs; short 0.296 on 337 pairs (0.429 on the name's 198); nouns of any description
