@@ -281,12 +281,16 @@ def write_release(out: Path, linguistic_path: str, extracted: dict[str, dict], a
     lines = ["# mmlightning release: image embeddings and multi-modal vectors", "",
              f"alpha = {alpha}, centring = on, backbone = {settings['backbone']}, "
              f"layer = {next(iter(files.values()), {}).get('layer') or settings['layer']}", "",
-             "| source | labels with images | image-word pairs | multi-modal words | dim | files |",
-             "| --- | ---: | ---: | ---: | ---: | --- |"]
+             "| source | selection (N per word, options) | preprocess | labels with images | image-word pairs | "
+             "multi-modal words | dim | files |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for name, f in files.items():
-        lines.append(f"| {name} | {f['labels_with_images']} | {f['image_word_pairs']} | {f['labels_with_text_and_images']} | "
-                     f"{f['feature_dim']} | {Path(f['visual_mean']).name}, {Path(f['visual_max']).name}, "
-                     f"{Path(f['multimodal']).name} |")
+        spec = (settings.get("sources") or {}).get(name, {})
+        opts = ", ".join(f"{k}={v}" for k, v in sorted((spec.get("options") or {}).items()))
+        selection = f"{spec.get('source', name)}, N={spec.get('n_per_word', '?')}" + (f", {opts}" if opts else "")
+        lines.append(f"| {name} | {selection} | {f['preprocess']} | {f['labels_with_images']} | {f['image_word_pairs']} | "
+                     f"{f['labels_with_text_and_images']} | {f['feature_dim']} | {Path(f['visual_mean']).name}, "
+                     f"{Path(f['visual_max']).name}, {Path(f['multimodal']).name} |")
     write_text(out / "CARD.md", "\n".join(lines) + "\n")
     return card
 

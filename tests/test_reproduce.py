@@ -75,6 +75,8 @@ def test_end_to_end_then_everything_reused_then_force_and_changed_setting(world,
     assert mm.vector_size == 16 + 1280
     mean = GKV.load_word2vec_format(card["files"]["pics"]["visual_mean"])
     assert len(mean) == 8 and card["files"]["pics"]["labels_with_images"] == 8
+    card_md = (tmp_path / "rep" / "release" / "CARD.md").read_text()
+    assert "| pics | folder, N=2 | efficientnet | 8 | 16 | 8 | 1280 |" in card_md
 
     second = run(world, tmp_path)
     assert {k: v for k, v in statuses(second).items() if k not in ("evaluate", "release")} == {
