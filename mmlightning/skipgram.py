@@ -408,6 +408,7 @@ class SkipGram(pl.LightningModule):
             raise UserError("model SkipGram needs data: class_path: mmlightning.skipgram.SkipGramDataModule")
         dm.setup(stage)
         self.set_vocabulary(dm.encoded.words, dm.encoded.counts)
+        self._threads_before = torch.get_num_threads()  # given back in teardown: later stages keep theirs
         torch.set_num_threads(self.hparams.intra_op_threads)
         h = self.hparams
         self._chunk_trainer = ChunkTrainer(h.batch_pairs, h.lr, h.min_lr, self.trainer.max_epochs or 1, h.compile,
@@ -522,6 +523,8 @@ class SkipGram(pl.LightningModule):
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+        if getattr(self, "_threads_before", None):  # later stages in this process keep their threads
+            torch.set_num_threads(self._threads_before)
 
     # -- checkpoints ----------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

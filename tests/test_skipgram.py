@@ -131,7 +131,15 @@ FAST = dict(dim=20, min_count=1, num_workers=0, compile=False, sample=1e-3)
 
 def test_fit_separates_two_topics_and_writes_vectors(tmp_path):
     corpus = two_topic_corpus(tmp_path / "c.txt")
-    out = train_skipgram(tmp_path / "run", corpus=corpus, epochs=3, cache_dir=tmp_path / "cache", **FAST)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = train_skipgram(tmp_path / "run", corpus=corpus, epochs=3, cache_dir=tmp_path / "cache", **FAST)
+        # training runs on intra_op_threads (1) but gives the process its threads back: a later stage in
+        # the same process (reproduce's extraction) must not run, nor round, differently
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
     assert out == tmp_path / "run" / "vectors.txt"
     kv = load_vectors(out)
     assert topic_gap(kv) > 0.3
