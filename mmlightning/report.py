@@ -78,6 +78,10 @@ def table1_markdown(result: dict) -> str:
     s = result["settings"]
     out = [f"### Table 1: Spearman rho [95% bootstrap CI] pairs used/total "
            f"(alpha={s['alpha']}, oov={s['oov']}, missing_visual={s['missing_visual']})"]
+    if not _sources(result):  # text vectors alone
+        cols = [(b, sub) for b, subsets in result["table1"].items() for sub in subsets]
+        rows = [["Linguistic"] + [_cell(result["table1"][b][sub]["linguistic"]) for b, sub in cols]]
+        out.append(_table(["System"] + [f"{b} {sub}" for b, sub in cols], rows))
     for source, methods in _sources(result).items():
         cols = _source_columns(result, source)
         rows = [["Linguistic"] + [_cell(result["table1"][b][sub]["linguistic"]) for b, sub in cols]]

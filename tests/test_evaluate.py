@@ -206,3 +206,16 @@ def test_visual_dimension_mismatch_and_no_common_word(setup, capsys):
     _bad(base + ["--visual", json.dumps({"tux/cnn-mean": str(stranger)})], capsys, str(stranger), "no word in common")
     _bad(base + ["--visual", json.dumps({"tux/": files["tux/cnn-mean"]})], capsys, "<source>/<method>")
     _bad(base + ["--alpha", "1.5"], capsys, "alpha")
+
+
+def test_text_only_and_unnamed_source_render(setup):
+    tmp, bench_path, files = setup
+    from mmlightning.benchmarks import load_benchmark
+    from mmlightning.report import render_markdown
+    from mmlightning.vectors import load_vectors
+
+    bench, ling = load_benchmark(bench_path), load_vectors(tmp / "ling.txt")
+    text_only = render_markdown(evaluate_systems(ling, None, [bench], n_boot=0), tables=("table1", "diff"))
+    assert "| System | toy full |" in text_only and "| Linguistic | " in text_only and "Multi-modal" not in text_only
+    plain = render_markdown(evaluate_systems(ling, {"mine": load_vectors(files["clip/cnn-mean"])}, [bench], n_boot=0))
+    assert "**mine**" in plain and "| Visual vectors |" in plain and "| Multi-modal vectors |" in plain
