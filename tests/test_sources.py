@@ -268,6 +268,8 @@ def test_tuxpaint_labels(stamps):
     assert "dog" in sel.missing and "soap" in sel.missing
     with pytest.raises(UserError, match="description must be one of"):
         open_source("tuxpaint", str(stamps), description="verbs")
+    with pytest.raises(UserError, match="option subtree must be true or false, got 'yes please'"):
+        open_source("tuxpaint", str(stamps), subtree="yes please")
     tree = open_source("tuxpaint", str(stamps), subtree=True).candidates(["animal", "fruit", "vehicle"], 5, 0)
     assert {w: sorted(Path(r.path).name for r in refs) for w, refs in tree.by_word.items()} == {
         "animal": ["cat.png"], "fruit": ["apple.png", "pear.png"], "vehicle": ["blue_truck2.svg"]}

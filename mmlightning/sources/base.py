@@ -24,6 +24,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
+from mmlightning.errors import UserError
+
 # Function words and label boilerplate never used as labels (image descriptions and titles).
 STOPWORDS = frozenset("""
 a an the and or but nor of in on at to from by for with without within into onto over under above below
@@ -164,6 +166,13 @@ def walk_files(root, suffixes: Sequence[str], skipped: list[dict]) -> list[str]:
         dirnames.sort()
         out.extend(os.path.join(dirpath, f) for f in filenames if f.lower().endswith(tuple(suffixes)))
     return sorted(out)
+
+
+def check_flag(source: str, name: str, value) -> bool:
+    """A yes/no source option: a bool, else a UserError (a YAML typo like `subtree: yes please`)."""
+    if not isinstance(value, bool):
+        raise UserError(f"{source}: option {name} must be true or false, got {value!r}")
+    return value
 
 
 def default_lemma() -> Callable[[str], str]:

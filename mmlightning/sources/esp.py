@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.sources.base import IMAGE_SUFFIXES, ImageRef, LabelledSource, default_lemma, walk_files
+from mmlightning.sources.base import (IMAGE_SUFFIXES, ImageRef, LabelledSource, check_flag, default_lemma,
+                                      walk_files)
 
 
 class EspSource(LabelledSource):
@@ -26,7 +27,7 @@ class EspSource(LabelledSource):
         for sub in ("images", "labels"):
             if not (self.root / sub).is_dir():
                 raise UserError(f"{self.root / sub}: no such folder (an ESP Game root holds images/ and labels/)")
-        self.lemma, self.subtree = lemma, subtree
+        self.lemma, self.subtree = lemma, check_flag("esp", "subtree", subtree)
 
     def read_tags(self, desc: Path) -> list[str]:
         """The tags of one .desc file; raises ValueError with the reason when it is not UTF-8 text."""

@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.sources.base import IMAGE_SUFFIXES, ImageRef, LabelledSource, default_lemma, walk_files
+from mmlightning.sources.base import (IMAGE_SUFFIXES, ImageRef, LabelledSource, check_flag, default_lemma,
+                                      walk_files)
 
 
 class FolderSource(LabelledSource):
@@ -23,7 +24,7 @@ class FolderSource(LabelledSource):
         self.root = Path(root)
         if not self.root.is_dir():
             raise UserError(f"{self.root}: no such folder (expected <word>/<images> inside)")
-        self.lemma, self.subtree = lemma, subtree
+        self.lemma, self.subtree = lemma, check_flag("folder", "subtree", subtree)
 
     def images(self, skipped: list[dict]) -> list[ImageRef]:
         lemma = self.lemma or default_lemma()

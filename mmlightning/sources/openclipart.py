@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.sources.base import ImageRef, LabelledSource, content_lemmas, default_lemma, tokens, walk_files
+from mmlightning.sources.base import (ImageRef, LabelledSource, check_flag, content_lemmas, default_lemma, tokens,
+                                      walk_files)
 
 DEFAULT_ROOT = "/usr/share/openclipart"
 NOT_LABELS = frozenset({"clipart", "clip", "art", "svg", "png", "openclipart", "inkscape", "part",
@@ -84,7 +85,7 @@ class OpenClipartSource(LabelledSource):
         self.lemma = lemma or default_lemma()
         self.max_keywords, self.max_keyword_files = max_keywords, max_keyword_files
         self.max_title_files, self.max_per_group = max_title_files, max_per_group
-        self.subtree = subtree
+        self.subtree = check_flag("openclipart", "subtree", subtree)
 
     def metadata(self, skipped: list[dict]) -> dict[str, tuple[str, ClipMeta]]:
         """Distinct PNG (real path) -> (its path under png/, metadata of its SVG); unlabelled ones skipped."""

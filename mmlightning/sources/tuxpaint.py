@@ -24,7 +24,8 @@ import os
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.sources.base import STOPWORDS, ImageRef, LabelledSource, default_lemma, tokens, walk_files
+from mmlightning.sources.base import (STOPWORDS, ImageRef, LabelledSource, check_flag, default_lemma, tokens,
+                                      walk_files)
 
 DEFAULT_ROOT = "/usr/share/tuxpaint/stamps"
 DESCRIPTION_MODES = ("short", "nouns", "all", "none")
@@ -45,7 +46,7 @@ class TuxPaintSource(LabelledSource):
             raise UserError(f"tuxpaint: description must be one of {DESCRIPTION_MODES}, got {description!r}")
         self.lemma = lemma or default_lemma()
         self.description, self.max_description_words = description, max_description_words
-        self.subtree = subtree
+        self.subtree = check_flag("tuxpaint", "subtree", subtree)
 
     def description_line(self, txt: Path, skipped: list[dict]) -> str:
         """The English (first) line of a stamp description; '' when absent or unreadable (recorded)."""
