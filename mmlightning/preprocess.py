@@ -119,40 +119,40 @@ def fit_and_pad(img: Image.Image, size: int = 224, fill: tuple[int, int, int] = 
 
 
 # --------------------------------------------------------------------------------------- schemes
+_MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+# (3, H, W) pixels on the 0..255 scale -> the network's input range, one per weight family
+_NORMALISE = {"imagenet": lambda x: x - 128.0,                      # the paper's nets
+              "efficientnet": lambda x: (x - 127.0) / 128.0,        # EfficientNet-Lite (TF-Lite), about [-1, 1]
+              "torchvision": lambda x: (x / 255.0 - _MEAN) / _STD}  # torchvision's ImageNet weights
+
+
 @register_scheme("imagenet")
 def imagenet(img: Image.Image) -> torch.Tensor:
     """The paper's ImageNet scheme: (3, 224, 224), pixel - 128."""
-    return to_tensor(imagenet_geometry(img)) - 128.0
+    return _NORMALISE["imagenet"](to_tensor(imagenet_geometry(img)))
 
 
 @register_scheme("esp")
 def esp(img: Image.Image) -> torch.Tensor:
     """The paper's ESP Game scheme: fit inside 224 x 224, centre, zero pad; (3, 224, 224), pixel - 128."""
-    return to_tensor(fit_and_pad(img)) - 128.0
+    return _NORMALISE["imagenet"](to_tensor(fit_and_pad(img)))
 
 
 @register_scheme("efficientnet")
 def efficientnet(img: Image.Image) -> torch.Tensor:
     """EfficientNet-Lite: imagenet geometry, (pixel - 127) / 128; (3, 224, 224) in about [-1, 1]."""
-    return (to_tensor(imagenet_geometry(img)) - 127.0) / 128.0
-
-
-_MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-_STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return _NORMALISE["efficientnet"](to_tensor(imagenet_geometry(img)))
 
 
 @register_scheme("torchvision")
 def torchvision_scheme(img: Image.Image) -> torch.Tensor:
     """torchvision's ImageNet weights: imagenet geometry, (pixel / 255 - mean) / std; (3, 224, 224)."""
-    return (to_tensor(imagenet_geometry(img)) / 255.0 - _MEAN) / _STD
+    return _NORMALISE["torchvision"](to_tensor(imagenet_geometry(img)))
 
 
 # ESP geometry (fit and pad) with each normalisation: "<norm>_esp" pads black, "<norm>_fit" pads white
-_NORMALISE = {"imagenet": lambda x: x - 128.0,
-              "efficientnet": lambda x: (x - 127.0) / 128.0,
-              "torchvision": lambda x: (x / 255.0 - _MEAN) / _STD}
-
-
 def _fit_scheme(norm: str, fill: tuple[int, int, int]) -> Scheme:
     def scheme(img: Image.Image) -> torch.Tensor:  # (3, 224, 224)
         return _NORMALISE[norm](to_tensor(fit_and_pad(img, fill=fill)))
@@ -176,4 +176,4 @@ def imagenet_train(img: Image.Image) -> torch.Tensor:
     img = img.crop((left, top, left + 224, top + 224))
     if torch.rand(()) < 0.5:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
-    return to_tensor(img) - 128.0
+    return _NORMALISE["imagenet"](to_tensor(img))

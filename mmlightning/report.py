@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Callable
 
 from mmlightning.atomic import atomic_path, write_json, write_text
 
@@ -50,26 +51,39 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _source_columns(result: dict, source: str) -> list[tuple[str, str]]:
-    """(benchmark, subset) columns of one source's table: full, relevant:<source>, relevant:all."""
+def _source_columns(result: dict, source: str | None) -> list[tuple[str, str]]:
+    """(benchmark, subset) columns of one source's table: full, relevant:<source>, relevant:all
+    (every subset when there is no image source)."""
     return [(bench, sub) for bench, subsets in result["table1"].items() for sub in subsets
-            if sub in ("full", f"relevant:{source}", "relevant:all")]
+            if source is None or sub in ("full", f"relevant:{source}", "relevant:all")]
 
 
-def _sources(result: dict) -> dict[str, list[str]]:
-    """{source: [method, ...]}, from the result or (older results) from the system names."""
-    if result.get("sources"):
-        return result["sources"]
-    out: dict[str, list[str]] = {}
-    for system in result["systems"]:
-        if system.startswith("visual:"):
-            src, _, method = system[len("visual:"):].partition("/")
-            out.setdefault(src, []).append(method or "vectors")
-    return out
+def _sources(result: dict) -> dict[str | None, list[str]]:
+    """{source: [method, ...]}, from the result or (older results) from the system names; {None: []}
+    for text vectors alone (one table, one row)."""
+    out: dict[str | None, list[str]] = dict(result.get("sources") or {})
+    if not out:
+        for system in result["systems"]:
+            if system.startswith("visual:"):
+                src, _, method = system[len("visual:"):].partition("/")
+                out.setdefault(src, []).append(method or "vectors")
+    return out or {None: []}
 
 
 def _system(kind: str, source: str, method: str) -> str:
     return f"{kind}:{source}/{method}" if method != "vectors" else f"{kind}:{source}"
+
+
+def _source_table(result: dict, source: str | None, rows: list[tuple[str, str, Callable[[dict], str]]]) -> str:
+    """One source's table: a row per (label, system, format of that system's Table 1 cell)."""
+    cols = _source_columns(result, source)
+    body = [[label] + [fmt(result["table1"][b][sub][system]) for b, sub in cols] for label, system, fmt in rows]
+    table = _table(["System"] + [f"{b} {sub}" for b, sub in cols], body)
+    return table if source is None else f"**{source}**\n\n" + table
+
+
+def _diff_of(cell: dict) -> str:
+    return _diff_cell(cell["vs_linguistic"])
 
 
 def table1_markdown(result: dict) -> str:
@@ -78,29 +92,21 @@ def table1_markdown(result: dict) -> str:
     s = result["settings"]
     out = [f"### Table 1: Spearman rho [95% bootstrap CI] pairs used/total "
            f"(alpha={s['alpha']}, oov={s['oov']}, missing_visual={s['missing_visual']})"]
-    if not _sources(result):  # text vectors alone
-        cols = [(b, sub) for b, subsets in result["table1"].items() for sub in subsets]
-        rows = [["Linguistic"] + [_cell(result["table1"][b][sub]["linguistic"]) for b, sub in cols]]
-        out.append(_table(["System"] + [f"{b} {sub}" for b, sub in cols], rows))
     for source, methods in _sources(result).items():
-        cols = _source_columns(result, source)
-        rows = [["Linguistic"] + [_cell(result["table1"][b][sub]["linguistic"]) for b, sub in cols]]
-        for kind, label in (("visual", "Visual"), ("multimodal", "Multi-modal")):
-            rows += [[f"{label} {m}"] + [_cell(result["table1"][b][sub][_system(kind, source, m)]) for b, sub in cols]
-                     for m in methods]
-        out.append(f"**{source}**\n\n" + _table(["System"] + [f"{b} {sub}" for b, sub in cols], rows))
+        rows = [("Linguistic", "linguistic", _cell)]
+        rows += [(f"{label} {m}", _system(kind, source, m), _cell)
+                 for kind, label in (("visual", "Visual"), ("multimodal", "Multi-modal")) for m in methods]
+        out.append(_source_table(result, source, rows))
     return "\n\n".join(out)
 
 
 def diff_markdown(result: dict) -> str:
     """Multi-modal minus linguistic, with paired bootstrap CIs, per source in Table 1's layout."""
-    out = ["### Multi-modal minus linguistic: rho difference [paired bootstrap 95% CI] (* CI excludes 0)"]
-    for source, methods in _sources(result).items():
-        cols = _source_columns(result, source)
-        rows = [[f"Multi-modal {m}"] + [_diff_cell(result["table1"][b][sub][_system("multimodal", source, m)]
-                                                   ["vs_linguistic"]) for b, sub in cols] for m in methods]
-        out.append(f"**{source}**\n\n" + _table(["System"] + [f"{b} {sub}" for b, sub in cols], rows))
-    return "\n\n".join(out) if len(out) > 1 else ""
+    out = [_source_table(result, source, [(f"Multi-modal {m}", _system("multimodal", source, m), _diff_of)
+                                          for m in methods])
+           for source, methods in _sources(result).items() if methods]
+    title = "### Multi-modal minus linguistic: rho difference [paired bootstrap 95% CI] (* CI excludes 0)"
+    return "\n\n".join([title, *out]) if out else ""
 
 
 def table2_markdown(result: dict) -> str:

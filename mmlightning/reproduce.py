@@ -219,7 +219,8 @@ def reproduce(
 def _extract(run_extraction, shards_dir, out: Path, backbone, backbone_kwargs, layer, preprocess, batch_size,
              num_workers, accelerator, devices) -> dict:
     run_extraction(Path(shards_dir), out, backbone=backbone, backbone_kwargs=backbone_kwargs, layer=layer,
-                   preprocess=preprocess, batch_size=batch_size, num_workers=num_workers, accelerator=accelerator, devices=devices)
+                   preprocess=preprocess, batch_size=batch_size, num_workers=num_workers, accelerator=accelerator,
+                   devices=devices)
     _check_images(out / "aggregates.pt", shards_dir)
     return {"aggregates": str(out / "aggregates.pt"), "mean": str(out / "mean.txt"), "max": str(out / "max.txt")}
 
