@@ -28,15 +28,15 @@ TRAINER_COMMANDS = {
 
 # name -> ("module:function", one-line help). Modules are imported only when their command runs.
 PIPELINE_COMMANDS = {
-    "evaluate": ("mmlightning.evaluate:evaluate",
+    "evaluate": ("mmlightning.evaluation.systems:evaluate",
                  "Score linguistic / visual / multi-modal vectors on relatedness benchmarks (Table 1, Fig. 4, Table 2)."),
-    "export": ("mmlightning.skipgram_export:export",
+    "export": ("mmlightning.text.export:export",
                "Re-export word2vec text vectors from a skip-gram checkpoint."),
-    "shard": ("mmlightning.shard:shard",
+    "shard": ("mmlightning.images.write_shards:shard",
               "Select up to N images per word from an image source and write WebDataset shards + manifest."),
-    "bovw-codebook": ("mmlightning.bovw:fit_codebook_command",
+    "bovw-codebook": ("mmlightning.features.bovw:fit_codebook_command",
                       "Fit the bag-of-visual-words k-means codebook on dense SIFT from shards."),
-    "reproduce": ("mmlightning.reproduce:reproduce",
+    "reproduce": ("mmlightning.pipeline.reproduce:reproduce",
                   "Run the paper's experiment end to end (text, images, features, evaluation, release)."),
 }
 

@@ -128,7 +128,7 @@ def select_by_labels(images: Iterable[ImageRef], words: Iterable[str], n_per_wor
             index[lab].append(ref)
     below: dict[str, set[ImageRef]] = defaultdict(set)  # synset name -> images with a label under it
     if subtree:
-        from mmlightning.wordnet import first_noun_synset, noun_ancestors
+        from mmlightning.images.wordnet import first_noun_synset, noun_ancestors
 
         for lab, refs in index.items():
             for synset in noun_ancestors(lab):
@@ -177,7 +177,7 @@ def check_flag(source: str, name: str, value) -> bool:
 
 def default_lemma() -> Callable[[str], str]:
     """NLTK's WordNet noun lemmatiser over the offline WordNet (imported only when needed)."""
-    from mmlightning.wordnet import lemmatize
+    from mmlightning.images.wordnet import lemmatize
 
     return lemmatize
 

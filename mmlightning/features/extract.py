@@ -10,9 +10,9 @@
         --config configs/extract.yaml --trainer.num_nodes 2 --trainer.devices 8 --trainer.strategy ddp   # SLURM
 
 Pieces:
-- `FeatureExtractor` (LightningModule): builds a backbone by registry name (mmlightning.backbones),
+- `FeatureExtractor` (LightningModule): builds a backbone by registry name (mmlightning.features.backbones),
   freezes it (Lightning's `BaseFinetuning.freeze`, and it stays in eval mode), and maps each batch of
-  `mmlightning.shards` to `{"features": (B, D), "keys", "words", "shards", "shards_done", "skipped"}`.
+  `mmlightning.images.read_shards` to `{"features": (B, D), "keys", "words", "shards", "shards_done", "skipped"}`.
   It knows nothing about what the backbone is: any registered backbone, with its own preprocessing.
 - `AggregateWriter` (BasePredictionWriter): keeps per-word count / sum / max / sum of L2-normalised
   features per shard being read, commits a shard when the pipeline reports it done, checkpoints the
@@ -39,9 +39,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BaseFinetuning, BasePredictionWriter
 
-from mmlightning.aggregate import Aggregate, export_word2vec, load_aggregates, save_aggregates
+from mmlightning.features.aggregates import Aggregate, export_word2vec, load_aggregates, save_aggregates
 from mmlightning.atomic import atomic_path
-from mmlightning.backbones import build_backbone
+from mmlightning.features.backbones import build_backbone
 from mmlightning.errors import UserError
 
 FORMAT = "mmlightning-aggregates/1"
@@ -180,7 +180,7 @@ class AggregateWriter(BasePredictionWriter):
         if stage != "predict":
             return
         if not hasattr(pl_module, "backbone"):
-            raise UserError("AggregateWriter needs model: mmlightning.extract.FeatureExtractor")
+            raise UserError("AggregateWriter needs model: mmlightning.features.extract.FeatureExtractor")
         self.dim = pl_module.backbone.feature_dim
         self.describe = pl_module.describe()
         dm = trainer.datamodule
@@ -321,7 +321,7 @@ def run_extraction(shards: Path, output_dir: Path, backbone: str = "efficientnet
     writer_args = {"output_dir": str(output_dir), "save_features": save_features, "save_every_s": save_every_s}
     if _several_processes(devices, accelerator) or strategy not in ("auto", None):
         return _run_cli(output_dir, model_args, data_args, writer_args, devices, accelerator, strategy, precision)
-    from mmlightning.shards import ShardDataModule
+    from mmlightning.images.read_shards import ShardDataModule
 
     model = FeatureExtractor(**model_args)
     dm = ShardDataModule(**data_args)
@@ -349,12 +349,12 @@ def _run_cli(output_dir: Path, model_args: dict, data_args: dict, writer_args: d
     """Run `python -m mmlightning predict` on a generated config (the multi-process path)."""
     import yaml
 
-    config = {"model": {"class_path": "mmlightning.extract.FeatureExtractor", "init_args": model_args},
-              "data": {"class_path": "mmlightning.shards.ShardDataModule", "init_args": data_args},
+    config = {"model": {"class_path": "mmlightning.features.extract.FeatureExtractor", "init_args": model_args},
+              "data": {"class_path": "mmlightning.images.read_shards.ShardDataModule", "init_args": data_args},
               "trainer": {"accelerator": accelerator, "devices": devices, "strategy": strategy, "logger": False,
                           "default_root_dir": str(output_dir),  # LightningCLI saves its config.yaml there
                           "enable_model_summary": False,
-                          "callbacks": [{"class_path": "mmlightning.extract.AggregateWriter", "init_args": writer_args}],
+                          "callbacks": [{"class_path": "mmlightning.features.extract.AggregateWriter", "init_args": writer_args}],
                           **({"precision": precision} if precision else {})},
               "return_predictions": False}
     path = output_dir / "extract_config.yaml"

@@ -2,7 +2,7 @@
 
     python -m mmlightning fit --config configs/skipgram.yaml                 # GCIDE, 100 dims, 5 epochs
     python -m mmlightning fit --config configs/skipgram.yaml --ckpt_path checkpoints/skipgram/ckpt/last.ckpt
-    from mmlightning.skipgram import train_skipgram
+    from mmlightning.text.skipgram import train_skipgram
     vectors_txt = train_skipgram("checkpoints/skipgram", corpus=["gcide"], epochs=5)   # same fit, in Python
 
 What is word2vec's and kept here: dynamic window (each centre draws its window b in 1..window),
@@ -44,7 +44,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from mmlightning.corpus import EncodedCorpus, load_encoded, prepare_corpus
+from mmlightning.text.corpus import EncodedCorpus, load_encoded, prepare_corpus
 from mmlightning.errors import UserError
 from mmlightning.vectors import KeyedVectors
 
@@ -405,7 +405,7 @@ class SkipGram(pl.LightningModule):
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         if not isinstance(dm, SkipGramDataModule):
-            raise UserError("model SkipGram needs data: class_path: mmlightning.skipgram.SkipGramDataModule")
+            raise UserError("model SkipGram needs data: class_path: mmlightning.text.skipgram.SkipGramDataModule")
         dm.setup(stage)
         self.set_vocabulary(dm.encoded.words, dm.encoded.counts)
         self._threads_before = torch.get_num_threads()  # given back in teardown: later stages keep theirs

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from mmlightning import preprocess
-from mmlightning.sources.base import ImageRef
+from mmlightning.images import preprocess
+from mmlightning.images.sources.base import ImageRef
 
 MAX_PIXELS = 40_000_000   # larger rasters are rendered from SVG or skipped
 RENDER_TIMEOUT_S = 60

@@ -3,13 +3,15 @@
     python -m mmlightning bovw-codebook --config configs/bovw_codebook.yaml
     python -m mmlightning predict --config configs/extract_bovw.yaml
 
-    from mmlightning.bovw import fit_codebook
+    from mmlightning.features.bovw import fit_codebook
     codebook = fit_codebook(["checkpoints/shards/tuxpaint"], "checkpoints/bovw/tuxpaint/codebook.pt", k=100)
     run_extraction(shards, out_dir, backbone="bovw", backbone_kwargs={"codebook": str(codebook)})
 
-The paper's baseline (VLFeat DSIFT, 100 k-means words, one 100-bin histogram per image), rebuilt as:
+The paper's baseline (VLFeat DSIFT, 100 k-means words, one 100-bin histogram per image), rebuilt as
+(dense SIFT in `mmlightning.features.sift`, k-means in `mmlightning.features.kmeans`, the codebook and
+the backbone here):
 
-1. Preprocessing, scheme "gray" (registered in `mmlightning.preprocess`): RGB (transparency on
+1. Preprocessing, scheme "gray" (in `mmlightning.images.preprocess`): RGB (transparency on
    white) -> largest centred square -> 256 x 256 (bilinear) -> greyscale (ITU-R 601 luma);
    a (1, 256, 256) float32 tensor on the 0..255 scale.
 2. Dense SIFT with VLFeat's geometry: a descriptor covers a 4 x 4 grid of spatial bins of `bin_size`
@@ -33,7 +35,7 @@ The paper's baseline (VLFeat DSIFT, 100 k-means words, one 100-bin histogram per
      "stats": {"images", "descriptors", "skipped", "inertia", "cluster_sizes"}}`.
 4. Histogram: each descriptor votes for its nearest centroid (squared Euclidean distance); the K-bin
    histogram is L1-normalised (sums to 1).
-5. Backbone "bovw" (`mmlightning.backbones`): preprocess "gray", feature_dim K, forward maps
+5. Backbone "bovw" (`mmlightning.features.backbones`): preprocess "gray", feature_dim K, forward maps
    (B, 1, H, W) -> (B, K) histograms; the extraction pipeline aggregates them per word (mean, max).
    It runs on the CPU whatever the device, parallel over the images of a batch (`num_threads`, each
    thread with single-threaded OpenCV and torch: nested thread pools crawl on a small, busy CPU). Its
@@ -46,9 +48,7 @@ import itertools
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from functools import lru_cache
+from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -58,197 +58,13 @@ import torch
 from PIL import Image
 
 from mmlightning.atomic import atomic_path
-from mmlightning.backbones import FeatureBackbone, register_backbone
 from mmlightning.errors import UserError
-from mmlightning.preprocess import centre_square, register_scheme, to_rgb
+from mmlightning.features.backbones import FeatureBackbone, register_backbone
+from mmlightning.features.kmeans import bovw_histogram, inertia, minibatch_kmeans, nearest_centroid, torch_single_threaded
+from mmlightning.features.sift import DenseSift, dense_sift
+from mmlightning.images.preprocess import gray
 
 CODEBOOK_FORMAT = "mmlightning-bovw-codebook/1"
-GRAY_SIZE = 256  # side of the "gray" scheme's square images
-SPATIAL_BINS = 4  # OpenCV's SIFT descriptor has a fixed 4 x 4 spatial grid (SIFT_DESCR_WIDTH)
-DESCRIPTOR_DIM = SPATIAL_BINS * SPATIAL_BINS * 8
-_OPENCV_BIN_FACTOR = 1.5  # OpenCV: spatial bin width = SIFT_DESCR_SCL_FCTR (3) * KeyPoint.size / 2
-_OPENCV_INIT_SIGMA = 0.5  # OpenCV assumes the input is already blurred by this much (SIFT_INIT_SIGMA)
-
-
-# ---------------------------------------------------------------------------------- preprocessing
-@register_scheme("gray")
-def gray(img: Image.Image) -> torch.Tensor:
-    """BOVW scheme: largest centred square -> 256 x 256 -> greyscale; (1, 256, 256) float32, 0..255."""
-    img = centre_square(to_rgb(img))
-    if img.size != (GRAY_SIZE, GRAY_SIZE):
-        img = img.resize((GRAY_SIZE, GRAY_SIZE), Image.BILINEAR)
-    a = np.asarray(img.convert("L"), dtype=np.uint8)  # (256, 256)
-    return torch.from_numpy(a.copy()).float().unsqueeze(0)  # (1, 256, 256)
-
-
-# ------------------------------------------------------------------------------------- dense SIFT
-@dataclass(frozen=True)
-class DenseSift:
-    """Dense SIFT settings (VLFeat names): patch = 4 x 4 bins of `bin_size` px, one every `step` px."""
-
-    bin_size: int = 4
-    step: int = 8
-    magnif: float = 6.0
-    min_contrast: float = 0.5
-
-    def __post_init__(self):
-        if self.bin_size < 1 or self.step < 1:
-            raise UserError(f"dense SIFT: bin_size ({self.bin_size}) and step ({self.step}) must be >= 1")
-        if self.magnif < 0 or self.min_contrast < 0:
-            raise UserError(f"dense SIFT: magnif ({self.magnif}) and min_contrast ({self.min_contrast}) must be >= 0")
-
-    @property
-    def patch_size(self) -> int:
-        return SPATIAL_BINS * self.bin_size
-
-    @property
-    def smoothing(self) -> float:
-        """Gaussian sigma applied before the gradients (VLFeat vl_phow: bin_size / magnif)."""
-        return self.bin_size / self.magnif if self.magnif > 0 else 0.0
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        return dense_sift(image, self)
-
-
-def grid_centres(height: int, width: int, patch_size: int, step: int) -> np.ndarray:
-    """Integer patch centres (x, y) of a dense grid whose patches lie inside the image; (N, 2) int.
-
-    The first patch starts at pixel 0 (centre patch_size // 2); rows vary slowest. Empty if the image is
-    smaller than one patch.
-    """
-    half = patch_size // 2
-    xs = np.arange(half, width - (patch_size - half) + 1, step)
-    ys = np.arange(half, height - (patch_size - half) + 1, step)
-    gx, gy = np.meshgrid(xs, ys)  # (ny, nx) each
-    return np.stack([gx.ravel(), gy.ravel()], axis=1)  # (ny * nx, 2)
-
-
-@lru_cache(maxsize=16)
-def _keypoints(height: int, width: int, patch_size: int, step: int, bin_size: int) -> tuple:
-    size = bin_size / _OPENCV_BIN_FACTOR  # OpenCV's bin width is 1.5 * size: this makes it bin_size
-    return tuple(cv2.KeyPoint(float(x), float(y), size, 0.0)
-                 for x, y in grid_centres(height, width, patch_size, step))
-
-
-@lru_cache(maxsize=8)
-def _sift(smoothing: float) -> cv2.SIFT:
-    # OpenCV blurs its base image by sqrt(sigma^2 - 0.5^2): this sigma makes the net blur `smoothing`.
-    return cv2.SIFT_create(sigma=float(np.sqrt(smoothing ** 2 + _OPENCV_INIT_SIGMA ** 2)))
-
-
-def patch_contrast(image: np.ndarray, centres: np.ndarray, patch_size: int, smoothing: float) -> np.ndarray:
-    """Mean gradient magnitude (grey levels / px) of the smoothed image over each patch; (N,) float32."""
-    f = image.astype(np.float32)  # (H, W)
-    if smoothing > 0:
-        f = cv2.GaussianBlur(f, (0, 0), smoothing)
-    gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=1) * 0.5  # central differences
-    gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=1) * 0.5
-    mean_mag = cv2.boxFilter(cv2.magnitude(gx, gy), -1, (patch_size, patch_size),
-                             normalize=True, borderType=cv2.BORDER_REFLECT)  # (H, W)
-    return mean_mag[centres[:, 1], centres[:, 0]]
-
-
-def dense_sift(image: np.ndarray, config: DenseSift = DenseSift()) -> np.ndarray:
-    """Dense SIFT of a greyscale uint8 image (H, W) -> (N, 128) float32 descriptors on the 0..255 scale.
-
-    Descriptor i belongs to `grid_centres(H, W, config.patch_size, config.step)[i]`; dimensions are
-    ordered (spatial row, spatial column, orientation) as OpenCV lays them out.
-    """
-    if image.ndim != 2 or image.dtype != np.uint8:
-        raise ValueError(f"dense_sift wants a (H, W) uint8 image, got {image.shape} {image.dtype}")
-    h, w = image.shape
-    kps = _keypoints(h, w, config.patch_size, config.step, config.bin_size)
-    if not kps:
-        return np.zeros((0, DESCRIPTOR_DIM), np.float32)
-    out_kps, desc = _sift(config.smoothing).compute(image, kps)  # desc: (N, 128) float32
-    if desc is None or len(out_kps) != len(kps):  # OpenCV must keep every provided keypoint, in order
-        raise RuntimeError(f"OpenCV SIFT returned {len(out_kps)} of {len(kps)} dense keypoints")
-    if config.min_contrast > 0:
-        centres = grid_centres(h, w, config.patch_size, config.step)
-        flat = patch_contrast(image, centres, config.patch_size, config.smoothing) < config.min_contrast
-        desc[flat] = 0.0
-    return desc
-
-
-# ------------------------------------------------------------------------------ k-means, histograms
-@contextmanager
-def torch_single_threaded() -> Iterator[None]:
-    """Run torch ops single-threaded inside the block: the small matrices here lose more to waking a
-    thread team on a busy CPU than they gain (parallelism, where wanted, is over images instead)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def nearest_centroid(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest centroid (squared Euclidean) of each row: (N, D), (K, D) -> (N,) int64."""
-    # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 does not change the argmin.
-    d = centroids.pow(2).sum(1)[None, :] - 2.0 * (x @ centroids.T)  # (N, K)
-    return d.argmin(1)
-
-
-def bovw_histogram(descriptors: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """L1-normalised histogram of nearest centroids: (N, D), (K, D) -> (K,) (all zeros when N = 0)."""
-    k = centroids.shape[0]
-    if descriptors.shape[0] == 0:
-        return torch.zeros(k, dtype=centroids.dtype)
-    counts = torch.bincount(nearest_centroid(descriptors, centroids), minlength=k).to(centroids.dtype)
-    return counts / counts.sum()  # (K,)
-
-
-def kmeans_pp_init(x: torch.Tensor, k: int, rng: np.random.Generator) -> torch.Tensor:
-    """k-means++ seeding (Arthur & Vassilvitskii 2007): (N, D) -> (k, D) distinct rows of x."""
-    n = x.shape[0]
-    first = int(rng.integers(n))
-    centres = [x[first]]
-    d2 = (x - x[first]).pow(2).sum(1).double()  # (N,) distance to the nearest chosen centre
-    for _ in range(1, k):
-        total = float(d2.sum())
-        if total <= 0:
-            raise UserError(f"bovw codebook: the descriptor sample has fewer than k={k} distinct descriptors; "
-                            "lower k or sample more images")
-        i = int(rng.choice(n, p=(d2 / total).numpy()))
-        centres.append(x[i])
-        d2 = torch.minimum(d2, (x - x[i]).pow(2).sum(1).double())
-    return torch.stack(centres)  # (k, D)
-
-
-def minibatch_kmeans(x: np.ndarray | torch.Tensor, k: int = 100, batch_size: int = 1024,
-                     iterations: int = 300, seed: int = 0, init_size: int = 20000) -> torch.Tensor:
-    """Mini-batch k-means (Sculley 2010) on rows of x (N, D) -> centroids (k, D) float32; deterministic.
-
-    Each iteration draws `batch_size` rows, assigns them to their nearest centroid, and moves every
-    centroid to the running mean of all rows ever assigned to it (per-centre learning rate 1 / count;
-    the per-sample updates of one batch, done at once, give the same running mean).
-    """
-    x = torch.as_tensor(np.asarray(x, dtype=np.float32))  # (N, D)
-    n = x.shape[0]
-    if n < k:
-        raise UserError(f"bovw codebook: {n} descriptors sampled, fewer than k={k}; sample more images or lower k")
-    rng = np.random.default_rng(seed)
-    with torch_single_threaded():
-        init_rows = rng.choice(n, size=min(n, init_size), replace=False)
-        centroids = kmeans_pp_init(x[torch.from_numpy(init_rows)], k, rng).clone()  # (k, D)
-        counts = torch.zeros(k, dtype=torch.float64)  # (k,) rows assigned so far
-        for _ in range(iterations):
-            batch = x[torch.from_numpy(rng.integers(0, n, size=min(batch_size, n)))]  # (b, D)
-            nearest = nearest_centroid(batch, centroids)  # (b,)
-            sums = torch.zeros_like(centroids, dtype=torch.float64).index_add_(0, nearest, batch.double())  # (k, D)
-            n_new = torch.bincount(nearest, minlength=k).double()  # (k,)
-            hit = n_new > 0
-            total = counts[hit] + n_new[hit]
-            centroids[hit] = ((centroids[hit].double() * counts[hit, None] + sums[hit]) / total[:, None]).float()
-            counts[hit] = total
-    return centroids
-
-
-def inertia(x: torch.Tensor, centroids: torch.Tensor) -> float:
-    """Mean squared distance of the rows of x (N, D) to their nearest centroid."""
-    nearest = nearest_centroid(x, centroids)
-    return float((x - centroids[nearest]).pow(2).sum(1).mean())
 
 
 # ------------------------------------------------------------------------------- reading the shards
@@ -261,7 +77,7 @@ def shard_paths(shards) -> tuple[list[Path], int | None]:
 
     The total comes from the manifests; it is None when some entry has no manifest.
     """
-    from mmlightning.shards import list_shards
+    from mmlightning.images.read_shards import list_shards
 
     paths, total = [], 0
     for entry in _entries(shards):
@@ -285,10 +101,10 @@ def iter_shard_images(paths: Sequence[Path], seed: int = 0, fraction: float = 1.
                       skipped: list | None = None) -> Iterator[tuple[str, Image.Image]]:
     """(key, PIL image) for a seeded `fraction` of the samples of the shards; bad samples go to `skipped`.
 
-    Reading and decoding are the extraction pipeline's (`mmlightning.shards`), so the same samples are
+    Reading and decoding are the extraction pipeline's (`mmlightning.images.read_shards`), so the same samples are
     skipped for the same reasons.
     """
-    from mmlightning.shards import decode_sample, read_shard
+    from mmlightning.images.read_shards import decode_sample, read_shard
 
     problems = [] if skipped is None else skipped
     for tar in paths:

@@ -5,11 +5,11 @@
     python -m mmlightning reproduce --config configs/reproduce.yaml --force '[extract]'
 
 Stages (each cached in `<checkpoints>/<stage>-<key>/`, the key hashing its settings and the keys of the
-stages it reads, see `mmlightning.stages`):
-  1. skipgram            text vectors (`mmlightning.skipgram.train_skipgram`)
-  2. shard:<source>      up to N images per concept word, WebDataset shards (`mmlightning.shard.shard`)
-  3. extract:<source>    CNN features aggregated per word: CNN-Mean, CNN-Max (`mmlightning.extract`)
-  4. bovw:<source>       dense SIFT codebook + histograms aggregated per word (`mmlightning.bovw`)
+stages it reads, see `mmlightning.pipeline.stages`):
+  1. skipgram            text vectors (`mmlightning.text.skipgram.train_skipgram`)
+  2. shard:<source>      up to N images per concept word, WebDataset shards (`mmlightning.images.write_shards.shard`)
+  3. extract:<source>    CNN features aggregated per word: CNN-Mean, CNN-Max (`mmlightning.features.extract`)
+  4. bovw:<source>       dense SIFT codebook + histograms aggregated per word (`mmlightning.features.bovw`)
   5. evaluate            Table 1, Figure 4, Table 2 into `<reports>/` (always recomputed: seconds)
   6. release             visual (mean, max) and multi-modal word2vec files for every label with images,
                          with a metadata card, into `<reports>/release/`
@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 from mmlightning.atomic import atomic_path, write_json, write_text
 from mmlightning.errors import UserError
-from mmlightning.stages import Stage
+from mmlightning.pipeline.stages import Stage
 
 STAGES = ("skipgram", "shard", "extract", "bovw", "evaluate", "release")
 DEPENDANTS = {"skipgram": {"evaluate", "release"}, "shard": {"extract", "bovw", "evaluate", "release"},
@@ -144,7 +144,7 @@ def reproduce(
         if not isinstance(spec, dict) or "source" not in spec:
             raise UserError(f"sources.{name}: needs at least `source:` (tuxpaint, openclipart, imagenet, esp, folder)")
         if spec.get("preprocess") is not None:
-            from mmlightning.preprocess import get_scheme
+            from mmlightning.images.preprocess import get_scheme
 
             get_scheme(spec["preprocess"])  # an unknown scheme fails now, before any stage runs
     if not 0.0 <= alpha <= 1.0:
@@ -152,7 +152,7 @@ def reproduce(
     runner = Runner(root, forced)
 
     # 1. text
-    from mmlightning.skipgram import train_skipgram
+    from mmlightning.text.skipgram import train_skipgram
 
     # num_workers 0: one process, so the same seed gives the same vectors (Hogwild workers are faster, not bitwise)
     sg = {"epochs": 5, "dim": 100, "window": 5, "negative": 5, "sample": 1e-3, "min_count": 5, "num_workers": 0,
@@ -162,8 +162,8 @@ def reproduce(
         "vectors": str(train_skipgram(output_dir=d, corpus=corpus, cache_dir=str(root / "corpus_cache"), **sg))})
 
     # 2-4. images, per source
-    from mmlightning.extract import run_extraction
-    from mmlightning.shard import shard
+    from mmlightning.features.extract import run_extraction
+    from mmlightning.images.write_shards import shard
 
     visual_files: dict[str, str] = {}
     extracted: dict[str, dict] = {}
@@ -188,8 +188,8 @@ def reproduce(
             visual_files[f"{name}/bovw"] = bv_out["mean"]
 
     # 5. evaluation (cheap: always recomputed from the cached vectors)
-    from mmlightning.evaluate import load_inputs, evaluate_systems
-    from mmlightning.report import render_markdown, write_reports
+    from mmlightning.evaluation.systems import load_inputs, evaluate_systems
+    from mmlightning.evaluation.report import render_markdown, write_reports
 
     print(f"[{len(runner.summary) + 1}] evaluate: Table 1, Figure 4, Table 2 -> {reports_dir}", flush=True)
     t0 = time.time()
@@ -227,7 +227,7 @@ def _extract(run_extraction, shards_dir, out: Path, backbone, backbone_kwargs, l
 
 def _bovw(run_extraction, shards_dir, out: Path, k: int, max_images: int, seed: int, batch_size: int,
           num_workers: int) -> dict:
-    from mmlightning.bovw import fit_codebook
+    from mmlightning.features.bovw import fit_codebook
 
     codebook = fit_codebook(shards_dir, out / "codebook.pt", k=k, max_images=max_images, seed=seed)
     feats = out / "features"
@@ -240,7 +240,7 @@ def _bovw(run_extraction, shards_dir, out: Path, k: int, max_images: int, seed: 
 
 def _check_images(aggregates: Path, shards_dir) -> None:
     """A stage that read no image at all is an error, not an empty table."""
-    from mmlightning.aggregate import load_aggregates
+    from mmlightning.features.aggregates import load_aggregates
 
     agg, meta = load_aggregates(aggregates)
     if len(agg) == 0:
@@ -252,8 +252,8 @@ def write_release(out: Path, linguistic_path: str, extracted: dict[str, dict], a
     """Visual (mean, max) and multi-modal word2vec files for every label with images, plus a metadata card."""
     import shutil
 
-    from mmlightning.aggregate import load_aggregates
-    from mmlightning.fusion import fuse_keyed
+    from mmlightning.features.aggregates import load_aggregates
+    from mmlightning.evaluation.fusion import fuse_keyed
     from mmlightning.vectors import load_vectors
 
     out.mkdir(parents=True, exist_ok=True)

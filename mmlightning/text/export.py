@@ -41,7 +41,7 @@ def export(checkpoint: str, output: str | None = None, binary: bool = False, voc
     """Re-export word2vec vectors from a skip-gram checkpoint.
 
     Args:
-        checkpoint: a checkpoint written while fitting mmlightning.skipgram.SkipGram.
+        checkpoint: a checkpoint written while fitting mmlightning.text.skipgram.SkipGram.
         output: the vectors file to write (default: vectors.txt beside the checkpoint's folder, i.e.
             checkpoints/skipgram/vectors.txt for checkpoints/skipgram/ckpt/last.ckpt).
         binary: write word2vec binary instead of text.

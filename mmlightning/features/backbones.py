@@ -3,11 +3,11 @@
     bb = build_backbone("efficientnet_lite0")                 # the embedded default: 1280-dim pooled
     bb = build_backbone("alexnet1512", checkpoint="checkpoints/cnn1512/last.ckpt", layer="fc7")
     bb = build_backbone("torchvision", arch="resnet50", weights="DEFAULT", download=False)
-    bb = build_backbone("bovw", codebook="checkpoints/bovw/codebook.pt")  # plugin: mmlightning.bovw
+    bb = build_backbone("bovw", codebook="checkpoints/bovw/codebook.pt")  # plugin: mmlightning.features.bovw
     feats = bb(batch)                                         # (B, C, H, W) -> (B, bb.feature_dim)
 
 Every backbone declares `feature_dim`, `layer` and `preprocess` (the name of a scheme in
-`mmlightning.preprocess`, applied per image in the data pipeline). New backbones register themselves
+`mmlightning.images.preprocess`, applied per image in the data pipeline). New backbones register themselves
 with `@register_backbone("name")` on a factory function; plugin modules listed in `PLUGINS` are imported
 the first time their name is asked for, and "package.module:factory" builds any importable factory.
 
@@ -30,7 +30,7 @@ from mmlightning.errors import UserError
 _REGISTRY: dict[str, Callable[..., "FeatureBackbone"]] = {}
 
 # backbone name -> module that registers it on import (imported lazily by `build_backbone`)
-PLUGINS = {"bovw": "mmlightning.bovw"}
+PLUGINS = {"bovw": "mmlightning.features.bovw"}
 
 
 class FeatureBackbone(nn.Module):
@@ -129,7 +129,7 @@ def efficientnet_lite0(weights: str | None = None, layer: str = "pooled") -> Fea
 
 # ------------------------------------------------------------------------------------ alexnet1512
 class AlexNet1512Features(FeatureBackbone):
-    """Our 1512-way AlexNet-style CNN (mmlightning.alexnet1512): fc6 / fc7 after ReLU, or pooled."""
+    """Our 1512-way AlexNet-style CNN (mmlightning.features.alexnet1512): fc6 / fc7 after ReLU, or pooled."""
 
     preprocess = "imagenet"
 
@@ -146,7 +146,7 @@ class AlexNet1512Features(FeatureBackbone):
 @register_backbone("alexnet1512")
 def alexnet1512(checkpoint: str | None = None, layer: str = "fc7", **net_kwargs) -> FeatureBackbone:
     """The paper's CNN: random init (with `net_kwargs` dims) or a checkpoint of `fit --config cnn1512.yaml`."""
-    from mmlightning.alexnet1512 import load_network
+    from mmlightning.features.alexnet1512 import load_network
 
     return AlexNet1512Features(load_network(checkpoint, **net_kwargs), layer)
 

@@ -1,6 +1,6 @@
 """Render an `evaluate_systems` result: Markdown (Table 1, differences, Table 2), JSON, Figure 4 PNG.
 
-    from mmlightning.report import render_markdown, plot_alpha_sweep, write_reports
+    from mmlightning.evaluation.report import render_markdown, plot_alpha_sweep, write_reports
     print(render_markdown(result))                 # all sections
     paths = write_reports(result, "reports")       # {"markdown": ..., "json": ..., "figure4": ...}
 

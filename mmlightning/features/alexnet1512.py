@@ -13,7 +13,7 @@ pool5, 9216) or "logits". `width` scales conv channels and `fc_dim` the FC layer
 
 Training data: `ImageFolderDataModule` reads `train/<wnid>/*` (optional `val/<wnid>/*`); the class list
 (ILSVRC-2012 wnids + the 512 extra wnids, in output order) comes from the config or a file with one
-wnid per line; `mmlightning.shards.ShardDataModule` with `classes` reads shards whose .json has a label.
+wnid per line; `mmlightning.images.read_shards.ShardDataModule` with `classes` reads shards whose .json has a label.
 Augmentation: random 224 crop of the 256 x 256 square + horizontal flip. SGD with momentum, step decay;
 top-1 / top-5 accuracy with torchmetrics.
 """
@@ -31,8 +31,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchmetrics.classification import MulticlassAccuracy
 
 from mmlightning.errors import UserError
-from mmlightning.preprocess import get_scheme
-from mmlightning.shards import read_classes
+from mmlightning.images.preprocess import get_scheme
+from mmlightning.images.read_shards import read_classes
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".ppm", ".tif", ".tiff"}
 

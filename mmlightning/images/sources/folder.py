@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.sources.base import (IMAGE_SUFFIXES, ImageRef, LabelledSource, check_flag, default_lemma,
+from mmlightning.images.sources.base import (IMAGE_SUFFIXES, ImageRef, LabelledSource, check_flag, default_lemma,
                                       walk_files)
 
 

@@ -33,7 +33,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mmlightning.errors import UserError
-from mmlightning.preprocess import get_scheme
+from mmlightning.images.preprocess import get_scheme
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp", "gif", "tif", "tiff")
 
@@ -254,7 +254,7 @@ class ShardStream(IterableDataset):
                                  self.shuffle_buffer)
 
 
-ILSVRC2012_WNIDS = Path(__file__).parent / "data" / "imagenet" / "ilsvrc2012_wnids.txt"
+ILSVRC2012_WNIDS = Path(__file__).parents[1] / "data" / "imagenet" / "ilsvrc2012_wnids.txt"
 
 
 def _class_file(path: Path) -> list[str]:
@@ -294,7 +294,7 @@ class ShardDataModule(pl.LightningDataModule):
             shards: shard directory (with manifest.json), a .tar, a glob pattern or a list of .tar files.
             batch_size: images per batch (batched inside the workers).
             num_workers: data-loader worker processes (each reads whole shards).
-            preprocess: scheme name (mmlightning.preprocess); None = the model's backbone's own scheme.
+            preprocess: scheme name (mmlightning.images.preprocess); None = the model's backbone's own scheme.
             classes: for training: class names (wnids) in output order, or a file with one per line.
             val_shards: shards for validation during fit (optional).
             train_preprocess: augmentation scheme used for fit.

@@ -21,7 +21,7 @@ Schemes (all produce 224 x 224, channels in RGB order, values on the 0..255 pixe
 
 Every scheme first converts to RGB (`to_rgb`): greyscale, CMYK, palette and alpha images all become
 3-channel RGB, alpha composited on white. Other modules add schemes with `@register_scheme("name")`
-(e.g. `mmlightning.bovw` registers "gray"). Schemes are pure functions and run in data-loader workers.
+. Schemes are pure functions and run in data-loader workers.
 """
 from __future__ import annotations
 
@@ -55,9 +55,7 @@ def available_schemes() -> list[str]:
 
 
 def get_scheme(name: str) -> Scheme:
-    """The scheme registered as `name` (imports `mmlightning.bovw` for "gray"); unknown -> UserError."""
-    if name not in _SCHEMES and name == "gray":
-        import mmlightning.bovw  # noqa: F401  registers the "gray" scheme on import
+    """The scheme registered as `name`; unknown -> UserError."""
     if name not in _SCHEMES:
         raise UserError(f"unknown preprocessing scheme {name!r}; known: {', '.join(available_schemes())}")
     return _SCHEMES[name]
@@ -177,3 +175,16 @@ def imagenet_train(img: Image.Image) -> torch.Tensor:
     if torch.rand(()) < 0.5:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     return _NORMALISE["imagenet"](to_tensor(img))
+
+
+GRAY_SIZE = 256  # side of the "gray" scheme's square images
+
+
+@register_scheme("gray")
+def gray(img: Image.Image) -> torch.Tensor:
+    """BOVW scheme: largest centred square -> 256 x 256 -> greyscale; (1, 256, 256) float32, 0..255."""
+    img = centre_square(to_rgb(img))
+    if img.size != (GRAY_SIZE, GRAY_SIZE):
+        img = img.resize((GRAY_SIZE, GRAY_SIZE), Image.BILINEAR)
+    a = np.asarray(img.convert("L"), dtype=np.uint8)  # (256, 256)
+    return torch.from_numpy(a.copy()).float().unsqueeze(0)  # (1, 256, 256)

@@ -1,6 +1,6 @@
 """Offline WordNet 3.0 for NLTK, and a cached lemmatiser.
 
-    from mmlightning.wordnet import wordnet, lemmatize
+    from mmlightning.images.wordnet import wordnet, lemmatize
     wn = wordnet()                       # nltk's WordNetCorpusReader, no download needed
     wn.synsets("dog", "n")[0].offset()   # 2084071 -> ImageNet wnid "n02084071"
     lemmatize("cats")                    # "cat"  (noun lemma, NLTK's WordNetLemmatizer, cached)

@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.sources.base import IMAGE_SUFFIXES, ImageRef, Selection, default_lemma, word_rng
+from mmlightning.images.sources.base import IMAGE_SUFFIXES, ImageRef, Selection, default_lemma, word_rng
 
 
 class FileHierarchy:
@@ -65,7 +65,7 @@ class WordNetHierarchy:
     """The same interface over WordNet 3.0's noun hierarchy (no files needed)."""
 
     def __init__(self):
-        from mmlightning.wordnet import wordnet
+        from mmlightning.images.wordnet import wordnet
 
         self.wn = wordnet()
 
@@ -76,18 +76,18 @@ class WordNetHierarchy:
             return None
 
     def senses(self, word: str) -> list[str]:
-        from mmlightning.wordnet import noun_senses, wnid
+        from mmlightning.images.wordnet import noun_senses, wnid
 
         return [wnid(s) for s in noun_senses(word)]
 
     def hypernyms(self, wnid_: str) -> list[str]:
-        from mmlightning.wordnet import wnid
+        from mmlightning.images.wordnet import wnid
 
         s = self._synset(wnid_)
         return [wnid(h) for h in (s.hypernyms() + s.instance_hypernyms())] if s else []
 
     def hyponyms(self, wnid_: str) -> list[str]:
-        from mmlightning.wordnet import wnid
+        from mmlightning.images.wordnet import wnid
 
         s = self._synset(wnid_)
         return sorted(wnid(h) for h in (s.hyponyms() + s.instance_hyponyms())) if s else []
@@ -216,7 +216,7 @@ class ImageNetSource:
 @lru_cache(maxsize=None)
 def _wordnet_rank(form: str) -> dict[str, int]:
     try:
-        from mmlightning.wordnet import noun_senses, wnid
+        from mmlightning.images.wordnet import noun_senses, wnid
 
         return {wnid(s): i for i, s in enumerate(noun_senses(form))}
     except UserError:  # no WordNet: keep the file order

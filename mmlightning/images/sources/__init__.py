@@ -1,6 +1,6 @@
 """Image sources: where a concept word's images come from.
 
-    from mmlightning.sources import open_source
+    from mmlightning.images.sources import open_source
     src = open_source("tuxpaint")                       # or "openclipart", "imagenet", "esp", "folder"
     sel = src.candidates(["cat", "car"], n_per_word=20, seed=0)
     sel.by_word["cat"]     # [ImageRef(path, labels, group, label, fallback_svg), ...]
@@ -8,7 +8,7 @@
     sel.missing            # {"car": "no image labelled 'car'"}
 
 Every source has `name` and `candidates(words, n_per_word, seed) -> Selection`; reading the pixels
-of an ImageRef is `mmlightning.sources.imageio.load_image`. One module per source:
+of an ImageRef is `mmlightning.images.sources.imageio.load_image`. One module per source:
 imagenet (WordNet subtree sampling), esp (ESP Game tags), folder (<word>/<images>), tuxpaint and
 openclipart (the two installable defaults).
 """
@@ -17,14 +17,14 @@ from __future__ import annotations
 import importlib
 
 from mmlightning.errors import UserError
-from mmlightning.sources.base import ImageRef, Selection  # noqa: F401  (public API)
+from mmlightning.images.sources.base import ImageRef, Selection  # noqa: F401  (public API)
 
 SOURCES = {
-    "imagenet": "mmlightning.sources.imagenet:ImageNetSource",
-    "esp": "mmlightning.sources.esp:EspSource",
-    "folder": "mmlightning.sources.folder:FolderSource",
-    "tuxpaint": "mmlightning.sources.tuxpaint:TuxPaintSource",
-    "openclipart": "mmlightning.sources.openclipart:OpenClipartSource",
+    "imagenet": "mmlightning.images.sources.imagenet:ImageNetSource",
+    "esp": "mmlightning.images.sources.esp:EspSource",
+    "folder": "mmlightning.images.sources.folder:FolderSource",
+    "tuxpaint": "mmlightning.images.sources.tuxpaint:TuxPaintSource",
+    "openclipart": "mmlightning.images.sources.openclipart:OpenClipartSource",
 }
 NEEDS_ROOT = ("imagenet", "esp", "folder")
 

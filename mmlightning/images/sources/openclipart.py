@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.sources.base import (ImageRef, LabelledSource, check_flag, content_lemmas, default_lemma, tokens,
+from mmlightning.images.sources.base import (ImageRef, LabelledSource, check_flag, content_lemmas, default_lemma, tokens,
                                       walk_files)
 
 DEFAULT_ROOT = "/usr/share/openclipart"

@@ -1,7 +1,7 @@
 """Word relatedness, as pure functions: cosine vs gold, Spearman rho, pairs used, bootstrap CIs.
 
     from mmlightning.benchmarks import load_benchmark
-    from mmlightning.relatedness import score, paired_difference, relevant_mask, relevant_pairs
+    from mmlightning.evaluation.relatedness import score, paired_difference, relevant_mask, relevant_pairs
     bench = load_benchmark("men")
     r = score(kv, bench, oov="skip")         # r.rho, r.ci95, r.pairs_used, r.pairs_total, r.cosines
     print(r.cell())                           # "0.712 [0.690, 0.731] 2950/3000"

@@ -4,13 +4,13 @@
     # YAML (LightningCLI):
     #   trainer:
     #     callbacks:
-    #       - class_path: mmlightning.callbacks.RelatednessCallback
+    #       - class_path: mmlightning.evaluation.callback.RelatednessCallback
     #         init_args: {benchmarks: [ws353, men], oov: skip}
 
 The module must define `word_vectors() -> mmlightning.vectors.KeyedVectors` (its current embeddings).
 Logged per benchmark: `relatedness/<name>` (Spearman rho by torchmetrics' SpearmanCorrCoef; NaN when
 fewer than 3 pairs are usable) and `relatedness/<name>_pairs_used`. The cosines and pairs come from
-`mmlightning.relatedness.pair_cosines`, so the numbers equal `relatedness.score(...).rho`.
+`mmlightning.evaluation.relatedness.pair_cosines`, so the numbers equal `relatedness.score(...).rho`.
 It runs at validation epoch end when a validation loop runs (not during the sanity check), else at
 train epoch end; never twice for the same epoch.
 """
@@ -25,7 +25,7 @@ import torch
 from torchmetrics.regression import SpearmanCorrCoef
 
 from mmlightning.benchmarks import Benchmark, load_benchmark
-from mmlightning.relatedness import MIN_PAIRS, _check_oov, gold_scores, pair_cosines
+from mmlightning.evaluation.relatedness import MIN_PAIRS, _check_oov, gold_scores, pair_cosines
 
 
 def spearman_torchmetrics(cosines: torch.Tensor, gold: torch.Tensor) -> float:

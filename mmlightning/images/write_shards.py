@@ -3,7 +3,7 @@
     python -m mmlightning shard --config configs/shard_tuxpaint.yaml
     python -m mmlightning shard --source imagenet --root /data/imagenet --output_dir checkpoints/shards/imagenet
 
-    from mmlightning.shard import shard
+    from mmlightning.images.write_shards import shard
     manifest = shard("tuxpaint", "checkpoints/shards/tuxpaint", n_per_word=20, seed=0)
 
 Output (docs/FORMATS.md): `<output_dir>/<prefix>-000000.tar, ...` with one sample per distinct image
@@ -32,9 +32,9 @@ from typing import Optional
 from mmlightning.atomic import atomic_path, write_json
 from mmlightning.benchmarks import SHIPPED, load_benchmark
 from mmlightning.errors import UserError
-from mmlightning.sources import open_source
-from mmlightning.sources.base import ImageRef, Selection
-from mmlightning.sources.imageio import ImageError, encode_image, load_image
+from mmlightning.images.sources import open_source
+from mmlightning.images.sources.base import ImageRef, Selection
+from mmlightning.images.sources.imageio import ImageError, encode_image, load_image
 
 FORMAT = "mmlightning-shards/1"
 PROGRESS = ".shard-progress.json"

@@ -15,7 +15,7 @@ Rows: each benchmark x {full, relevant:<source> for each source, relevant:all wh
 A source covers a word when every one of its methods has a vector for it (lookup: as given, then
 lower-cased); relevant:all needs both words covered by every source (the paper's "Relevant").
 
-Multi-modal vectors (Eq. 1, `mmlightning.fusion`) are built per benchmark over that benchmark's words
+Multi-modal vectors (Eq. 1, `mmlightning.evaluation.fusion`) are built per benchmark over that benchmark's words
 that have a linguistic vector (the centring vocabulary), so a benchmark's scores do not depend on which
 other benchmarks run with it; words without images get a zero visual part (or, with
 `missing_visual="text"`, such pairs are scored by their text cosine). A pair is usable by a multi-modal
@@ -43,8 +43,8 @@ import torch
 
 from mmlightning.benchmarks import SHIPPED, Benchmark, load_benchmark
 from mmlightning.errors import UserError
-from mmlightning.fusion import fused_pair_cosines
-from mmlightning.relatedness import (
+from mmlightning.evaluation.fusion import fused_pair_cosines
+from mmlightning.evaluation.relatedness import (
     OOV_POLICIES, Score, gold_scores, pair_cosines, paired_difference, relevant_mask, score_cosines, spearman, subset,
 )
 from mmlightning.vectors import KeyedVectors, load_vectors
@@ -255,7 +255,7 @@ def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] 
         table2_system: system shown in the Markdown Table 2 (default: the first multi-modal one).
         out: output directory for evaluation.md, evaluation.json and figure4_alpha.png.
     """
-    from mmlightning.report import render_markdown, write_reports
+    from mmlightning.evaluation.report import render_markdown, write_reports
 
     if not linguistic:
         raise UserError("--linguistic FILE is required (the text vectors, word2vec or gensim format)")
@@ -273,6 +273,6 @@ def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] 
 
 def write_reports(result: dict, out_dir: str = "reports") -> dict:
     """Write evaluation.md, evaluation.json and figure4_alpha.png under `out_dir`; returns their paths."""
-    from mmlightning.report import write_reports as _write
+    from mmlightning.evaluation.report import write_reports as _write
 
     return _write(result, out_dir)

@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.sources.base import (STOPWORDS, ImageRef, LabelledSource, check_flag, default_lemma, tokens,
+from mmlightning.images.sources.base import (STOPWORDS, ImageRef, LabelledSource, check_flag, default_lemma, tokens,
                                       walk_files)
 
 DEFAULT_ROOT = "/usr/share/tuxpaint/stamps"
@@ -94,6 +94,6 @@ class TuxPaintSource(LabelledSource):
 
 
 def _is_noun(lemma: str) -> bool:
-    from mmlightning.wordnet import wordnet
+    from mmlightning.images.wordnet import wordnet
 
     return bool(wordnet().synsets(lemma, "n"))

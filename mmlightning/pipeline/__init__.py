@@ -1,0 +1,1 @@
+"""The main job: the table of cached stages, `reproduce`, and the release of the vectors."""
