@@ -5,7 +5,7 @@
 
 Same real images (Tux Paint stamps, /usr/share/tuxpaint/stamps) for every contender, preprocessing done
 beforehand and not timed (it runs in data-loader workers in the real pipeline):
-- ours: `mmlightning.bovw.BovwBackbone` (OpenCV SIFT descriptors on dense keypoints, 16-px patches,
+- ours: `mmlightning.features.bovw.BovwBackbone` (OpenCV SIFT descriptors on dense keypoints, 16-px patches,
   step 8 on 256 x 256, nearest of K = 100 centroids, L1 histogram), with 1 thread and with 2 threads;
 - baseline: the same descriptor layout computed the way older dense-SIFT scripts do it: numpy
   gradients, then a Python loop over patches, each binning its pixels into a 4 x 4 x 8 histogram
@@ -30,7 +30,10 @@ from PIL import Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from mmlightning.bovw import BovwBackbone, DenseSift, dense_sift, gray, minibatch_kmeans  # noqa: E402
+from mmlightning.features.bovw import BovwBackbone  # noqa: E402
+from mmlightning.features.kmeans import minibatch_kmeans  # noqa: E402
+from mmlightning.features.sift import DenseSift, dense_sift  # noqa: E402
+from mmlightning.images.preprocess import gray  # noqa: E402
 
 STAMPS = "/usr/share/tuxpaint/stamps"
 
@@ -122,8 +125,8 @@ def main() -> None:
     results["baseline numpy loop (1 thread)"] = rate(
         lambda: [numpy_histogram(numpy_dense_sift_loop(g), c_np) for g in grey_u8[:nb]], nb, repeat=2, warmup=False)
 
-    from mmlightning.backbones import build_backbone
-    from mmlightning.preprocess import get_scheme
+    from mmlightning.features.backbones import build_backbone
+    from mmlightning.images.preprocess import get_scheme
 
     cnn = build_backbone("efficientnet_lite0").eval()
     x = torch.stack([get_scheme("efficientnet")(im) for im in pil])  # (B, 3, 224, 224)

@@ -44,7 +44,7 @@ def make_shards(out: Path, n_images: int, per_shard: int = 128, max_side: int = 
     import webdataset as wds
     from PIL import Image
 
-    from mmlightning.preprocess import to_rgb
+    from mmlightning.images.preprocess import to_rgb
 
     files = sorted(STAMPS.rglob("*.png"))
     if not files:
@@ -76,8 +76,8 @@ def pipeline_rate(shards: Path, out: Path, backbone: str, kwargs: dict, batch_si
     """Images/s of `predict` (timed from the first to the last batch), and the image count."""
     import pytorch_lightning as pl
 
-    from mmlightning.extract import AggregateWriter, FeatureExtractor
-    from mmlightning.shards import ShardDataModule
+    from mmlightning.features.extract import AggregateWriter, FeatureExtractor
+    from mmlightning.images.read_shards import ShardDataModule
 
     class Clock(pl.Callback):
         start = end = None
@@ -149,7 +149,7 @@ def pil_loop_rate(files: list[Path], model: torch.nn.Module, scheme) -> float:
 
 def memory_child(shards: str, out: str, batch_size: int, workers: int) -> None:
     """(subprocess) run the pipeline with a tiny backbone; print peak RSS of this process and its workers."""
-    from mmlightning.alexnet1512 import AlexNet1512
+    from mmlightning.features.alexnet1512 import AlexNet1512
 
     tiny = {"num_classes": 10, "fc_dim": 32, "width": 0.05}  # cheap: this run measures the pipeline's memory
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -184,8 +184,8 @@ def main() -> None:
 
     from PIL import Image
 
-    from mmlightning.backbones import build_backbone
-    from mmlightning.preprocess import get_scheme
+    from mmlightning.features.backbones import build_backbone
+    from mmlightning.images.preprocess import get_scheme
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device: {torch.cuda.get_device_name() if device == 'cuda' else f'cpu, {torch.get_num_threads()} threads'}; "
@@ -260,7 +260,7 @@ def scheme_imagenet_batch(stamps: list[Path], batch_size: int, device: str) -> t
     """(B, 3, 224, 224) stamps under the paper's "imagenet" scheme (alexnet1512's input)."""
     from PIL import Image
 
-    from mmlightning.preprocess import get_scheme
+    from mmlightning.images.preprocess import get_scheme
 
     return torch.stack([get_scheme("imagenet")(Image.open(f)) for f in stamps[:batch_size]]).to(device)
 

@@ -84,7 +84,7 @@ def _cpu_s() -> float:
 
 
 def _corpus(args):
-    from mmlightning.corpus import prepare_corpus
+    from mmlightning.text.corpus import prepare_corpus
     return prepare_corpus(args.corpus, args.cache_dir, args.min_count)
 
 
@@ -99,7 +99,7 @@ def _truncate(enc, max_words: int | None):
 
 def _scores(kv) -> dict:
     from mmlightning.benchmarks import load_benchmark
-    from mmlightning.relatedness import score
+    from mmlightning.evaluation.relatedness import score
     out = {}
     for name in ("ws353", "men"):
         r = score(kv, load_benchmark(name), oov="skip")
@@ -110,7 +110,7 @@ def _scores(kv) -> dict:
 
 def run_gensim(args) -> dict:
     from gensim.models import Word2Vec
-    from mmlightning.corpus import sentences_as_words
+    from mmlightning.text.corpus import sentences_as_words
     from mmlightning.vectors import KeyedVectors
     enc = _corpus(args)
     n_sent, n_words = _truncate(enc, args.max_words)
@@ -132,12 +132,12 @@ def run_gensim(args) -> dict:
 def run_ours(args) -> dict:
     import pytorch_lightning as pl
     import numpy as np
-    from mmlightning.skipgram import SkipGram, SkipGramDataModule
+    from mmlightning.text.skipgram import SkipGram, SkipGramDataModule
     enc = _corpus(args)
     n_sent, n_words = _truncate(enc, args.max_words)
     corpus = args.corpus
     if n_words < enc.n_tokens:  # write the same truncated text as a .txt corpus
-        from mmlightning.corpus import sentences_as_words
+        from mmlightning.text.corpus import sentences_as_words
         tmp = Path(args.cache_dir) / f"bench-first-{n_words}.txt"
         if not tmp.exists():
             with open(tmp, "w") as fh:

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from scipy.stats import spearmanr
 
-from mmlightning.backbones import build_backbone
+from mmlightning.features.backbones import build_backbone
 from mmlightning.benchmarks import benchmark_vocabulary, load_benchmark
-from mmlightning.preprocess import get_scheme
-from mmlightning.sources import open_source
-from mmlightning.sources.imageio import ImageError, load_image
+from mmlightning.images.preprocess import get_scheme
+from mmlightning.images.sources import open_source
+from mmlightning.images.sources.imageio import ImageError, load_image
 
 
 def features(refs, cache: Path, batch_size: int = 32) -> dict[str, torch.Tensor]:

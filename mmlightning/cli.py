@@ -14,6 +14,8 @@ A `UserError` anywhere becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import sys
 from typing import Callable
 
@@ -81,8 +83,29 @@ def run_pipeline(name: str, args: list[str]):
     return CLI(func, args=args, prog=f"python -m mmlightning {name}", description=summary)
 
 
+class _RankZero(logging.Filter):
+    """Under DDP only global rank 0 logs (the launcher sets RANK in every process it starts)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return os.environ.get("RANK", "0") == "0" or record.levelno >= logging.WARNING
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Library modules log to `logging.getLogger(__name__)`; the CLI shows their messages on stderr, rank 0 only."""
+    logger = logging.getLogger("mmlightning")
+    if not any(getattr(h, "_mmlightning", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.addFilter(_RankZero())
+        handler._mmlightning = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    setup_logging()
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0

@@ -64,7 +64,7 @@ def make_shards(out: Path, n_shards: int = 4, per_shard: int = 7, seed: int = 0,
 
 def tiny_alexnet(path: Path, seed: int = 0) -> Path:
     """A small random AlexNet1512 state dict (width 0.1, fc 32): a fast deterministic test backbone."""
-    from mmlightning.alexnet1512 import AlexNet1512
+    from mmlightning.features.alexnet1512 import AlexNet1512
 
     torch.manual_seed(seed)
     torch.save(AlexNet1512(num_classes=10, fc_dim=32, width=0.1).state_dict(), path)

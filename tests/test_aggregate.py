@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmlightning.aggregate import (Aggregate, dispersion, export_word2vec, load_aggregates, merge_all,
+from mmlightning.features.aggregates import (Aggregate, dispersion, export_word2vec, load_aggregates, merge_all,
                                    save_aggregates)
 from mmlightning.errors import UserError
 

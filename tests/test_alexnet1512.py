@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from mmlightning.alexnet1512 import AlexNet1512, ImageFolderDataModule, load_network
-from mmlightning.backbones import build_backbone
+from mmlightning.features.alexnet1512 import AlexNet1512, ImageFolderDataModule, load_network
+from mmlightning.features.backbones import build_backbone
 from mmlightning.cli import main
 from mmlightning.errors import UserError
-from mmlightning.preprocess import get_scheme
+from mmlightning.images.preprocess import get_scheme
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cnn1512.yaml"
 COLOURS = {"n00000001": (220, 30, 30), "n00000002": (30, 200, 40), "n00000003": (40, 50, 210)}
@@ -81,8 +81,8 @@ def test_fit_on_labelled_shards(tmp_path):
     """The same model trains from WebDataset shards whose .json carries the class (wnid)."""
     import pytorch_lightning as pl
 
-    from mmlightning.alexnet1512 import CNN1512
-    from mmlightning.shards import ShardDataModule
+    from mmlightning.features.alexnet1512 import CNN1512
+    from mmlightning.images.read_shards import ShardDataModule
     from synthetic_shards import make_shards
 
     wnids = ["n01", "n02", "n03"]

@@ -6,11 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from mmlightning import backbones
-from mmlightning.backbones import available_backbones, build_backbone
+from mmlightning.features import backbones
+from mmlightning.features.backbones import available_backbones, build_backbone
 from mmlightning.errors import UserError
-from mmlightning.extract import FeatureExtractor
-from mmlightning.preprocess import get_scheme
+from mmlightning.features.extract import FeatureExtractor
+from mmlightning.images.preprocess import get_scheme
 
 
 def imagenet_class_names() -> list[str]:
@@ -74,7 +74,7 @@ def test_registry_errors_and_plugins(tmp_path, monkeypatch):
     assert {"efficientnet_lite0", "alexnet1512", "torchvision", "bovw"} <= set(available_backbones())
     # a plugin module registers its backbone when first asked for
     (tmp_path / "fake_plugin.py").write_text(
-        "from mmlightning.backbones import FeatureBackbone, register_backbone\n"
+        "from mmlightning.features.backbones import FeatureBackbone, register_backbone\n"
         "class Mean(FeatureBackbone):\n"
         "    feature_dim = 3\n"
         "    preprocess = 'esp'\n"

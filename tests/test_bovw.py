@@ -10,10 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from mmlightning import bovw
-from mmlightning.backbones import build_backbone
-from mmlightning.bovw import (DenseSift, bovw_histogram, dense_sift, fit_codebook, grid_centres, load_codebook,
-                              minibatch_kmeans, nearest_centroid)
+from mmlightning.features import bovw
+from mmlightning.images.preprocess import gray
+from mmlightning.features.backbones import build_backbone
+from mmlightning.features.bovw import fit_codebook, load_codebook
+from mmlightning.features.kmeans import bovw_histogram, minibatch_kmeans, nearest_centroid
+from mmlightning.features.sift import DenseSift, dense_sift, grid_centres
 from mmlightning.errors import UserError
 
 RAW = DenseSift(min_contrast=0.0)  # no contrast threshold: every gradient shows
@@ -62,13 +64,13 @@ def test_gray_scheme_square_256_greyscale():
     rgba = np.zeros((60, 100, 4), np.uint8)
     rgba[..., 0] = 255  # pure red, opaque on the left half, transparent (-> white) on the right
     rgba[:, :50, 3] = 255
-    x = bovw.gray(Image.fromarray(rgba, "RGBA"))
+    x = gray(Image.fromarray(rgba, "RGBA"))
     assert x.shape == (1, 256, 256) and x.dtype == torch.float32
     assert 0 <= x.min() and x.max() <= 255
     # centred square = columns 20..79: left part red (luma 76), right part white
     assert abs(float(x[0, 128, 10]) - 76) <= 1 and float(x[0, 128, 250]) == 255
-    from mmlightning.preprocess import get_scheme
-    assert get_scheme("gray") is bovw.gray
+    from mmlightning.images.preprocess import get_scheme
+    assert get_scheme("gray") is gray
 
 
 # ------------------------------------------------------------------------------------ dense SIFT
@@ -239,7 +241,7 @@ def test_backbone_maps_gray_batches_to_histograms(tmp_path):
     bb = build_backbone("bovw", codebook=str(cb), num_threads=2)
     assert bb.preprocess == "gray" and bb.feature_dim == 5 and bb.layer.startswith("bovw-k5-")
     assert bb.describe()["codebook"] == str(cb)
-    imgs = [bovw.gray(Image.fromarray(texture(i, 70, 90))) for i in range(3)]
+    imgs = [gray(Image.fromarray(texture(i, 70, 90))) for i in range(3)]
     x = torch.stack(imgs)  # (3, 1, 256, 256)
     h = bb(x)
     assert h.shape == (3, 5) and h.dtype == torch.float32
@@ -256,7 +258,7 @@ def test_backbone_maps_gray_batches_to_histograms(tmp_path):
 # -------------------------------------------------------------------------------------- end to end
 def test_end_to_end_extraction_on_tiny_shards(tmp_path):
     """Shards -> codebook -> `run_extraction(backbone="bovw")` -> per-word mean / max histograms."""
-    from mmlightning.extract import run_extraction
+    from mmlightning.features.extract import run_extraction
     from mmlightning.vectors import load_vectors
 
     shards = write_shards(tmp_path / "shards", n_images=7, bad_keys={"img0004"})
@@ -274,7 +276,7 @@ def test_end_to_end_extraction_on_tiny_shards(tmp_path):
     for i in range(7):  # the same histograms computed directly, per word
         if i == 4:
             continue
-        img = bovw.gray(Image.open(io.BytesIO(png_bytes(texture(i, 80 + 8 * (i % 3), 100)))))
+        img = gray(Image.open(io.BytesIO(png_bytes(texture(i, 80 + 8 * (i % 3), 100)))))
         h = bovw_histogram(torch.from_numpy(dense_sift(img[0].to(torch.uint8).numpy())), centroids)
         expected.setdefault(["cat", "dog", "sun"][i % 3], []).append(h)
     for w, hs in expected.items():

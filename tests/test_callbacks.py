@@ -8,8 +8,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from mmlightning.benchmarks import load_benchmark
-from mmlightning.callbacks import RelatednessCallback, spearman_torchmetrics
-from mmlightning.relatedness import score
+from mmlightning.evaluation.callback import RelatednessCallback, spearman_torchmetrics
+from mmlightning.evaluation.relatedness import score
 from mmlightning.vectors import KeyedVectors
 
 
@@ -74,7 +74,7 @@ def test_torchmetrics_spearman_equals_pure_function_with_ties():
     rng = np.random.default_rng(0)
     gold = rng.integers(0, 5, 300).astype(float)              # many ties, as in MEN
     cos = rng.normal(size=300)
-    from mmlightning.relatedness import spearman
+    from mmlightning.evaluation.relatedness import spearman
 
     assert spearman_torchmetrics(torch.from_numpy(cos), torch.from_numpy(gold)) == pytest.approx(
         spearman(gold, cos), abs=1e-6)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmlightning import corpus as C
+from mmlightning.text import corpus as C
 from mmlightning.errors import UserError
 
 

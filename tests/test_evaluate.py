@@ -6,9 +6,9 @@ import pytest
 
 from mmlightning import cli
 from mmlightning.benchmarks import Benchmark
-from mmlightning.evaluate import evaluate_systems, split_name, sweep_alphas
-from mmlightning.relatedness import score
-from mmlightning.report import render_markdown, write_reports
+from mmlightning.evaluation.systems import evaluate_systems, split_name, sweep_alphas
+from mmlightning.evaluation.relatedness import score
+from mmlightning.evaluation.report import render_markdown, write_reports
 from mmlightning.vectors import KeyedVectors
 
 WORDS = [f"w{i:02d}" for i in range(40)]
@@ -211,7 +211,7 @@ def test_visual_dimension_mismatch_and_no_common_word(setup, capsys):
 def test_text_only_and_unnamed_source_render(setup):
     tmp, bench_path, files = setup
     from mmlightning.benchmarks import load_benchmark
-    from mmlightning.report import render_markdown
+    from mmlightning.evaluation.report import render_markdown
     from mmlightning.vectors import load_vectors
 
     bench, ling = load_benchmark(bench_path), load_vectors(tmp / "ling.txt")

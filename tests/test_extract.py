@@ -3,10 +3,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from mmlightning.aggregate import load_aggregates
+from mmlightning.features.aggregates import load_aggregates
 from mmlightning.errors import UserError
-from mmlightning.extract import AggregateWriter, FeatureExtractor, run_extraction
-from mmlightning.shards import ShardDataModule
+from mmlightning.features.extract import AggregateWriter, FeatureExtractor, run_extraction
+from mmlightning.images.read_shards import ShardDataModule
 from synthetic_shards import TINY_KW, make_shards, tiny_alexnet
 
 
@@ -138,11 +138,11 @@ def test_killed_cli_run_resumes(tmp_path, setup):
     shards = make_shards(tmp_path / "many", n_shards=12, per_shard=6)
     ref = run_extraction(shards, tmp_path / "ref", batch_size=4, num_workers=0, **kwargs)
     out = tmp_path / "killed"
-    config = {"model": {"class_path": "mmlightning.extract.FeatureExtractor", "init_args": kwargs},
-              "data": {"class_path": "mmlightning.shards.ShardDataModule",
+    config = {"model": {"class_path": "mmlightning.features.extract.FeatureExtractor", "init_args": kwargs},
+              "data": {"class_path": "mmlightning.images.read_shards.ShardDataModule",
                        "init_args": {"shards": str(shards), "batch_size": 4, "num_workers": 0}},
               "trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "default_root_dir": str(out),
-                          "callbacks": [{"class_path": "mmlightning.extract.AggregateWriter",
+                          "callbacks": [{"class_path": "mmlightning.features.extract.AggregateWriter",
                                          "init_args": {"output_dir": str(out), "save_every_s": 0}}]}}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmlightning.fusion import centre, fuse, fuse_keyed, fused_pair_cosines, l2_normalise
+from mmlightning.evaluation.fusion import centre, fuse, fuse_keyed, fused_pair_cosines, l2_normalise
 from mmlightning.vectors import KeyedVectors
 
 # 4 words; text already has zero mean; only words 0 and 1 have images (rows 2, 3 of visual are junk).

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from mmlightning.errors import UserError
-from mmlightning.preprocess import available_schemes, get_scheme, register_scheme, to_rgb
+from mmlightning.images.preprocess import available_schemes, get_scheme, register_scheme, to_rgb
 
 
 def coord_image(w: int, h: int) -> Image.Image:

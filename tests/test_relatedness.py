@@ -7,7 +7,7 @@ from scipy.stats import rankdata, spearmanr
 
 from mmlightning.benchmarks import Benchmark, load_benchmark
 from mmlightning.errors import UserError
-from mmlightning.relatedness import (
+from mmlightning.evaluation.relatedness import (
     _bootstrap_indices, bootstrap_ci, pair_cosines, paired_difference, relevant_mask, relevant_pairs,
     resample_ranks, row_cosines, score, spearman, subset,
 )

@@ -10,7 +10,7 @@ from PIL import Image
 
 from mmlightning.cli import main
 from mmlightning.errors import UserError
-from mmlightning.reproduce import expand_force, reproduce
+from mmlightning.pipeline.reproduce import expand_force, reproduce
 
 # two visual "topics": animals are reddish blobs, vehicles bluish stripes
 ANIMALS = ["cat", "dog", "horse", "cow"]

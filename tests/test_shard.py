@@ -8,7 +8,7 @@ from PIL import Image
 
 from mmlightning import cli
 from mmlightning.errors import UserError
-from mmlightning.shard import PROGRESS, resolve_words, sample_key, shard
+from mmlightning.images.write_shards import PROGRESS, resolve_words, sample_key, shard
 
 
 def img(path: Path, size=(8, 6), color=(200, 10, 10)) -> Path:
@@ -87,7 +87,7 @@ def test_webdataset_reads_the_shards(esp, tmp_path):
 
 
 def test_killed_run_resumes_and_other_settings_are_refused(esp, tmp_path, capsys, monkeypatch):
-    import mmlightning.shard as shard_mod
+    import mmlightning.images.write_shards as shard_mod
 
     root, bench, words = esp
     kw = dict(root=str(root), words=str(words), benchmarks=[str(bench)], samples_per_shard=2)
@@ -174,8 +174,8 @@ def test_real_tuxpaint_shard(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/usr/share/openclipart/svg").is_dir(), reason="needs openclipart-png/-svg")
 def test_real_openclipart_giant_png_is_rendered_small():
-    from mmlightning.sources.base import ImageRef
-    from mmlightning.sources.imageio import load_image
+    from mmlightning.images.sources.base import ImageRef
+    from mmlightning.images.sources.imageio import load_image
 
     rel = "signs_and_symbols/stop_sign_miguel_s_nchez_"           # a 623-megapixel PNG
     ref = ImageRef(f"/usr/share/openclipart/png/{rel}.png", fallback_svg=f"/usr/share/openclipart/svg/{rel}.svg")

@@ -4,7 +4,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mmlightning.errors import UserError
-from mmlightning.shards import ShardStream, assign_shards, batch_samples, list_shards, read_classes
+from mmlightning.images.read_shards import ShardStream, assign_shards, batch_samples, list_shards, read_classes
 from synthetic_shards import make_shards
 
 

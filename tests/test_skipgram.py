@@ -9,9 +9,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from mmlightning.corpus import prepare_corpus
+from mmlightning.text.corpus import prepare_corpus
 from mmlightning.errors import UserError
-from mmlightning.skipgram import (PairChunks, SkipGram, SkipGramDataModule, alias_table, draw_negatives,
+from mmlightning.text.skipgram import (PairChunks, SkipGram, SkipGramDataModule, alias_table, draw_negatives,
                                   keep_probabilities, linear_lr, make_pairs, negative_probabilities, sgns_loss,
                                   sgns_update, train_skipgram)
 from mmlightning.vectors import load_vectors
@@ -200,7 +200,7 @@ def test_resume_after_a_crash_gives_the_uninterrupted_vectors_and_lr_decays(tmp_
 
 
 def test_export_round_trip(tmp_path, capsys):
-    from mmlightning.skipgram_export import export
+    from mmlightning.text.export import export
     corpus = two_topic_corpus(tmp_path / "c.txt", 200)
     vec = train_skipgram(tmp_path / "run", corpus=corpus, epochs=1, cache_dir=tmp_path / "cache", **FAST)
     ckpt = tmp_path / "run" / "ckpt" / "last.ckpt"

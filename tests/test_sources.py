@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 from mmlightning.errors import UserError
-from mmlightning.sources import open_source
-from mmlightning.sources.base import (ImageRef, content_lemmas, interleave_groups, select_by_labels, tokens,
+from mmlightning.images.sources import open_source
+from mmlightning.images.sources.base import (ImageRef, content_lemmas, interleave_groups, select_by_labels, tokens,
                                       walk_files, word_rng)
-from mmlightning.sources.imageio import ImageError, load_image
+from mmlightning.images.sources.imageio import ImageError, load_image
 
 HAS_RSVG = shutil.which("rsvg-convert") is not None
 
@@ -71,7 +71,7 @@ def test_select_by_labels_n_seed_and_stability():
 
 
 def test_select_by_labels_subtree_follows_wordnet():
-    from mmlightning.wordnet import lemmatize
+    from mmlightning.images.wordnet import lemmatize
 
     labels = {"tabby": {"cat"}, "puppy": {"dog"}, "heron": {"heron", "blue"}, "sedan": {"car"}, "lemon": {"lemon"}}
     refs = [ImageRef(f"{name}{i}.png", frozenset(labs), group=name) for name, labs in labels.items() for i in range(2)]

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from mmlightning import wordnet as wnmod
+from mmlightning.images import wordnet as wnmod
 from mmlightning.errors import UserError
 
 DEBIAN = Path("/usr/share/wordnet")
@@ -61,7 +61,7 @@ def test_lemmatizer_is_real_wordnet():
 
 
 def test_noun_senses_break_count_ties_by_name_and_ancestors():
-    from mmlightning.wordnet import first_noun_synset, noun_ancestors, noun_senses
+    from mmlightning.images.wordnet import first_noun_synset, noun_ancestors, noun_senses
 
     assert first_noun_synset("heron") == "heron.n.02"        # not hero.n.04 ("Heron"), equal counts
     assert first_noun_synset("cat") == "cat.n.01" and first_noun_synset("quickly") is None
