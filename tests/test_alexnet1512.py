@@ -77,13 +77,12 @@ def test_network_shapes_and_bad_checkpoint(tmp_path):
         ImageFolderDataModule(str(tmp_path / "none")).num_classes
 
 
-def test_fit_on_labelled_shards(tmp_path):
+def test_fit_on_labelled_shards(tmp_path, make_shards):
     """The same model trains from WebDataset shards whose .json carries the class (wnid)."""
     import pytorch_lightning as pl
 
     from mmlightning.features.alexnet1512 import CNN1512
     from mmlightning.images.read_shards import ShardDataModule
-    from synthetic_shards import make_shards
 
     wnids = ["n01", "n02", "n03"]
     shards = make_shards(tmp_path / "s", n_shards=2, per_shard=6, labels=wnids)

@@ -7,17 +7,14 @@ from mmlightning.features.aggregates import load_aggregates
 from mmlightning.errors import UserError
 from mmlightning.features.extract import AggregateWriter, FeatureExtractor, run_extraction
 from mmlightning.images.read_shards import ShardDataModule
-from synthetic_shards import TINY_KW, make_shards, tiny_alexnet
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, make_shards, tiny_backbone):
     root = tmp_path_factory.mktemp("extract")
     shards = make_shards(root / "shards", n_shards=4, per_shard=6)
-    ckpt = tiny_alexnet(root / "tiny.pt")
-    kwargs = {"backbone": "alexnet1512", "backbone_kwargs": {"checkpoint": str(ckpt), **TINY_KW}, "layer": "fc7"}
-    ref = run_extraction(shards, root / "ref", batch_size=4, num_workers=0, **kwargs)
-    return root, shards, kwargs, ref
+    ref = run_extraction(shards, root / "ref", batch_size=4, num_workers=0, **tiny_backbone)
+    return root, shards, tiny_backbone, ref
 
 
 def test_single_process_aggregates(setup):
@@ -25,7 +22,7 @@ def test_single_process_aggregates(setup):
     agg, meta = load_aggregates(ref / "aggregates.pt")
     assert meta["images"] == 24 and meta["backbone"] == "alexnet1512" and meta["layer"] == "fc7"
     assert meta["preprocess"] == "imagenet" and meta["feature_dim"] == 32
-    assert meta["manifest"]["source"] == "synth" and len(meta["shards_done"]) == 4 and meta["skipped"] == []
+    assert meta["source"]["manifest"]["source"] == "synth" and len(meta["shards_done"]) == 4 and meta["skipped"] == []
     # words: image i of shard s counts for WORDS[(s+i)%5] (+ WORDS[(3i+1)%5] when i%3==0)
     assert int(agg.count.sum()) == 24 + 4 * 2 - sum(1 for s in range(4) for i in (0, 3)
                                                     if (s + i) % 5 == (3 * i + 1) % 5)
@@ -77,15 +74,19 @@ def _trainer(out, *extra):
                       callbacks=[AggregateWriter(str(out), save_every_s=0), *extra])
 
 
+def _dm(shards, out=None):
+    return ShardDataModule(str(shards), 4, 0, preprocess="imagenet", skip_done_in=None if out is None else str(out))
+
+
 def test_resume_after_a_crash_equals_uninterrupted(setup):
     root, shards, kwargs, ref = setup
     out = root / "resumed"
     with pytest.raises(RuntimeError, match="boom"):
-        _trainer(out, Boom()).predict(FeatureExtractor(**kwargs), datamodule=ShardDataModule(str(shards), 4, 0),
+        _trainer(out, Boom()).predict(FeatureExtractor(**kwargs), datamodule=_dm(shards, out),
                                       return_predictions=False)
     assert not (out / "aggregates.pt").exists() and len(list((out / "parts").glob("*.pt"))) == 1
     counter = Counter()
-    _trainer(out, counter).predict(FeatureExtractor(**kwargs), datamodule=ShardDataModule(str(shards), 4, 0),
+    _trainer(out, counter).predict(FeatureExtractor(**kwargs), datamodule=_dm(shards, out),
                                    return_predictions=False)
     assert len(counter.keys) == 18 and not any(k.startswith("s0_") for k in counter.keys)  # shard 0 reused
     a, meta = load_aggregates(out / "aggregates.pt")
@@ -95,7 +96,7 @@ def test_resume_after_a_crash_equals_uninterrupted(setup):
     assert not list((out / "parts").glob("*.pt"))
 
 
-def test_bad_samples_and_per_image_features(tmp_path, setup):
+def test_bad_samples_and_per_image_features(tmp_path, setup, make_shards):
     root, _, kwargs, _ = setup
     shards = make_shards(tmp_path / "bad", n_shards=2, per_shard=4, bad=True)
     out = run_extraction(shards, tmp_path / "out", batch_size=3, num_workers=0, save_features=True, **kwargs)
@@ -125,7 +126,7 @@ def test_ddp_two_cpu_processes_equal_single_process(tmp_path, setup):
 
 
 @pytest.mark.slow
-def test_killed_cli_run_resumes(tmp_path, setup):
+def test_killed_cli_run_resumes(tmp_path, setup, make_shards):
     """A real SIGKILL of `python -m mmlightning predict`, then a rerun: same result as uninterrupted."""
     import signal
     import subprocess
@@ -140,9 +141,10 @@ def test_killed_cli_run_resumes(tmp_path, setup):
     out = tmp_path / "killed"
     config = {"model": {"class_path": "mmlightning.features.extract.FeatureExtractor", "init_args": kwargs},
               "data": {"class_path": "mmlightning.images.read_shards.ShardDataModule",
-                       "init_args": {"shards": str(shards), "batch_size": 4, "num_workers": 0}},
+                       "init_args": {"shards": str(shards), "batch_size": 4, "num_workers": 0,
+                                     "preprocess": "imagenet", "skip_done_in": str(out)}},
               "trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "default_root_dir": str(out),
-                          "callbacks": [{"class_path": "mmlightning.features.extract.AggregateWriter",
+                          "callbacks": [{"class_path": "mmlightning.features.writer.AggregateWriter",
                                          "init_args": {"output_dir": str(out), "save_every_s": 0}}]}}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -1,34 +1,54 @@
 """The shard reading pipeline: listing, rank/worker split, decoding, bad samples, shard completion."""
+import io
+import json
+import tarfile
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from mmlightning.errors import UserError
-from mmlightning.images.read_shards import ShardStream, assign_shards, batch_samples, list_shards, read_classes
-from synthetic_shards import make_shards
+from mmlightning.images.read_shards import (ShardDataModule, ShardStream, assign_shards, batch_samples, list_shards,
+                                            read_classes, read_shard)
+from mmlightning.images.shard_urls import shard_refs, url_name
 
 
-def test_list_shards_forms(tmp_path):
+def test_list_shards_forms(tmp_path, make_shards):
     d = make_shards(tmp_path / "s", n_shards=3, per_shard=2)
     paths, manifest = list_shards(d)
     assert [p.name for p in paths] == [f"synth-{i:06d}.tar" for i in range(3)] and manifest["source"] == "synth"
     assert list_shards(str(d / "synth-00000[01].tar"))[0] == paths[:2]
+    assert list_shards(str(d / "synth-{000001..000002}.tar"))[0] == paths[1:]
     assert list_shards([str(paths[2])])[0] == [paths[2]]
     paths[1].unlink()
     with pytest.raises(UserError, match="missing"):
         list_shards(d)
     with pytest.raises(UserError, match="no WebDataset shards"):
         list_shards(tmp_path / "nothing")
+    with pytest.raises(UserError, match="remote shard"):
+        list_shards(f"pipe:cat {paths[0]}")
+
+
+def test_urls_are_named_by_their_tar_and_duplicates_read_once(tmp_path, make_shards):
+    d = make_shards(tmp_path / "s", n_shards=2, per_shard=2)
+    assert url_name("pipe:aws s3 cp s3://b/x/shards-000003.tar -") == "shards-000003.tar"
+    assert url_name("https://h:8/a/b.tar?x=1") == "b.tar"
+    refs, _ = shard_refs([str(d), str(d / "synth-000000.tar"), str(d / "synth-000000.tar")])
+    assert [r.name for r in refs] == ["synth-000000.tar", "synth-000001.tar"]
+    # the same name from two places: named by the whole URL, both read
+    refs, _ = shard_refs([str(d / "synth-000000.tar"), f"pipe:cat {d / 'synth-000000.tar'}"])
+    assert len(refs) == 2 and refs[1].name.startswith("pipe:")
 
 
 def test_assign_shards_is_a_partition():
     shards = list(range(11))
     parts = [assign_shards(shards, r, 2, w, 3) for r in range(2) for w in range(3)]
-    flat = sorted(x for p in parts for x in p)
-    assert flat == shards
+    assert sorted(x for p in parts for x in p) == shards
 
 
-def test_batches_carry_keys_words_and_shard_completion(tmp_path):
+def test_batches_carry_keys_words_and_shard_completion(tmp_path, make_shards):
     d = make_shards(tmp_path / "s", n_shards=3, per_shard=5)
     paths, _ = list_shards(d)
     batches = list(batch_samples(paths, "imagenet", batch_size=4))
@@ -36,7 +56,7 @@ def test_batches_carry_keys_words_and_shard_completion(tmp_path):
     assert len(keys) == 15 and len(set(keys)) == 15
     assert all(b["images"].shape[1:] == (3, 224, 224) for b in batches if b["keys"])
     done = [s for b in batches for s in b["shards_done"]]
-    assert done == [p.name for p in paths]
+    assert done == [p.name for p in paths] and all(b["preprocess"] == "imagenet" for b in batches)
     seen = []
     for b in batches:  # a shard is reported done only once all its samples were delivered
         seen += b["keys"]
@@ -46,7 +66,7 @@ def test_batches_carry_keys_words_and_shard_completion(tmp_path):
     assert batches[0]["words"][0] == ["cat", "dog"] and batches[0]["labels"].tolist() == [-1] * 4
 
 
-def test_bad_samples_are_skipped_counted_listed(tmp_path):
+def test_bad_samples_are_skipped_counted_listed(tmp_path, make_shards):
     d = make_shards(tmp_path / "s", n_shards=2, per_shard=4, bad=True)
     paths, _ = list_shards(d)
     batches = list(batch_samples(paths, "imagenet", batch_size=3))
@@ -63,17 +83,44 @@ def test_bad_samples_are_skipped_counted_listed(tmp_path):
     assert [s for b in batches for s in b["shards_done"]] == [p.name for p in paths]
 
 
-def test_stream_in_workers_reads_every_sample_once(tmp_path):
+def test_truncated_tar_keeps_every_sample_before_the_cut(tmp_path, make_shards):
+    d = make_shards(tmp_path / "s", n_shards=1, per_shard=6)
+    tar = d / "synth-000000.tar"
+    with tarfile.open(tar) as t:
+        members = t.getmembers()
+    cut = members[8].offset + 100  # inside the 5th sample's image: samples 0..3 are intact
+    tar.write_bytes(tar.read_bytes()[:cut])
+    problems = []
+    keys = [s["__key__"] for s in read_shard(tar, problems)]
+    assert keys[:4] == [f"s0_{i:03d}" for i in range(4)] and len(problems) == 1
+    batches = list(batch_samples([tar], "imagenet", batch_size=8))
+    assert [k for b in batches for k in b["keys"]] == [f"s0_{i:03d}" for i in range(4)]
+
+
+def test_an_image_over_the_pixel_limit_is_a_counted_skip(tmp_path, monkeypatch, make_shards):
+    import mmlightning.images.batching as batching
+
+    d = make_shards(tmp_path / "s", n_shards=1, per_shard=3)
+    monkeypatch.setattr(batching, "MAX_PIXELS", 50 * 50)  # the synthetic images are 40..100 px a side
+    batches = list(batch_samples(list_shards(d)[0], "imagenet", batch_size=8))
+    over = [s for b in batches for s in b["skipped"] if "over the limit" in s["reason"]]
+    assert over and len(over) + sum(len(b["keys"]) for b in batches) == 3
+
+
+def test_stream_in_workers_reads_every_sample_once(tmp_path, make_shards):
     d = make_shards(tmp_path / "s", n_shards=5, per_shard=3)
-    paths, _ = list_shards(d)
-    keys = []
+    refs, _ = shard_refs(d)
+    keys, done = [], []
     for rank in range(2):
-        dl = DataLoader(ShardStream(paths, "esp", 2, rank=rank, world_size=2), batch_size=None, num_workers=2)
-        keys += [k for b in dl for k in b["keys"]]
+        dl = DataLoader(ShardStream(refs, "esp", 2, rank=rank, world_size=2), batch_size=None, num_workers=2)
+        for b in dl:
+            keys += b["keys"]
+            done += b["shards_done"]
     assert sorted(keys) == sorted(f"s{s}_{i:03d}" for s in range(5) for i in range(3))
+    assert sorted(done) == sorted(r.name for r in refs)
 
 
-def test_labels_for_training(tmp_path):
+def test_labels_for_training(tmp_path, make_shards):
     d = make_shards(tmp_path / "s", n_shards=1, per_shard=2)
     classes = read_classes(["n01", "n02"])
     batches = list(batch_samples(list_shards(d)[0], "imagenet", 4, classes=classes, require_words=False))
@@ -85,8 +132,23 @@ def test_labels_for_training(tmp_path):
         read_classes(["a", "a"])
 
 
-def test_a_manifest_path_means_its_folder(tmp_path):
+def test_a_manifest_path_means_its_folder(tmp_path, make_shards):
     out = make_shards(tmp_path / "s", n_shards=2, per_shard=3)
     by_dir = list_shards(str(out))
     by_manifest = list_shards(str(out / "manifest.json"))
     assert by_manifest[0] == by_dir[0] and len(by_dir[0]) == 2 and by_manifest[1] == by_dir[1]
+
+
+@pytest.mark.parametrize("kwargs, match", [({"batch_size": 0}, "batch_size"), ({"batch_size": -3}, "batch_size"),
+                                           ({"num_workers": -1}, "num_workers"), ({"decode": "gpu"}, "decode"),
+                                           ({"preprocess": "nope"}, "unknown preprocessing scheme"),
+                                           ({"preprocess": "gray", "decode": "device"}, "no version of scheme")])
+def test_bad_data_settings_fail_at_construction(kwargs, match):
+    with pytest.raises(UserError, match=match):
+        ShardDataModule("x", **kwargs)
+
+
+def test_predict_needs_a_named_scheme(tmp_path, make_shards):
+    d = make_shards(tmp_path / "s", n_shards=1, per_shard=2)
+    with pytest.raises(UserError, match="data.preprocess: name the preprocessing scheme"):
+        ShardDataModule(str(d), 2, 0).predict_dataloader()

@@ -1,257 +1,196 @@
-"""Reading WebDataset shards (docs/FORMATS.md) as a pipeline of small named stages.
+"""Reading WebDataset shards (docs/FORMATS.md) with the `webdataset` library, as a pipeline of named stages.
 
-    dm = ShardDataModule("checkpoints/shards/tuxpaint", batch_size=64, num_workers=2)
-    # predict: each batch is a dict (see `collate`), built inside the data-loader workers:
-    #   images (B, C, H, W) float32 | keys [B] | words [B][*] | shards [B] | labels (B,) int64 (-1: none)
-    #   shards_done [shard names whose last sample is in this batch or before] | skipped [{shard, key, reason}]
+    dm = ShardDataModule("checkpoints/shards/tuxpaint", batch_size=64, num_workers=2, preprocess="efficientnet")
+    dm = ShardDataModule("pipe:aws s3 cp s3://bucket/shards-{000000..000099}.tar -", preprocess="imagenet")
+    # predict: each batch is a dict (mmlightning.images.batching.collate), built inside the loader workers
 
-Stages, in order (each a plain function or generator, testable alone):
-  list_shards      a directory (its manifest.json, else *.tar), a .tar, a glob or a list -> shard paths
-  assign_shards    split by rank (DDP) and then by data-loader worker: every shard is read by one reader
-  read_shard       tar members grouped by `__key__` -> raw samples; a truncated/corrupt tar ends the shard
-  decode_sample    raw sample -> (PIL image, meta) or a skip reason (empty, not an image, bad json, ...)
-  batch_samples    preprocess, collate and attach shard completion / skipped samples to each batch
-Bad samples never stop a run: they are skipped, counted and listed in `skipped` of the batch that
-follows them, so the consumer (the extraction writer) can record them. Shard completion is reported
-in-band because Lightning's batch indices are not trustworthy for iterable datasets under DDP.
+Stages (`webdataset.DataPipeline`, each a plain generator, testable alone):
+  wds.SimpleShardList  the shard URLs (mmlightning.images.shard_urls: folders, manifests, globs, brace specs,
+                       `pipe:` and http(s) URLs, duplicates dropped)
+  split_by_rank        shards of this DDP rank (webdataset's split_by_node, with the rank given explicitly)
+  wds.split_by_worker  shards of this data-loader worker: every shard is read by exactly one reader
+  tar_samples          wds.gopen + wds tar iterators + wds.group_by_keys with a handler that records bad
+                       members instead of raising; a truncated tar ends its shard (the samples before the
+                       cut are kept); an end-of-shard marker follows each shard
+  batching.batch_stage decode (PIL, or JPEG bytes left for the accelerator), preprocess, collate, and carry
+                       shard completion, shard fingerprints and skipped samples in-band
+Bad samples never stop a run: they are skipped, counted and listed in `skipped` of the next batch. Shard
+completion travels in-band because Lightning's batch indices are not trustworthy for iterable datasets
+under DDP. A shard whose stream fails (a `pipe:` command or curl exiting non-zero) is reported in
+`shards_failed`, not done: a rerun reads it again.
 """
 from __future__ import annotations
 
-import glob
-import io
-import json
+import logging
 import random
 import tarfile
-import warnings
-import zlib
+from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import pytorch_lightning as pl
 import torch
-from PIL import Image
+import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mmlightning.errors import UserError
-from mmlightning.images.preprocess import get_scheme
+from mmlightning.images.batching import batch_stage, decode_sample, sample_words  # noqa: F401 (re-exported)
+from mmlightning.images.preprocess import device_supported, get_scheme
+from mmlightning.images.shard_urls import ShardRef, finished_shards, shard_refs
 
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp", "gif", "tif", "tiff")
+log = logging.getLogger(__name__)
 
 
-# --------------------------------------------------------------------------------- list_shards
+# ------------------------------------------------------------------------------- list_shards
 def list_shards(spec: str | Path | Sequence[str | Path]) -> tuple[list[Path], dict | None]:
-    """Shard paths (sorted, as listed by the manifest if there is one) and the manifest dict or None.
-
-    `spec`: a shard folder, its manifest.json (what `shard` returns), a .tar, a glob, or a list of .tar.
-    """
-    if isinstance(spec, (str, Path)) and Path(spec).name == "manifest.json" and Path(spec).is_file():
-        spec = Path(spec).parent
-    if isinstance(spec, (list, tuple)):
-        paths = [Path(p) for p in spec]
-        manifest = None
-    else:
-        p = Path(spec)
-        manifest = None
-        if p.is_dir():
-            mpath = p / "manifest.json"
-            if mpath.is_file():
-                try:
-                    manifest = json.loads(mpath.read_text(encoding="utf-8"))
-                    paths = [p / s["name"] for s in manifest["shards"]]
-                except (ValueError, KeyError, TypeError) as e:
-                    raise UserError(f"{mpath}:1: not a shard manifest ({type(e).__name__}: {e})") from None
-            else:
-                paths = sorted(p.glob("*.tar"))
-        elif p.is_file():
-            paths = [p]
-        else:
-            paths = [Path(x) for x in sorted(glob.glob(str(spec)))]
-    if not paths:
-        raise UserError(f"{spec}: no WebDataset shards (*.tar) found")
-    missing = [str(x) for x in paths if not x.is_file()]
-    if missing:
-        raise UserError(f"{missing[0]}: shard listed but missing ({len(missing)} missing in all)")
-    return paths, manifest
+    """Local shard paths (manifest order) and the manifest dict or None (for readers of local files only)."""
+    refs, manifest = shard_refs(spec)
+    remote = [r.url for r in refs if not r.local]
+    if remote:
+        raise UserError(f"{remote[0]}: a remote shard; this command reads local shard files only")
+    return [Path(r.url) for r in refs], manifest
 
 
-# ------------------------------------------------------------------------------- assign_shards
-def assign_shards(shards: Sequence[Path], rank: int = 0, world_size: int = 1,
-                  worker: int = 0, num_workers: int = 1) -> list[Path]:
-    """The shards this (rank, worker) reads: round-robin by rank, then by worker within the rank."""
-    mine = list(shards)[rank::world_size]
-    return mine[worker::num_workers]
+def assign_shards(shards: Sequence, rank: int = 0, world_size: int = 1, worker: int = 0,
+                  num_workers: int = 1) -> list:
+    """The shards one (rank, worker) reads: round-robin by rank, then by worker (= split_by_rank + split_by_worker)."""
+    return list(shards)[rank::world_size][worker::num_workers]
 
 
-# ---------------------------------------------------------------------------------- read_shard
-def read_shard(path: Path, problems: list[dict]) -> Iterator[dict]:
-    """Raw samples `{"__key__", "<ext>": bytes, ...}` of one tar; a tar error is appended to `problems`."""
-    current: dict | None = None
+# ---------------------------------------------------------------------------------- stages
+def split_by_rank(src: Iterable, rank: int = 0, world_size: int = 1) -> Iterator:
+    """webdataset's split_by_node with the rank passed in (loader workers may not see the process group)."""
+    yield from islice(src, rank, None, world_size) if world_size > 1 else src
+
+
+def _members(stream, problems: list[dict], shard: str) -> Iterator[dict]:
+    """webdataset's tar member iterator, stopping cleanly (and recording why) at a damaged tar."""
+    def handler(exn: Exception) -> bool:
+        problems.append({"shard": shard, "key": None, "reason": f"bad tar member ({type(exn).__name__}: {exn})"})
+        return True
+
     try:
-        with tarfile.open(path, mode="r|*") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                base = member.name.rsplit("/", 1)[-1]
-                if "." not in base:
-                    continue
-                prefix = member.name[: len(member.name) - len(base)]
-                key, ext = base.split(".", 1)
-                key = prefix + key
-                data = tar.extractfile(member).read()
-                if current is not None and current["__key__"] != key:
-                    yield current
-                    current = None
-                if current is None:
-                    current = {"__key__": key}
-                current[ext.lower()] = data
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        problems.append({"shard": path.name, "key": current["__key__"] if current else None,
+        for f in wds.tariterators.tar_file_iterator(stream, handler=handler):
+            f["__url__"] = shard
+            yield f
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        problems.append({"shard": shard, "key": None, "io": isinstance(e, OSError),
                          "reason": f"truncated or corrupt tar ({type(e).__name__}: {e}); rest of shard lost"})
-        return
-    if current is not None:
-        yield current
 
 
-# ------------------------------------------------------------------------------- decode_sample
-def decode_sample(raw: dict) -> tuple[Image.Image | None, dict | None, str | None]:
-    """(image, json meta, None) for a good sample, else (None, None, reason it is skipped)."""
-    ext = next((e for e in IMAGE_EXTS if e in raw), None)
-    if ext is None:
-        return None, None, f"no image member (has {', '.join(sorted(k for k in raw if k != '__key__'))})"
-    data = raw[ext]
-    if not data:
-        return None, None, f"empty .{ext}"
-    try:
-        meta = json.loads(raw["json"]) if "json" in raw else {}
-        if not isinstance(meta, dict):
-            raise ValueError("not an object")
-    except (ValueError, UnicodeDecodeError) as e:
-        return None, None, f"bad .json ({e})"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # palette/EXIF chatter from PIL
-            img = Image.open(io.BytesIO(data))
-            img.load()  # decode now: truncated files fail here, not later
-    except Exception as e:  # PIL raises many types for bad data
-        return None, None, f"not a decodable image ({type(e).__name__}: {e})"
-    if img.width < 1 or img.height < 1:
-        return None, None, "zero-size image"
-    return img, meta, None
+class _Tail:
+    """A read-only stream wrapper that remembers how many bytes passed and the last 1024 of them.
+
+    Python's tarfile ends a stream quietly when it is cut inside a header; a tar written to the end has
+    a length that is a multiple of 512 and ends in two zero blocks, so `intact()` tells the two apart."""
+
+    def __init__(self, stream):
+        self.stream, self.total, self.tail = stream, 0, b""
+
+    def read(self, n: int = -1) -> bytes:
+        b = self.stream.read(n)
+        self.total += len(b)
+        self.tail = (self.tail + b[-1024:])[-1024:]
+        return b
+
+    def drain(self) -> None:
+        while self.read(1 << 16):
+            pass
+
+    def intact(self) -> bool:
+        return self.total % 512 == 0 and self.total >= 1024 and not self.tail.strip(b"\0")
 
 
-def sample_words(meta: dict) -> list[str]:
-    """The words a sample counts for: `words` (list) or a single `word`."""
-    words = meta.get("words", meta.get("word", []))
-    if isinstance(words, str):
-        words = [words]
-    return [str(w) for w in words if str(w).strip()]
-
-
-# ---------------------------------------------------------------------------------------- collate
-def _stack(images: list[torch.Tensor]) -> torch.Tensor:
-    """torch.stack; inside a data-loader worker straight into shared memory (as torch's default_collate
-    does), so sending the batch costs no second copy and the worker's heap does not balloon."""
-    if get_worker_info() is None:
-        return torch.stack(images)
-    out = torch.empty((len(images), *images[0].shape), dtype=images[0].dtype).share_memory_()
-    return torch.stack(images, out=out)
-
-
-def collate(samples: list[dict], shards_done: list[str], skipped: list[dict]) -> dict:
-    """Stack preprocessed samples into one batch dict that carries keys, words and shard bookkeeping."""
-    return {
-        "images": _stack([s["image"] for s in samples]) if samples else torch.zeros(0),  # (B, C, H, W)
-        "keys": [s["key"] for s in samples],
-        "words": [s["words"] for s in samples],
-        "shards": [s["shard"] for s in samples],
-        "labels": torch.tensor([s["label"] for s in samples], dtype=torch.int64),  # (B,)
-        "shards_done": list(shards_done),
-        "skipped": list(skipped),
-    }
-
-
-# ---------------------------------------------------------------------------------- batch_samples
-def batch_samples(shards: Iterable[Path], scheme: str, batch_size: int,
-                  classes: dict[str, int] | None = None, require_words: bool = True,
-                  shuffle_buffer: int = 0) -> Iterator[dict]:
-    """Read, decode, preprocess and collate `shards` in order; yield batch dicts (see `collate`).
-
-    A shard is listed in `shards_done` of the batch holding its last sample (or of the next batch, or of
-    a final empty batch, when its tail was skipped). With `classes`, samples need a known `label`.
-    `shuffle_buffer` > 0 shuffles samples within a window (training), which delays shard completion.
-    """
-    fn = get_scheme(scheme)
-    buf: list[dict] = []
-    pending_done: list[tuple[int, str]] = []  # (samples emitted-or-buffered when the shard ended, name)
-    skipped: list[dict] = []
-    seen = 0  # samples accepted so far
-
-    def flush(n: int):
-        nonlocal buf
-        out, buf = buf[:n], buf[n:]
-        emitted = seen - len(buf)
-        done = [name for pos, name in pending_done if pos <= emitted]
-        pending_done[:] = [(pos, name) for pos, name in pending_done if pos > emitted]
-        batch = collate(out, done, skipped)
-        skipped.clear()
-        return batch
-
-    for path in shards:
+def tar_samples(src: Iterable[dict], refs: dict[str, ShardRef]) -> Iterator[dict]:
+    """{"url"} dicts -> raw samples {"__key__", "__shard__", "<ext>": bytes}, then one end marker per shard:
+    {"__end__": name, "__fingerprint__": fp, "__problems__": [...], "__failed__": bool}."""
+    for item in src:
+        ref = refs[item["url"]]
         problems: list[dict] = []
-        for raw in read_shard(path, problems):
-            img, meta, reason = decode_sample(raw)
-            words = sample_words(meta) if meta is not None else []
-            label = -1
-            if reason is None and require_words and not words:
-                reason = "no words in .json"
-            if reason is None and classes is not None:
-                label = classes.get(str(meta.get("label")), -1)
-                if label < 0:
-                    reason = f"label {meta.get('label')!r} not among the {len(classes)} classes"
-            if reason is None:
-                try:
-                    image = fn(img)
-                except Exception as e:  # a broken image can still fail in convert/resize
-                    reason = f"preprocessing failed ({type(e).__name__}: {e})"
-            if reason is not None:
-                skipped.append({"shard": path.name, "key": raw["__key__"], "reason": reason})
-                continue
-            sample = {"image": image, "key": raw["__key__"], "words": words, "shard": path.name, "label": label}
-            if shuffle_buffer > 0:
-                buf.insert(random.randint(0, len(buf)), sample)
-            else:
-                buf.append(sample)
-            seen += 1
-            if len(buf) >= batch_size + shuffle_buffer:
-                yield flush(batch_size)
-        skipped.extend(problems)
-        pending_done.append((seen, path.name))
-    while buf:
-        yield flush(batch_size)
-    if pending_done or skipped:
-        yield flush(0)  # an empty batch that only reports the last shards done / skipped samples
+        stream = None
+        try:
+            stream = wds.gopen(ref.url, "rb")
+        except Exception as e:  # gopen raises what the scheme's opener raises
+            problems.append({"shard": ref.name, "key": None, "io": True, "reason": f"cannot open ({e})"})
+        if stream is not None:
+            def grouping_error(exn: Exception, name=ref.name) -> bool:
+                problems.append({"shard": name, "key": None, "reason": f"bad sample ({exn})"})
+                return True
+
+            tail = _Tail(stream)
+            for sample in wds.tariterators.group_by_keys(_members(tail, problems, ref.name), handler=grouping_error):
+                sample["__shard__"] = ref.name
+                sample.pop("__url__", None)
+                yield sample
+            try:
+                tail.drain()
+                if not problems and not tail.intact():
+                    problems.append({"shard": ref.name, "key": None, "reason": f"truncated or corrupt tar (ends "
+                                     f"after {tail.total} bytes without the end-of-archive blocks)"})
+                stream.close()
+            except Exception as e:  # a pipe: command or curl that exited with an error status
+                problems.append({"shard": ref.name, "key": None, "io": True, "reason": f"stream failed ({e})"})
+        failed = any(p.pop("io", False) for p in problems)
+        if failed:
+            problems.append({"shard": ref.name, "key": None,
+                             "reason": "shard not marked done (its stream failed); a rerun reads it again"})
+        yield {"__end__": ref.name, "__fingerprint__": ref.fingerprint, "__problems__": problems, "__failed__": failed}
+
+
+def read_shard(path: Path, problems: list[dict]) -> Iterator[dict]:
+    """Raw samples of one local tar (for readers outside the data module); its problems go to `problems`."""
+    ref = ShardRef(str(path), Path(path).name, "")
+    for item in tar_samples([{"url": ref.url}], {ref.url: ref}):
+        if "__end__" in item:
+            problems.extend(item["__problems__"])
+        else:
+            item.pop("__shard__", None)
+            yield item
+
+
+def shuffled(src: Iterable, seed: int) -> Iterator:
+    """This reader's shards in a seeded random order (its share stays a partition)."""
+    items = list(src)
+    random.Random(seed).shuffle(items)
+    yield from items
+
+
+def batch_samples(shards: Sequence[Path | str | ShardRef], scheme: str, batch_size: int, **kwargs) -> Iterator[dict]:
+    """The batches of `shards` read in order in this process (tests, tools); kwargs as `batch_stage`."""
+    refs = [s if isinstance(s, ShardRef) else ShardRef(str(s), Path(s).name, "") for s in shards]
+    by_url = {r.url: r for r in refs}
+    yield from batch_stage(tar_samples(({"url": r.url} for r in refs), by_url), scheme, batch_size, **kwargs)
 
 
 # ------------------------------------------------------------------------------------- datasets
 class ShardStream(IterableDataset):
-    """The pipeline for one (rank, world): each data-loader worker reads its own shards and batches."""
+    """The pipeline for one rank: each data-loader worker reads its own shards and batches them."""
 
-    def __init__(self, shards: Sequence[Path], scheme: str, batch_size: int, rank: int = 0,
+    def __init__(self, shards: Sequence[ShardRef | Path | str], scheme: str, batch_size: int, rank: int = 0,
                  world_size: int = 1, classes: dict[str, int] | None = None, require_words: bool = True,
-                 shuffle: bool = False, shuffle_buffer: int = 0, seed: int = 0):
-        self.shards, self.scheme, self.batch_size = list(shards), scheme, batch_size
-        self.rank, self.world_size, self.classes = rank, world_size, classes
-        self.require_words, self.shuffle, self.shuffle_buffer, self.seed = require_words, shuffle, shuffle_buffer, seed
+                 shuffle: bool = False, shuffle_buffer: int = 0, seed: int = 0, decode: str = "pil",
+                 source: dict | None = None):
+        self.refs = [s if isinstance(s, ShardRef) else ShardRef(str(s), Path(s).name, "") for s in shards]
+        self.scheme, self.batch_size, self.rank, self.world_size = scheme, batch_size, rank, world_size
+        self.classes, self.require_words, self.shuffle = classes, require_words, shuffle
+        self.shuffle_buffer, self.seed, self.decode, self.source = shuffle_buffer, seed, decode, source
+
+    def pipeline(self) -> wds.DataPipeline:
+        """The webdataset pipeline (shard list -> rank -> worker -> tar -> batches)."""
+        by_url = {r.url: r for r in self.refs}
+        stages = [wds.SimpleShardList(list(by_url)) if by_url else (lambda: iter(())),
+                  partial(split_by_rank, rank=self.rank, world_size=self.world_size), wds.split_by_worker]
+        if self.shuffle:  # torch reseeds workers every epoch
+            stages.append(partial(shuffled, seed=self.seed + torch.initial_seed()))
+        stages += [partial(tar_samples, refs=by_url),
+                   partial(batch_stage, scheme=self.scheme, batch_size=self.batch_size, classes=self.classes,
+                           require_words=self.require_words, shuffle_buffer=self.shuffle_buffer,
+                           decode=self.decode, source=self.source)]
+        return wds.DataPipeline(*stages)
 
     def __iter__(self) -> Iterator[dict]:
-        info = get_worker_info()
-        worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
-        mine = assign_shards(self.shards, self.rank, self.world_size, worker, num_workers)
-        if self.shuffle:  # each reader shuffles its own share: the split stays a partition
-            random.seed(self.seed + torch.initial_seed())  # torch reseeds workers every epoch
-            random.shuffle(mine)
-        yield from batch_samples(mine, self.scheme, self.batch_size, self.classes, self.require_words,
-                                 self.shuffle_buffer)
+        return iter(self.pipeline())
 
 
 ILSVRC2012_WNIDS = Path(__file__).parents[1] / "data" / "imagenet" / "ilsvrc2012_wnids.txt"
@@ -282,19 +221,32 @@ def read_classes(classes: Sequence[str] | str | None) -> dict[str, int] | None:
     return {n: i for i, n in enumerate(names)}
 
 
+def source_record(spec, manifest: dict | None) -> dict:
+    """What the extraction output records about its input (a few manifest fields, not the whole file)."""
+    keep = ("format", "source", "n_per_word", "seed", "max_side", "fingerprint", "samples")
+    return {"shards": spec if isinstance(spec, str) else [str(s) for s in spec],
+            "manifest": {k: manifest[k] for k in keep if k in manifest} if manifest else None}
+
+
 class ShardDataModule(pl.LightningDataModule):
     """WebDataset shards for `predict` (feature extraction) and, with `classes`, for `fit` (labels)."""
 
     def __init__(self, shards: str | list[str], batch_size: int = 64, num_workers: int = 2,
-                 preprocess: str | None = None, classes: list[str] | str | None = None,
-                 val_shards: str | list[str] | None = None, train_preprocess: str = "imagenet_train",
-                 shuffle_buffer: int = 256, seed: int = 0):
+                 preprocess: str | None = None, decode: str = "pil", skip_done_in: str | None = None,
+                 classes: list[str] | str | None = None, val_shards: str | list[str] | None = None,
+                 train_preprocess: str = "imagenet_train", shuffle_buffer: int = 256, seed: int = 0):
         """
         Args:
-            shards: shard directory (with manifest.json), a .tar, a glob pattern or a list of .tar files.
-            batch_size: images per batch (batched inside the workers).
-            num_workers: data-loader worker processes (each reads whole shards).
-            preprocess: scheme name (mmlightning.images.preprocess); None = the model's backbone's own scheme.
+            shards: shard folder (with manifest.json), a .tar, a glob, a brace spec (a-{000000..000099}.tar), a
+                `pipe:` or http(s):// URL (e.g. "pipe:aws s3 cp s3://bucket/a-{000000..000099}.tar -"), or a list.
+            batch_size: images per batch (batched inside the workers); >= 1.
+            num_workers: data-loader worker processes (each reads whole shards); >= 0.
+            preprocess: scheme name (mmlightning.images.preprocess) for predict and validation, e.g. efficientnet
+                for efficientnet_lite0, imagenet for alexnet1512, gray for bovw; needed for predict.
+            decode: "pil" (decode and preprocess in the workers) or "device" (workers pass JPEG bytes; the model
+                decodes them with torchvision.io.decode_jpeg on its device and resizes there; other images use PIL).
+            skip_done_in: an extraction output folder (the writer's output_dir): shards it records as finished,
+                with the same fingerprint, are not read again; a finished shard whose content changed is refused.
             classes: for training: class names (wnids) in output order, or a file with one per line.
             val_shards: shards for validation during fit (optional).
             train_preprocess: augmentation scheme used for fit.
@@ -302,49 +254,65 @@ class ShardDataModule(pl.LightningDataModule):
             seed: seed for the shard order during fit.
         """
         super().__init__()
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise UserError(f"data.batch_size: {batch_size!r}; it must be an integer >= 1")
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise UserError(f"data.num_workers: {num_workers!r}; it must be an integer >= 0 (0: read in the main process)")
+        if decode not in ("pil", "device"):
+            raise UserError(f"data.decode: {decode!r}; use pil or device")
+        for name in (preprocess, train_preprocess):
+            if name is not None:
+                get_scheme(name)  # unknown scheme -> UserError now, not in a worker
+        if decode == "device" and preprocess is not None and not device_supported(preprocess):
+            raise UserError(f"data.decode: device decoding has no version of scheme {preprocess!r}; use decode: pil")
         self.shards, self.batch_size, self.num_workers = shards, batch_size, num_workers
-        self.preprocess, self.classes, self.val_shards = preprocess, classes, val_shards
+        self.preprocess, self.decode, self.skip_done_in = preprocess, decode, skip_done_in
+        self.classes, self.val_shards = classes, val_shards
         self.train_preprocess, self.shuffle_buffer, self.seed = train_preprocess, shuffle_buffer, seed
-        self.exclude_shards: set[str] = set()  # names already done (set by the extraction writer)
-        self.manifest: dict | None = None
-
-    def shard_paths(self) -> list[Path]:
-        paths, self.manifest = list_shards(self.shards)
-        return paths
-
-    def scheme(self) -> str:
-        """The preprocessing scheme applied: `preprocess` if given, else the model's backbone's own."""
-        if self.preprocess:
-            return self.preprocess
-        model = self.trainer.lightning_module if self.trainer is not None else None
-        return getattr(model, "preprocess", None) or "imagenet"
 
     def _loader(self, dataset: ShardStream) -> DataLoader:
         cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         return DataLoader(dataset, batch_size=None, num_workers=self.num_workers, pin_memory=cuda,
-                          prefetch_factor=4 if self.num_workers > 0 else None,
-                          persistent_workers=False)
+                          prefetch_factor=4 if self.num_workers > 0 else None, persistent_workers=False)
 
     def _rank(self) -> tuple[int, int]:
         if self.trainer is None:
             return 0, 1
         return self.trainer.global_rank, self.trainer.world_size
 
+    def todo(self) -> tuple[list[ShardRef], dict]:
+        """The shards still to read (finished ones in `skip_done_in` left out) and the source record."""
+        refs, manifest = shard_refs(self.shards)
+        done = finished_shards(self.skip_done_in)
+        for r in refs:
+            if r.name in done and done[r.name] != r.fingerprint:
+                raise UserError(f"{self.skip_done_in}: holds results for shard {r.name} of other content (recorded "
+                                f"fingerprint {done[r.name] or 'none'}, now {r.fingerprint}); the shards were rewritten: "
+                                f"use another output folder or delete this one")
+        if done:
+            log.info("predict: %d of %d shards already done in %s", sum(r.name in done for r in refs), len(refs),
+                     self.skip_done_in)
+        return [r for r in refs if r.name not in done], source_record(self.shards, manifest)
+
     def predict_dataloader(self) -> DataLoader:
-        todo = [p for p in self.shard_paths() if p.name not in self.exclude_shards]
+        if self.preprocess is None:
+            raise UserError("data.preprocess: name the preprocessing scheme for predict (efficientnet for "
+                            "efficientnet_lite0, imagenet for alexnet1512, torchvision, gray for bovw, ...)")
+        todo, source = self.todo()
         rank, world = self._rank()
-        return self._loader(ShardStream(todo, self.scheme(), self.batch_size, rank, world))
+        return self._loader(ShardStream(todo, self.preprocess, self.batch_size, rank, world, decode=self.decode,
+                                        source=source))
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank()
-        return self._loader(ShardStream(self.shard_paths(), self.train_preprocess, self.batch_size, rank, world,
-                                        classes=read_classes(self.classes), require_words=False, shuffle=True,
-                                        shuffle_buffer=self.shuffle_buffer, seed=self.seed))
+        return self._loader(ShardStream(shard_refs(self.shards)[0], self.train_preprocess, self.batch_size, rank,
+                                        world, classes=read_classes(self.classes), require_words=False,
+                                        shuffle=True, shuffle_buffer=self.shuffle_buffer, seed=self.seed))
 
     def val_dataloader(self):
         if self.val_shards is None:
             return []
         rank, world = self._rank()
-        paths, _ = list_shards(self.val_shards)
-        return self._loader(ShardStream(paths, self.scheme(), self.batch_size, rank, world,
-                                        classes=read_classes(self.classes), require_words=False))
+        return self._loader(ShardStream(shard_refs(self.val_shards)[0], self.preprocess or "imagenet",
+                                        self.batch_size, rank, world, classes=read_classes(self.classes),
+                                        require_words=False))

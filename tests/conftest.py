@@ -1,4 +1,9 @@
-"""Tiny WebDataset shards in the docs/FORMATS.md format, for the tests of shards / extract (not a test file)."""
+"""Shared fixtures: tiny WebDataset shards in the docs/FORMATS.md format and a tiny test backbone.
+
+    def test_x(make_shards, tiny_backbone, tmp_path):
+        shards = make_shards(tmp_path / "s", n_shards=2, per_shard=3, bad=True)
+        run_extraction(shards, tmp_path / "out", **tiny_backbone)
+"""
 from __future__ import annotations
 
 import io
@@ -6,6 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import webdataset as wds
 from PIL import Image
@@ -19,13 +25,20 @@ def png_bytes(a: np.ndarray) -> bytes:
     return b.getvalue()
 
 
-def make_shards(out: Path, n_shards: int = 4, per_shard: int = 7, seed: int = 0, bad: bool = False,
-                labels: list[str] | None = None) -> Path:
+def jpg_bytes(a: np.ndarray) -> bytes:
+    b = io.BytesIO()
+    Image.fromarray(a).save(b, format="JPEG", quality=90)
+    return b.getvalue()
+
+
+def write_synthetic_shards(out: Path, n_shards: int = 4, per_shard: int = 7, seed: int = 0, bad: bool = False,
+                           labels: list[str] | None = None, fmt: str = "png") -> Path:
     """`n_shards` shards of `per_shard` random images; image i of shard s counts for 1 or 2 words.
 
     With `bad`, shard 0 also holds an empty image, a non-image, a sample without image, a bad json,
     a sample without words, and the last shard is truncated half-way (its tail is lost).
     With `labels`, image i gets label labels[i % len(labels)] and a mean colour that depends on it.
+    With fmt="jpg" the images are JPEGs (smooth gradients plus noise, like photos) instead of PNGs.
     """
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -42,7 +55,14 @@ def make_shards(out: Path, n_shards: int = 4, per_shard: int = 7, seed: int = 0,
                     a[..., i % len(labels) % 3] = 255
                 words = [WORDS[(s + i) % 5]] + ([WORDS[(i * 3 + 1) % 5]] if i % 3 == 0 else [])
                 meta = {"words": words, "source": "synth", "path": f"/src/{s}/{i}.png", "label": label}
-                w.write({"__key__": f"s{s}_{i:03d}", "png": png_bytes(a), "json": json.dumps(meta).encode()})
+                if fmt == "jpg":
+                    yy, xx = np.mgrid[0:h, 0:wd]
+                    a = np.clip(np.stack([xx * 255 // wd, yy * 255 // h, (xx + yy) * 127 // (h + wd)], -1)
+                                + rng.integers(0, 40, (h, wd, 3)), 0, 255).astype(np.uint8)
+                    image = {"jpg": jpg_bytes(a)}
+                else:
+                    image = {"png": png_bytes(a)}
+                w.write({"__key__": f"s{s}_{i:03d}", **image, "json": json.dumps(meta).encode()})
                 n += 1
             if bad and s == 0:
                 meta = json.dumps({"words": ["cat"], "source": "synth", "path": "/bad", "label": None}).encode()
@@ -62,7 +82,7 @@ def make_shards(out: Path, n_shards: int = 4, per_shard: int = 7, seed: int = 0,
     return out
 
 
-def tiny_alexnet(path: Path, seed: int = 0) -> Path:
+def write_tiny_alexnet(path: Path, seed: int = 0) -> Path:
     """A small random AlexNet1512 state dict (width 0.1, fc 32): a fast deterministic test backbone."""
     from mmlightning.features.alexnet1512 import AlexNet1512
 
@@ -72,3 +92,16 @@ def tiny_alexnet(path: Path, seed: int = 0) -> Path:
 
 
 TINY_KW = {"num_classes": 10, "fc_dim": 32, "width": 0.1}
+
+
+@pytest.fixture(scope="session")
+def make_shards():
+    """`write_synthetic_shards(out, n_shards, per_shard, seed, bad, labels)` -> the shard folder."""
+    return write_synthetic_shards
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory) -> dict:
+    """FeatureExtractor / run_extraction kwargs of a tiny random AlexNet1512 (fc7, 32-dim)."""
+    ckpt = write_tiny_alexnet(tmp_path_factory.mktemp("tiny") / "tiny.pt")
+    return {"backbone": "alexnet1512", "backbone_kwargs": {"checkpoint": str(ckpt), **TINY_KW}, "layer": "fc7"}
