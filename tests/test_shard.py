@@ -65,6 +65,8 @@ def test_shards_and_manifest(esp, tmp_path, capsys):
     assert not (out / PROGRESS).exists()
 
     samples = read_shards(out, m)
+    with tarfile.open(out / "esp-000000.tar") as tar:    # webdataset's TarWriter, fixed metadata
+        assert {(t.mtime, t.uname, t.mode) for t in tar.getmembers()} == {(0, "", 0o644)}
     assert len(samples) == 5 and all("." not in s["__key__"] for s in samples)
     meta = {Path(json.loads(s["json"])["path"]).name: json.loads(s["json"]) for s in samples}
     assert meta["1.png"]["words"] == ["dog", "grass"]                  # one sample, all its words
@@ -130,6 +132,23 @@ def test_same_seed_same_shards(esp, tmp_path):
     a = json.loads(shard("esp", str(tmp_path / "a"), seed=7, **kw).read_text())
     b = json.loads(shard("esp", str(tmp_path / "b"), seed=7, **kw).read_text())
     assert a["fingerprint"] == b["fingerprint"] and a["word_counts"] == b["word_counts"]
+    tars = sorted(p.name for p in (tmp_path / "a").glob("*.tar"))
+    assert tars and all((tmp_path / "a" / t).read_bytes() == (tmp_path / "b" / t).read_bytes() for t in tars)
+
+
+def test_leftovers_are_removed_and_a_second_writer_is_refused(esp, tmp_path):
+    from mmlightning.folder_lock import FolderLock
+
+    root, bench, words = esp
+    kw = dict(root=str(root), words=str(words), benchmarks=[str(bench)])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".shard-000000.tar.abc123.tmp").write_bytes(b"half a shard")   # what a SIGKILL leaves
+    with FolderLock(out, "another shard run"):
+        with pytest.raises(UserError, match=r"\.lock: another shard run \(pid \d+ on .*is writing this folder"):
+            shard("esp", str(out), **kw)
+    shard("esp", str(out), **kw)
+    assert not list(out.glob("*.tmp")) and (out / "done.json").is_file()
 
 
 def test_resolve_words(tmp_path):

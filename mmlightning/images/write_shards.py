@@ -13,31 +13,39 @@ transparency on white, longest side <= max_side; `.json` = {"words", "source", "
 images with reasons, words without images, and the coverage of each benchmark: words and pairs with
 images). The coverage table is printed too.
 
-Resumable and atomic: each shard is written to a temporary file and renamed; finished shards are
-recorded in `.shard-progress.json`; the manifest is written last. A rerun with the same settings reuses
-finished shards (or returns at once when the manifest is there); other settings in the same folder are
-refused unless `overwrite=True`.
+Written with `webdataset.TarWriter` (fixed mtime, owner and mode: identical runs give identical bytes),
+so any WebDataset reader loads the shards. Resumable and atomic (`mmlightning.resumable.ResumableOutput`):
+the settings are recorded at the start (`.settings.json`), each shard is written to a temporary file
+and renamed, then its record (samples, words, skipped images) is written to `.progress/<shard>.json`;
+the manifest and the completion marker (`done.json`) come last. A rerun with the same settings reuses
+finished shards (or returns at once when done); other settings in the same folder are refused unless
+`overwrite=True`. The folder is locked while a run writes it; a killed run's temporary files are removed.
 """
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import logging
 import re
-import tarfile
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
+import webdataset as wds
+
 from mmlightning.atomic import atomic_path, write_json
 from mmlightning.benchmarks import SHIPPED, load_benchmark
 from mmlightning.errors import UserError
+from mmlightning.folder_lock import FolderLock
+from mmlightning.resumable import ResumableOutput
 from mmlightning.images.sources import open_source
 from mmlightning.images.sources.base import ImageRef, Selection
 from mmlightning.images.sources.imageio import ImageError, encode_image, load_image
 
 FORMAT = "mmlightning-shards/1"
-PROGRESS = ".shard-progress.json"
+PROGRESS = ".progress"  # per-shard records of a run in progress
+log = logging.getLogger(__name__)
 
 
 def shard(
@@ -88,36 +96,57 @@ def shard(
                 "samples_per_shard": samples_per_shard, "prefix": prefix}
     fingerprint = _fingerprint(settings, plan)
     manifest_path = out / "manifest.json"
-    if manifest_path.is_file():
+    record = ResumableOutput(out, {"format": FORMAT, "fingerprint": fingerprint}, what="shard run")
+    if record.done() and manifest_path.is_file():
         old = _read_json(manifest_path)
-        if old.get("fingerprint") == fingerprint:
-            print(f"shard: {manifest_path} is up to date ({old.get('samples')} samples)")
-            print_coverage(old.get("coverage", {}))
-            return manifest_path
-        if not overwrite:
-            raise UserError(f"{manifest_path}: shards of other settings are here; choose another output_dir "
-                            f"or pass --overwrite true")
-        manifest_path.unlink()
-    shards, img_skipped = write_shards(out, plan, src.name, settings, fingerprint, workers)
-    word_counts = _word_counts(shards)
-    manifest = {
-        **{k: settings[k] for k in ("format", "source", "root", "options", "n_per_word", "seed", "max_side")},
-        "fingerprint": fingerprint,
-        "shards": [{"name": s["name"], "samples": s["samples"]} for s in shards],
-        "samples": sum(s["samples"] for s in shards),
-        "words_requested": len(vocab),
-        "word_counts": dict(sorted(word_counts.items())),
-        "skipped": sel.skipped + img_skipped,
-        "missing_words": dict(sorted(sel.missing.items())),
-        "coverage": coverage(word_counts, benchmarks),
-        "notes": sel.notes,
-    }
-    write_json(manifest_path, manifest)
-    (out / PROGRESS).unlink(missing_ok=True)
+        print(f"shard: {manifest_path} is up to date ({old.get('samples')} samples)")
+        print_coverage(old.get("coverage", {}))
+        return manifest_path
+    with FolderLock(out, "shard"):
+        _begin(record, manifest_path, fingerprint, overwrite)
+        shards, img_skipped = write_shards(out, plan, src.name, settings, workers)
+        word_counts = _word_counts(shards)
+        manifest = {
+            **{k: settings[k] for k in ("format", "source", "root", "options", "n_per_word", "seed", "max_side")},
+            "fingerprint": fingerprint,
+            "shards": [{"name": s["name"], "samples": s["samples"]} for s in shards],
+            "samples": sum(s["samples"] for s in shards),
+            "words_requested": len(vocab),
+            "word_counts": dict(sorted(word_counts.items())),
+            "skipped": sel.skipped + img_skipped,
+            "missing_words": dict(sorted(sel.missing.items())),
+            "coverage": coverage(word_counts, benchmarks),
+            "notes": sel.notes,
+        }
+        write_json(manifest_path, manifest)
+        record.finish({"manifest": "manifest.json"}, samples=manifest["samples"])
+        shutil.rmtree(out / PROGRESS, ignore_errors=True)
     print(f"shard: wrote {manifest['samples']} images in {len(shards)} shards to {out} "
           f"({len(word_counts)} words with images, {len(manifest['skipped'])} skipped)")
     print_coverage(manifest["coverage"])
     return manifest_path
+
+
+def _begin(record: ResumableOutput, manifest_path: Path, fingerprint: str, overwrite: bool) -> None:
+    """Start or resume a run in the folder: foreign settings refused unless `overwrite`; leftovers removed."""
+    out = record.dir
+    if manifest_path.is_file() and not record.started() and not overwrite:
+        old = _read_json(manifest_path)  # a folder written before settings were recorded
+        if old.get("fingerprint") != fingerprint:
+            raise UserError(f"{manifest_path}: shards of other settings are here; choose another output_dir "
+                            f"or pass --overwrite true")
+    foreign = (record.started_file.is_file() or record.done_file.is_file()) and not record.started()
+    if foreign and not overwrite:
+        raise UserError(f"{manifest_path}: shards of other settings are here; choose another output_dir "
+                        f"or pass --overwrite true")
+    if foreign or overwrite:  # start over in place (the folder and its lock stay)
+        record.started_file.unlink(missing_ok=True)
+        record.done_file.unlink(missing_ok=True)
+        shutil.rmtree(out / PROGRESS, ignore_errors=True)
+    record.begin()
+    manifest_path.unlink(missing_ok=True)
+    for tmp in out.glob(".*.tmp"):  # atomic writes a killed run left half-done
+        tmp.unlink()
 
 
 def resolve_words(words: str | None, benchmarks: list[str]) -> list[str]:
@@ -173,15 +202,10 @@ def _render(item):
         return None, str(e)
 
 
-def write_shards(out: Path, plan, source_name: str, settings: dict, fingerprint: str, workers: int):
+def write_shards(out: Path, plan, source_name: str, settings: dict, workers: int):
     """Write (or reuse) every shard of the plan; returns (shard records, skipped images)."""
     from tqdm import tqdm
 
-    out.mkdir(parents=True, exist_ok=True)
-    progress_path = out / PROGRESS
-    progress = _read_json(progress_path) if progress_path.is_file() else {}
-    if progress.get("fingerprint") != fingerprint:
-        progress = {"fingerprint": fingerprint, "shards": {}}
     size, max_side, prefix = settings["samples_per_shard"], settings["max_side"], settings["prefix"]
     records, skipped = [], []
     bar = tqdm(total=len(plan), desc="shard", unit="img")
@@ -189,12 +213,13 @@ def write_shards(out: Path, plan, source_name: str, settings: dict, fingerprint:
         for start in range(0, max(len(plan), 1), size):
             chunk = plan[start:start + size]
             name = f"{prefix}-{start // size:06d}.tar"
-            done = progress["shards"].get(name)
-            if done is None or not (out / name).is_file():
+            progress = out / PROGRESS / f"{name}.json"
+            if progress.is_file() and (out / name).is_file():
+                done = _read_json(progress)
+            else:
                 results = pool.map(_render, [(ref, max_side) for ref, _ in chunk])
                 done = _write_tar(out / name, start, chunk, results, source_name)
-                progress["shards"][name] = done
-                write_json(progress_path, progress)
+                write_json(progress, done)  # after the shard's rename: a record means a finished shard
             bar.update(len(chunk))
             records.append({"name": name, **done})
             skipped += done["skipped"]
@@ -203,27 +228,21 @@ def write_shards(out: Path, plan, source_name: str, settings: dict, fingerprint:
 
 
 def _write_tar(path: Path, start: int, chunk, results, source_name: str) -> dict:
-    """Write one shard atomically; returns {"samples", "words" (per-sample word lists), "skipped"}."""
+    """Write one shard atomically with webdataset's TarWriter; returns {"samples", "words", "skipped"}."""
     words_written, skipped = [], []
-    with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for offset, ((ref, words), (encoded, error)) in enumerate(zip(chunk, results)):
-            if encoded is None:
-                skipped.append({"path": ref.path, "reason": error, "words": words})
-                continue
-            data, ext = encoded
-            key = sample_key(start + offset, ref.path)
-            meta = {"words": words, "source": source_name, "path": ref.path, "label": ref.label}
-            _add(tar, f"{key}.{ext}", data)
-            _add(tar, f"{key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
-            words_written.append(words)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh, wds.TarWriter(fh, encoder=False, user="", group="", mode=0o644, mtime=0) as tar:
+            for offset, ((ref, words), (encoded, error)) in enumerate(zip(chunk, results)):
+                if encoded is None:
+                    skipped.append({"path": ref.path, "reason": error, "words": words})
+                    continue
+                data, ext = encoded
+                meta = {"words": words, "source": source_name, "path": ref.path, "label": ref.label}
+                tar.write({"__key__": sample_key(start + offset, ref.path), ext: data,
+                           "json": json.dumps(meta, ensure_ascii=False).encode("utf-8")})
+                words_written.append(words)
         tmp.chmod(0o644)
     return {"samples": len(words_written), "words": words_written, "skipped": skipped}
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o644
-    tar.addfile(info, io.BytesIO(data))
 
 
 def _word_counts(shards: list[dict]) -> dict[str, int]:
