@@ -25,7 +25,7 @@ def _same(out, ref):
     a, meta = load_aggregates(out / "aggregates.pt")
     r, rmeta = ref
     assert meta["images"] == rmeta["images"] == 12 and a.words == r.words and torch.equal(a.count, r.count)
-    assert torch.allclose(a.sum, r.sum, atol=1e-6) and torch.equal(a.max, r.max)
+    assert torch.allclose(a.sum, r.sum, atol=1e-6) and torch.allclose(a.max, r.max, atol=1e-6)  # batching may differ
     assert meta["shards_done"] == rmeta["shards_done"]
     return meta
 
