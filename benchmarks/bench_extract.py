@@ -76,7 +76,8 @@ def pipeline_rate(shards: Path, out: Path, backbone: str, kwargs: dict, batch_si
     """Images/s of `predict` (timed from the first to the last batch), and the image count."""
     import pytorch_lightning as pl
 
-    from mmlightning.features.extract import AggregateWriter, FeatureExtractor
+    from mmlightning.features.extract import FeatureExtractor
+    from mmlightning.features.writer import AggregateWriter
     from mmlightning.images.read_shards import ShardDataModule
 
     class Clock(pl.Callback):
@@ -96,7 +97,8 @@ def pipeline_rate(shards: Path, out: Path, backbone: str, kwargs: dict, batch_si
     clock = Clock()
     trainer = pl.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=[AggregateWriter(str(out)), clock])
-    trainer.predict(FeatureExtractor(backbone, kwargs), datamodule=ShardDataModule(str(shards), batch_size, workers),
+    model = FeatureExtractor(backbone, kwargs)
+    trainer.predict(model, datamodule=ShardDataModule(str(shards), batch_size, workers, preprocess=model.preprocess),
                     return_predictions=False)
     # the first batch includes worker start-up; count from its end
     pipeline_rate.rss = clock.rss

@@ -63,7 +63,9 @@ def child(rss_file: str, args: list[str]) -> None:
     t0 = time.perf_counter()
     rc = main(args)
     work_s = time.perf_counter() - t0
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM: this process's own peak (ru_maxrss would include the parent's, inherited across fork/exec)
+    status = Path("/proc/self/status").read_text()
+    own = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmHWM"))) / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     Path(rss_file).write_text(json.dumps({"rc": rc, "rss_mb": own, "workers_rss_mb": kids, "work_s": work_s}))
     sys.exit(rc)
