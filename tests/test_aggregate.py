@@ -82,3 +82,18 @@ def test_save_load_and_word2vec_export(tmp_path):
     assert np.allclose(kvm["a"], back.max[i].numpy(), atol=1e-5)
     with pytest.raises(UserError):
         load_aggregates(tmp_path / "missing.pt")
+
+
+def test_equal_aggregates_give_equal_files(tmp_path):
+    """Issue 11.13: the zip root used to be the random temporary name, so identical runs differed."""
+    import hashlib
+
+    f, w = batch(5)
+    agg = Aggregate(5)
+    agg.update(f, w)
+    targets = [tmp_path / "run1" / "aggregates.pt", tmp_path / "run2" / "other-name.pt"]
+    for t in targets:
+        save_aggregates(t, agg, {"backbone": "x"})
+    first, second = (hashlib.md5(t.read_bytes()).hexdigest() for t in targets)
+    assert first == second
+    assert load_aggregates(targets[1])[1]["backbone"] == "x"
