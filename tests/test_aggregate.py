@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmlightning.features.aggregates import (Aggregate, dispersion, export_word2vec, load_aggregates, merge_all,
-                                   save_aggregates)
+from mmlightning.features.aggregates import Aggregate, dispersion, export_word2vec, load_aggregates, save_aggregates
 from mmlightning.errors import UserError
 
 
@@ -37,7 +36,7 @@ def test_merge_equals_one_pass_and_growth():
     a, b = Aggregate(5), Aggregate(5)
     a.update(f1, w1)
     b.update(f2, w2)
-    m = merge_all([a, b], 5)
+    m = Aggregate(5).merge(a).merge(b)
     assert m.words == one.words and torch.equal(m.count, one.count)
     assert torch.allclose(m.sum, one.sum) and torch.equal(m.max, one.max)
     big = Aggregate(2)  # many words: capacity grows

@@ -137,14 +137,6 @@ def _amax_rows_(target: torch.Tensor, row: torch.Tensor, src: torch.Tensor) -> N
     target.scatter_reduce_(0, row.unsqueeze(1).expand(-1, target.shape[1]), src, "amax", include_self=True)
 
 
-def merge_all(aggs: Sequence[Aggregate], feature_dim: int) -> Aggregate:
-    """A new aggregate holding the sum of `aggs`."""
-    out = Aggregate(feature_dim)
-    for a in aggs:
-        out.merge(a)
-    return out
-
-
 def save_torch(obj, path: str | os.PathLike) -> None:
     """Atomically `torch.save` `obj` so that equal objects give equal bytes.
 
