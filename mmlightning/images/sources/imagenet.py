@@ -18,6 +18,7 @@ the lowest wnid when the hierarchy is WordNet's: never Python's set order, so ev
 """
 from __future__ import annotations
 
+import logging
 import os
 import tarfile
 from collections import defaultdict
@@ -26,6 +27,8 @@ from pathlib import Path
 
 from mmlightning.errors import UserError
 from mmlightning.images.sources.base import IMAGE_SUFFIXES, ImageRef, Selection, default_lemma, word_rng
+
+log = logging.getLogger(__name__)
 
 
 class FileHierarchy:
@@ -128,6 +131,8 @@ class ImageNetSource:
             raise UserError(f"{missing}: no such file (give both wordnet.is_a.txt and words.txt, or neither "
                             f"to use WordNet 3.0)")
         else:
+            log.info("imagenet: no %s / %s in %s: the hierarchy is WordNet 3.0's", is_a_path.name, words_path.name,
+                     self.root)
             self.hierarchy = WordNetHierarchy()
         self.all_senses, self.backoff = all_senses, backoff
         self.lemma = lemma or default_lemma()
