@@ -3,14 +3,14 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
-STAMP   = $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install system-data wordnet reproduce test test-slow bench clean
+.PHONY: install system-data wordnet reproduce test test-slow shape bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP)
@@ -30,6 +30,10 @@ test: install wordnet
 
 test-slow: install system-data
 	$(PY) -m pytest -q -m slow
+
+# The longest modules and functions, import cycles and imports against the data order (standard library only).
+shape:
+	$(PYTHON) scripts/code_shape.py --top 10
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -25,7 +25,6 @@ SHIPPED = {
     "men": "men.txt",
     "simlex999": "simlex999.txt",
 }
-DEFAULT_BENCHMARKS = ["ws353", "men"]  # the paper's two; SimLex and the WS353 splits on request
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmlightning.features.aggregates import (Aggregate, dispersion, export_word2vec, load_aggregates, merge_all,
-                                   save_aggregates)
+from mmlightning.features.aggregates import Aggregate, dispersion, export_word2vec, load_aggregates, save_aggregates
 from mmlightning.errors import UserError
 
 
@@ -37,7 +36,7 @@ def test_merge_equals_one_pass_and_growth():
     a, b = Aggregate(5), Aggregate(5)
     a.update(f1, w1)
     b.update(f2, w2)
-    m = merge_all([a, b], 5)
+    m = Aggregate(5).merge(a).merge(b)
     assert m.words == one.words and torch.equal(m.count, one.count)
     assert torch.allclose(m.sum, one.sum) and torch.equal(m.max, one.max)
     big = Aggregate(2)  # many words: capacity grows
@@ -82,3 +81,18 @@ def test_save_load_and_word2vec_export(tmp_path):
     assert np.allclose(kvm["a"], back.max[i].numpy(), atol=1e-5)
     with pytest.raises(UserError):
         load_aggregates(tmp_path / "missing.pt")
+
+
+def test_equal_aggregates_give_equal_files(tmp_path):
+    """Issue 11.13: the zip root used to be the random temporary name, so identical runs differed."""
+    import hashlib
+
+    f, w = batch(5)
+    agg = Aggregate(5)
+    agg.update(f, w)
+    targets = [tmp_path / "run1" / "aggregates.pt", tmp_path / "run2" / "other-name.pt"]
+    for t in targets:
+        save_aggregates(t, agg, {"backbone": "x"})
+    first, second = (hashlib.md5(t.read_bytes()).hexdigest() for t in targets)
+    assert first == second
+    assert load_aggregates(targets[1])[1]["backbone"] == "x"

@@ -182,7 +182,7 @@ def test_minibatch_kmeans_finds_blobs_and_is_deterministic():
 
 
 # ------------------------------------------------------------------------------ codebook from shards
-def test_fit_codebook_from_shards_deterministic_reused_and_skips_bad_samples(tmp_path, capsys):
+def test_fit_codebook_from_shards_deterministic_reused_and_skips_bad_samples(tmp_path, caplog):
     shards = write_shards(tmp_path / "shards", n_images=8, bad_keys={"img0005"})
     kw = dict(k=6, max_images=100, per_image=40, batch_size=64, iterations=30, seed=7)
     a = fit_codebook([str(shards)], tmp_path / "a.pt", **kw)
@@ -196,8 +196,9 @@ def test_fit_codebook_from_shards_deterministic_reused_and_skips_bad_samples(tmp
     assert ca["config"]["k"] == 6 and ca["config"]["sift"]["bin_size"] == 4
 
     mtime = a.stat().st_mtime_ns  # same settings: reused, not refitted
-    assert fit_codebook([str(shards)], a, **kw) == a and a.stat().st_mtime_ns == mtime
-    assert "reusing" in capsys.readouterr().out
+    with caplog.at_level("INFO", logger="mmlightning.features.bovw"):
+        assert fit_codebook([str(shards)], a, **kw) == a and a.stat().st_mtime_ns == mtime
+    assert "reusing codebook" in caplog.text
     other = load_codebook(fit_codebook([str(shards)], a, **{**kw, "seed": 8}))  # other settings: refitted
     assert other["config"]["seed"] == 8 and not torch.equal(other["centroids"], ca["centroids"])
 
@@ -208,6 +209,7 @@ def test_fit_codebook_samples_about_max_images_by_seeded_hash(tmp_path):
     s1 = load_codebook(fit_codebook([str(shards)], tmp_path / "a.pt", seed=1, **kw))["stats"]["images"]
     s1b = load_codebook(fit_codebook([str(shards)], tmp_path / "b.pt", seed=1, **kw))["stats"]["images"]
     assert s1 == s1b and 1 <= s1 < 12
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()  # whatever the file names
 
 
 def test_codebook_errors_are_user_errors(tmp_path):
@@ -228,7 +230,8 @@ def test_bovw_codebook_command(tmp_path, capsys):
     rc = main(["bovw-codebook", "--shards", f"[{shards}]", "--output", str(out), "--k", "4",
                "--per_image", "20", "--iterations", "5", "--batch_size", "32"])
     assert rc == 0 and load_codebook(out)["centroids"].shape == (4, 128)
-    capsys.readouterr()
+    summary = capsys.readouterr().out.strip().splitlines()
+    assert len(summary) == 1 and summary[0].startswith("bovw: codebook K=4 from 80 descriptors of 4 images")
     assert main(["bovw-codebook", "--shards", f"[{tmp_path / 'nope'}]", "--output", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no WebDataset shards" in err[0]

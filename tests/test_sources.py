@@ -193,6 +193,37 @@ def test_imagenet_hierarchy_derived_from_wordnet(tmp_path):
     assert sel.notes["words"]["hound"]["subtree_images"] == 1
 
 
+# Words whose first sense has two hypernyms; NLTK lists them in hash-seed order (issue 15.2).
+TWO_PARENTS = {"milk": ("n07844042", ["n07843775", "n07881800"]),         # dairy product, beverage
+               "film": ("n06613686", ["n04007894", "n06619065"]),         # product, show
+               "gravestone": ("n03455488", ["n03743902", "n04326084"]),   # memorial, stone
+               "aquarium": ("n02732072", ["n04388743", "n04539203"])}     # tank, vivarium
+SELECT = """
+import json, sys
+from mmlightning.images.sources import open_source
+sel = open_source("imagenet", sys.argv[1]).candidates(sys.argv[2:], n_per_word=2, seed=0)
+print(json.dumps({w: [sel.notes["words"][w].get("backoff"), [r.path for r in sel.by_word[w]]] for w in sys.argv[2:]}))
+"""
+
+
+def test_imagenet_backoff_does_not_depend_on_the_hash_seed(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    for own, parents in TWO_PARENTS.values():  # WordNet's hierarchy: one image per synset, back-off needed
+        for wnid in (own, *parents):
+            img(tmp_path / "train" / wnid / f"{wnid}_1.JPEG", fmt="JPEG")
+    procs = [subprocess.Popen([sys.executable, "-c", SELECT, str(tmp_path), *TWO_PARENTS], text=True,
+                              stdout=subprocess.PIPE, env={**os.environ, "PYTHONHASHSEED": seed})
+             for seed in ("1", "2")]
+    runs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert runs[0] == runs[1]
+    assert {w: runs[0][w][0] for w in TWO_PARENTS} == {w: parents[0] for w, (_, parents) in TWO_PARENTS.items()}
+
+
 # ---------------------------------------------------------------- ESP, folder
 
 
@@ -212,6 +243,41 @@ def test_esp_tags_lemmatised_and_bad_label_files(tmp_path):
     assert "not UTF-8" in reasons["3.jpg"] and "3.jpg.desc" in reasons["3.jpg"]
     assert "no label file" in reasons["4.jpg"]
     assert "cafe" in sel.missing
+    assert sel.notes["layout"] == "plain"
+
+
+@pytest.mark.parametrize("images, labels, layout", [
+    ("originals", "labels", "ESPGame100k"),    # + thumbnails/, which is not read
+    ("images", "LABELS", "ESP-ImageSet"),
+])
+def test_esp_public_layouts(tmp_path, images, labels, layout):
+    root = tmp_path / "esp"
+    for n, tags in ((0, "dog\ngrass\n"), (1, "cat\n"), (2, "dogs\nsky\n")):
+        img(root / images / f"{n}.jpg", fmt="JPEG")
+        img(root / "thumbnails" / f"{n}.jpg", size=(4, 3), fmt="JPEG")
+        (root / labels).mkdir(exist_ok=True)
+        (root / labels / f"{n}.jpg.desc").write_text(tags)
+    img(root / images / "3.jpg", fmt="JPEG")  # no tag file
+    sel = open_source("esp", str(root)).candidates(["dog", "cat", "horse"], 10, 0)
+    assert sorted(r.path for r in sel.by_word["dog"]) == [str(root / images / "0.jpg"), str(root / images / "2.jpg")]
+    assert [Path(r.path).name for r in sel.by_word["cat"]] == ["1.jpg"]
+    assert not any("thumbnails" in r.path for refs in sel.by_word.values() for r in refs)
+    assert sel.notes["layout"] == layout and sel.notes["images"] == 3
+    assert [Path(s["path"]).name for s in sel.skipped] == ["3.jpg"]
+    assert f"{labels}/3.jpg.desc" in sel.skipped[0]["reason"]
+    assert "horse" in sel.missing
+
+
+def test_esp_unknown_layout_is_one_line(tmp_path):
+    (tmp_path / "pictures").mkdir()
+    (tmp_path / "labels").mkdir()
+    with pytest.raises(UserError) as e:
+        open_source("esp", str(tmp_path))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{tmp_path}: not an ESP Game folder")
+    assert "originals/ + labels/ (ESPGame100k)" in msg and "images/ + LABELS/ (ESP-ImageSet)" in msg
+    with pytest.raises(UserError, match="no such folder"):
+        open_source("esp", str(tmp_path / "nope"))
 
 
 def test_folder_source(tmp_path):

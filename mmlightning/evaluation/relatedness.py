@@ -1,13 +1,12 @@
 """Word relatedness, as pure functions: cosine vs gold, Spearman rho, pairs used, bootstrap CIs.
 
     from mmlightning.benchmarks import load_benchmark
-    from mmlightning.evaluation.relatedness import score, paired_difference, relevant_mask, relevant_pairs
+    from mmlightning.evaluation.relatedness import score, paired_difference, relevant_mask
     bench = load_benchmark("men")
     r = score(kv, bench, oov="skip")         # r.rho, r.ci95, r.pairs_used, r.pairs_total, r.cosines
     print(r.cell())                           # "0.712 [0.690, 0.731] 2950/3000"
     d = paired_difference(r_multi, r_ling)    # d.diff, d.ci95: multi-modal minus linguistic, same pairs
     mask = relevant_mask(bench, tux_words, clipart_words)   # (P,) bool: both words covered by every set
-    sub = relevant_pairs(bench, tux_words)    # the same as a Benchmark
 
 Rules:
 - Lookup: the word as given, then lower-cased (`KeyedVectors.lookup`). Every pair is kept, duplicates too.
@@ -265,9 +264,3 @@ def relevant_mask(benchmark: Benchmark, *covered: Collection[str]) -> np.ndarray
     """(P,) bool: pairs whose two words are both covered (as given or lower-cased) by every word set."""
     return np.array([all(_covers(c, a) and _covers(c, b) for c in covered) for a, b, _ in benchmark.pairs],
                     dtype=bool)
-
-
-def relevant_pairs(benchmark: Benchmark, *covered: Collection[str]) -> Benchmark:
-    """The benchmark restricted to its Relevant pairs (both words have images in every given source)."""
-    keep = relevant_mask(benchmark, *covered)
-    return Benchmark(benchmark.name, tuple(p for p, k in zip(benchmark.pairs, keep) if k))

@@ -137,19 +137,19 @@ def _amax_rows_(target: torch.Tensor, row: torch.Tensor, src: torch.Tensor) -> N
     target.scatter_reduce_(0, row.unsqueeze(1).expand(-1, target.shape[1]), src, "amax", include_self=True)
 
 
-def merge_all(aggs: Sequence[Aggregate], feature_dim: int) -> Aggregate:
-    """A new aggregate holding the sum of `aggs`."""
-    out = Aggregate(feature_dim)
-    for a in aggs:
-        out.merge(a)
-    return out
+def save_torch(obj, path: str | os.PathLike) -> None:
+    """Atomically `torch.save` `obj` so that equal objects give equal bytes.
+
+    Saved to a path, torch names the zip's root folder after the file (here the random temporary name of
+    the atomic write); saved to an open file it is always "archive".
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def save_aggregates(path: str | os.PathLike, agg: Aggregate, meta: dict | None = None) -> None:
-    """Atomically `torch.save` the docs/FORMATS.md dict; meta gains `feature_dim`."""
-    d = agg.to_dict({**(meta or {}), "feature_dim": agg.feature_dim})
-    with atomic_path(path) as tmp:
-        torch.save(d, tmp)
+    """Atomically `torch.save` the docs/FORMATS.md dict (byte-identical for equal input); meta gains `feature_dim`."""
+    save_torch(agg.to_dict({**(meta or {}), "feature_dim": agg.feature_dim}), path)
 
 
 def load_aggregates(path: str | os.PathLike) -> tuple[Aggregate, dict]:

@@ -19,7 +19,7 @@ top-1 / top-5 accuracy with torchmetrics.
 """
 from __future__ import annotations
 
-import warnings
+import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -33,6 +33,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from mmlightning.errors import UserError
 from mmlightning.images.preprocess import get_scheme
 from mmlightning.images.read_shards import read_classes
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".ppm", ".tif", ".tiff"}
 
@@ -169,7 +171,7 @@ class CNN1512(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self.skipped:
             self.log("train/skipped", float(len(self.skipped)))
-            warnings.warn(f"{len(self.skipped)} unreadable training images skipped, e.g. {self.skipped[:3]}")
+            log.warning("%d unreadable training images skipped, e.g. %s", len(self.skipped), self.skipped[:3])
             self.skipped.clear()
 
     def configure_optimizers(self):

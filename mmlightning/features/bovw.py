@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -57,14 +58,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mmlightning.atomic import atomic_path
 from mmlightning.errors import UserError
+from mmlightning.features.aggregates import save_torch
 from mmlightning.features.backbones import FeatureBackbone, register_backbone
 from mmlightning.features.kmeans import bovw_histogram, inertia, minibatch_kmeans, nearest_centroid, torch_single_threaded
 from mmlightning.features.sift import DenseSift, dense_sift
 from mmlightning.images.preprocess import gray
 
 CODEBOOK_FORMAT = "mmlightning-bovw-codebook/1"
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------- reading the shards
@@ -173,11 +175,12 @@ def fit_codebook(shards: str | os.PathLike | Sequence[str | os.PathLike], output
     if output.exists() and not overwrite:
         try:
             if load_codebook(output)["config"] == config:
-                print(f"bovw: reusing codebook {output} (same settings)")
+                log.info("bovw: reusing codebook %s (same settings)", output)
                 return output
         except UserError:
             pass
-        print(f"bovw: {output} was fitted with other settings; refitting")
+        shard_paths(shards)  # missing shards: the one-line error comes before anything is logged
+        log.info("bovw: %s was fitted with other settings; refitting", output)
     skipped: list[dict] = []
     desc, n_images = sample_descriptors(shards, sift, max_images, per_image, seed, skipped)
     x = torch.from_numpy(desc)  # (M, 128)
@@ -186,14 +189,11 @@ def fit_codebook(shards: str | os.PathLike | Sequence[str | os.PathLike], output
     ckpt = {"format": CODEBOOK_FORMAT, "centroids": centroids, "config": config,
             "stats": {"images": n_images, "descriptors": int(x.shape[0]), "skipped": skipped,
                       "inertia": inertia(x, centroids), "cluster_sizes": sizes.tolist()}}
-    with atomic_path(output) as tmp:
-        torch.save(ckpt, tmp)
-    print(f"bovw: codebook K={k} from {x.shape[0]} descriptors of {n_images} images "
-          f"({len(skipped)} skipped, {int((sizes == 0).sum())} empty clusters) -> {output}")
+    save_torch(ckpt, output)
     for s in skipped[:10]:
-        print(f"bovw: skipped {s['shard']}:{s['key']}: {s['reason']}")
+        log.warning("bovw: skipped %s:%s: %s", s["shard"], s["key"], s["reason"])
     if len(skipped) > 10:
-        print(f"bovw: ... and {len(skipped) - 10} more (listed in the checkpoint's stats)")
+        log.warning("bovw: ... and %d more (listed in the checkpoint's stats)", len(skipped) - 10)
     return output
 
 
@@ -220,9 +220,13 @@ def fit_codebook_command(shards: Optional[list[str]] = None, output: str = "chec
     """
     if not shards:
         raise UserError("bovw-codebook: no shards given (--shards '[dir1, dir2]' or `shards:` in the config)")
-    fit_codebook(shards, output, k=k, bin_size=bin_size, step=step, magnif=magnif, min_contrast=min_contrast,
-                 max_images=max_images, per_image=per_image, batch_size=batch_size, iterations=iterations,
-                 seed=seed, overwrite=overwrite)
+    path = fit_codebook(shards, output, k=k, bin_size=bin_size, step=step, magnif=magnif,
+                        min_contrast=min_contrast, max_images=max_images, per_image=per_image,
+                        batch_size=batch_size, iterations=iterations, seed=seed, overwrite=overwrite)
+    stats = load_codebook(path)["stats"]
+    sizes = stats["cluster_sizes"]
+    print(f"bovw: codebook K={len(sizes)} from {stats['descriptors']} descriptors of {stats['images']} images "
+          f"({len(stats['skipped'])} skipped, {sizes.count(0)} empty clusters) -> {path}")
 
 
 def load_codebook(path: str | os.PathLike) -> dict:

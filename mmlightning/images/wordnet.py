@@ -4,6 +4,7 @@
     wn = wordnet()                       # nltk's WordNetCorpusReader, no download needed
     wn.synsets("dog", "n")[0].offset()   # 2084071 -> ImageNet wnid "n02084071"
     lemmatize("cats")                    # "cat"  (noun lemma, NLTK's WordNetLemmatizer, cached)
+    hypernyms(wn.synset("milk.n.01"))    # [dairy_product.n.01, beverage.n.01]: wnid order, never set order
 
 Where the data comes from, in order:
 1. NLTK's own data (`nltk.download("wordnet")` or a `corpora/wordnet[.zip]` on `nltk.data.path`);
@@ -12,6 +13,9 @@ Where the data comes from, in order:
    Debian does not ship (and an empty `index.sense`, see `layout_wordnet`), and `<cache>` is put on `nltk.data.path`. `<cache>` is `$MMLIGHTNING_CACHE/nltk_data`
    (default `~/.cache/mmlightning/nltk_data`).
 Neither present: a `UserError` that says how to install one.
+
+Every traversal here and in the image sources goes through `hypernyms` / `hyponyms` (wnid order): NLTK's
+own `Synset.hypernyms()` follows set order, which changes with $PYTHONHASHSEED from run to run.
 """
 from __future__ import annotations
 
@@ -146,6 +150,22 @@ def wnid(synset) -> str:
     return f"{synset.pos()}{synset.offset():08d}"
 
 
+def by_offset(synsets) -> list:
+    """Synsets sorted by (part of speech, offset), i.e. by ImageNet wnid: NLTK keeps a synset's pointers in
+    a set, so `hypernyms()` & co. come in an order that changes with Python's hash seed."""
+    return sorted(synsets, key=lambda s: (s.pos(), s.offset()))
+
+
+def hypernyms(synset) -> list:
+    """The hypernyms and instance hypernyms of `synset`, in wnid order (the same in every run)."""
+    return by_offset(synset.hypernyms() + synset.instance_hypernyms())
+
+
+def hyponyms(synset) -> list:
+    """The hyponyms and instance hyponyms of `synset`, in wnid order (the same in every run)."""
+    return by_offset(synset.hyponyms() + synset.instance_hyponyms())
+
+
 @functools.lru_cache(maxsize=200_000)
 def noun_senses(lemma: str) -> tuple:
     """The noun synsets of `lemma`, most frequent first: WordNet's order (by tagged count), except that
@@ -178,7 +198,7 @@ def noun_ancestors(lemma: str) -> frozenset[str]:
         return frozenset()
     seen, stack = {name}, [wordnet().synset(name)]
     while stack:
-        for parent in (s := stack.pop()).hypernyms() + s.instance_hypernyms():
+        for parent in hypernyms(stack.pop()):
             if parent.name() not in seen:
                 seen.add(parent.name())
                 stack.append(parent)

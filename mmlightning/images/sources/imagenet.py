@@ -13,10 +13,12 @@ A word maps to its first noun sense (senses ranked by WordNet when it knows the 
 words.txt order); `all_senses=True` pools every noun sense. Up to N distinct images are sampled
 uniformly (seeded per word) from the images of every synset in the sense's subtree; when the subtree
 has fewer than N, all of them are kept and the rest is sampled from the subtree of the sense's first
-hypernym (`backoff=False` turns that off).
+hypernym (`backoff=False` turns that off). "First" is the first line of `wordnet.is_a.txt` naming it, or
+the lowest wnid when the hierarchy is WordNet's: never Python's set order, so every run backs off alike.
 """
 from __future__ import annotations
 
+import logging
 import os
 import tarfile
 from collections import defaultdict
@@ -25,6 +27,8 @@ from pathlib import Path
 
 from mmlightning.errors import UserError
 from mmlightning.images.sources.base import IMAGE_SUFFIXES, ImageRef, Selection, default_lemma, word_rng
+
+log = logging.getLogger(__name__)
 
 
 class FileHierarchy:
@@ -81,16 +85,18 @@ class WordNetHierarchy:
         return [wnid(s) for s in noun_senses(word)]
 
     def hypernyms(self, wnid_: str) -> list[str]:
-        from mmlightning.images.wordnet import wnid
+        """Hypernyms in wnid order (NLTK's own order follows the hash seed: back-off would vary by run)."""
+        from mmlightning.images.wordnet import hypernyms, wnid
 
         s = self._synset(wnid_)
-        return [wnid(h) for h in (s.hypernyms() + s.instance_hypernyms())] if s else []
+        return [wnid(h) for h in hypernyms(s)] if s else []
 
     def hyponyms(self, wnid_: str) -> list[str]:
-        from mmlightning.images.wordnet import wnid
+        """Hyponyms in wnid order."""
+        from mmlightning.images.wordnet import hyponyms, wnid
 
         s = self._synset(wnid_)
-        return sorted(wnid(h) for h in (s.hyponyms() + s.instance_hyponyms())) if s else []
+        return [wnid(h) for h in hyponyms(s)] if s else []
 
 
 def _read_lines(path: Path, split: bool = True):
@@ -125,6 +131,8 @@ class ImageNetSource:
             raise UserError(f"{missing}: no such file (give both wordnet.is_a.txt and words.txt, or neither "
                             f"to use WordNet 3.0)")
         else:
+            log.info("imagenet: no %s / %s in %s: the hierarchy is WordNet 3.0's", is_a_path.name, words_path.name,
+                     self.root)
             self.hierarchy = WordNetHierarchy()
         self.all_senses, self.backoff = all_senses, backoff
         self.lemma = lemma or default_lemma()
