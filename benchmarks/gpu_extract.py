@@ -187,9 +187,12 @@ def main() -> None:
     from mmlightning.features.extract import FeatureExtractor, instantiate  # noqa: F401
 
     t_start = time.perf_counter()
+    shm = os.statvfs("/dev/shm") if os.path.isdir("/dev/shm") else None
     res = {"device": torch.cuda.get_device_name(0) if a.device == "cuda" else "cpu", "torch": torch.__version__,
-           "images": a.images, "batch_size": batch, "cpus": os.cpu_count(), "backbones": {}}
-    print(f"gpu_extract: {res['device']}, torch {torch.__version__}, {os.cpu_count()} CPUs", flush=True)
+           "images": a.images, "batch_size": batch, "cpus": os.cpu_count(), "backbones": {},
+           "dev_shm_gb": round(shm.f_bavail * shm.f_frsize / 2 ** 30, 1) if shm else None}
+    print(f"gpu_extract: {res['device']}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
+          f"/dev/shm {res['dev_shm_gb']} GB free", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
@@ -203,7 +206,13 @@ def main() -> None:
             runs = {}
             for w in workers:
                 for decode in ("pil", "device"):
-                    r = pipeline_rate(shards, work / f"{name}-{w}-{decode}", model, spec, a.device, batch, w, decode)
+                    try:
+                        r = pipeline_rate(shards, work / f"{name}-{w}-{decode}", model, spec, a.device, batch, w,
+                                          decode)
+                    except Exception as e:  # e.g. a small /dev/shm for the workers' batches: record, go on
+                        runs[f"workers{w}_{decode}"] = {"error": f"{type(e).__name__}: {str(e)[:500]}"}
+                        print(f"{name}: {w} workers, decode {decode}: FAILED {type(e).__name__}: {e}", flush=True)
+                        continue
                     r["vs_forward"] = round(r["images_per_s"] / fwd, 3)
                     runs[f"workers{w}_{decode}"] = r
                     print(f"{name}: {w} workers, decode {decode}: {r['images_per_s']} img/s "
