@@ -95,6 +95,14 @@ def test_truncated_tar_keeps_every_sample_before_the_cut(tmp_path, make_shards):
     assert keys[:4] == [f"s0_{i:03d}" for i in range(4)] and len(problems) == 1
     batches = list(batch_samples([tar], "imagenet", batch_size=8))
     assert [k for b in batches for k in b["keys"]] == [f"s0_{i:03d}" for i in range(4)]
+    cut = members[7].offset_data + 10  # inside the 4th sample's image data: samples 0..2 are intact
+    tar.write_bytes(tar.read_bytes()[:cut])
+    problems = []
+    keys = [s["__key__"] for s in read_shard(tar, problems)]
+    assert keys == [f"s0_{i:03d}" for i in range(4)]  # s0_003 keeps its .json, its image was cut
+    assert any("truncated or corrupt tar" in p["reason"] for p in problems)
+    batches = list(batch_samples([tar], "imagenet", batch_size=8))
+    assert [k for b in batches for k in b["keys"]] == [f"s0_{i:03d}" for i in range(3)]  # s0_003 has no image
 
 
 def test_an_image_over_the_pixel_limit_is_a_counted_skip(tmp_path, monkeypatch, make_shards):

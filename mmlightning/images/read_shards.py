@@ -273,7 +273,7 @@ class ShardDataModule(pl.LightningDataModule):
     def _loader(self, dataset: ShardStream) -> DataLoader:
         cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         return DataLoader(dataset, batch_size=None, num_workers=self.num_workers, pin_memory=cuda,
-                          prefetch_factor=4 if self.num_workers > 0 else None, persistent_workers=False)
+                          prefetch_factor=2 if self.num_workers > 0 else None, persistent_workers=False)
 
     def _rank(self) -> tuple[int, int]:
         if self.trainer is None:
