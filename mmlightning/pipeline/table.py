@@ -185,7 +185,7 @@ def _release(ctx: StageContext) -> dict:
     from mmlightning.pipeline.release import write_release
 
     cfg = ctx.cfg
-    settings = {"corpus": cfg.corpus, "skipgram": cfg.skipgram.key(),
+    settings = {"corpus": cfg.corpus, "skipgram": {**cfg.skipgram.key(), "seed": cfg.seed},
                 "sources": {k: asdict(v) for k, v in cfg.sources.items()}, "backbone": cfg.backbone,
                 "layer": cfg.layer, "backbone_kwargs": cfg.backbone_kwargs, "alpha": cfg.alpha, "centring": True,
                 "seed": cfg.seed}
