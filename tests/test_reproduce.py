@@ -73,6 +73,7 @@ def test_force_recomputes_the_stage_and_its_dependants_only(first, tmp_path):
     assert scores(tmp_path / "rep")["table1"] == scores(out / "rep")["table1"]  # recomputed bit for bit
 
 
+@pytest.mark.slow  # recomputes shard, extract and bovw (~11 s on 2 cores)
 def test_changed_setting_recomputes_its_stage_and_the_stages_reading_it(first, tmp_path):
     world, _, _ = first
     changed = run_tiny(world, copy_of(first, tmp_path),
@@ -81,6 +82,7 @@ def test_changed_setting_recomputes_its_stage_and_the_stages_reading_it(first, t
                                         "bovw:pics": "ran"}
 
 
+@pytest.mark.slow  # re-extracts with another scheme (~13 s on 2 cores)
 def test_preprocess_scheme_re_extracts_the_cnn_features_only(first, tmp_path):
     world, _, _ = first
     fit = run_tiny(world, copy_of(first, tmp_path), sources={"pics": {
