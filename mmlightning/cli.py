@@ -5,6 +5,7 @@
     python -m mmlightning predict --config configs/extract.yaml
     python -m mmlightning evaluate --linguistic v.txt --visual.tuxpaint/cnn-mean mean.txt
     python -m mmlightning reproduce --config configs/reproduce.yaml
+    python -m mmlightning report --evaluation reports/evaluation.json --readme README.md
 
 `fit`, `validate`, `test` and `predict` are a LightningCLI: the YAML picks the LightningModule and
 LightningDataModule by `class_path`. The pipeline subcommands are typed functions exposed through
@@ -40,6 +41,8 @@ PIPELINE_COMMANDS = {
                       "Fit the bag-of-visual-words k-means codebook on dense SIFT from shards."),
     "reproduce": ("mmlightning.pipeline.reproduce:reproduce",
                   "Run the paper's experiment end to end (text, images, features, evaluation, release)."),
+    "report": ("mmlightning.pipeline.readme:report",
+               "Render the README's result tables from an evaluation.json (print, rewrite or check README's block)."),
 }
 
 
