@@ -15,7 +15,6 @@ import code_shape  # noqa: E402  (scripts/ is not a package)
 KNOWN_OVER = {
     "mmlightning/text/skipgram.py",
     "mmlightning/text/corpus.py",
-    "mmlightning/pipeline/reproduce.py:reproduce",
 }
 
 
