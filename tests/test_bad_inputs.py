@@ -260,7 +260,7 @@ def test_item01_predict_negative_settings_are_refused_at_construction(tmp_path, 
         c = yaml.safe_load(cfg.read_text())
         c["trainer"]["callbacks"][0]["init_args"][key] = value
         cfg.write_text(yaml.safe_dump(c))
-    with HangGuard(60):
+    with HangGuard(30):
         code, _, err = run(["predict", "--config", cfg], capsys)
     assert_user_error(code, err, "predict", key)
     assert not (out / "aggregates.pt").exists()
@@ -461,7 +461,12 @@ def test_item09_a_shard_listed_twice_counts_once(tmp_path, backbone, capsys):
 
 
 # 10. an output folder under a regular file, or on a read-only / full disk: one line, exit 2.
-def test_item10_evaluate_out_under_a_file(tmp_path, good_vectors, bench, capsys):
+def test_item10_evaluate_out_under_a_file(tmp_path, good_vectors, bench, capsys, monkeypatch):
+    import mmlightning.evaluation.systems as systems
+
+    def too_late(*a, **k):
+        raise AssertionError("the scores were computed before the output folder was checked")
+    monkeypatch.setattr(systems, "evaluate_systems", too_late)
     blocker = tmp_path / "afile"
     blocker.write_text("x")
     code, _, err = run(evaluate_args(good_vectors, bench, tmp_path)[:-1] + [blocker / "rep"], capsys)
@@ -553,13 +558,6 @@ def test_item11_fit_bad_settings_are_one_line(tmp_path, capsys, option, value):
     code, _, err = run(["fit", "--config", cfg, option, value], capsys)
     assert_user_error(code, err, "fit", option.split(".")[-1])
     assert not (run_dir / "vectors.txt").exists()
-
-
-def test_item11_fit_bad_setting_real_process_has_no_traceback(tmp_path):
-    cfg = skipgram_config(tmp_path, corpus_file(tmp_path / "c.txt"), tmp_path / "run")
-    p = run_proc(["fit", "--config", cfg, "--data.min_count", "0"], tmp_path)
-    line = assert_user_error(p.returncode, p.stderr, "fit", "min_count")
-    assert line == p.stderr.strip().splitlines()[-1] and len(line) < 300
 
 
 # 12. truncated tar, *.tmp leftovers, one pixel limit, one run per output folder.
@@ -659,3 +657,208 @@ def test_item13_identical_predict_runs_give_identical_aggregates(tmp_path, backb
         assert code == 0, err[-2000:]
         digests.append(hashlib.md5((out / "aggregates.pt").read_bytes()).hexdigest())
     assert digests[0] == digests[1]
+
+
+# ========================================================================================== inputs that already behave
+def test_unknown_command(capsys):
+    code, _, err = run(["frobnicate"], capsys)
+    assert code == 2 and "unknown command 'frobnicate'" in err and "Traceback" not in err
+
+
+def test_missing_config_file(tmp_path, capsys):
+    code, _, err = run(["fit", "--config", tmp_path / "nope.yaml"], capsys)
+    assert_parser_error(code, err, "nope.yaml")
+
+
+def test_malformed_yaml_config(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("linguistic: [unclosed\n  alpha: : 0.5\n")
+    code, _, err = run(["evaluate", "--config", cfg], capsys)
+    assert_parser_error(code, err, "Problems parsing config", "line 1, column 13")  # (the file is not named)
+
+
+def test_unknown_option(good_vectors, bench, tmp_path, capsys):
+    code, _, err = run([*evaluate_args(good_vectors, bench, tmp_path), "--alpah", "0.3"], capsys)
+    assert_parser_error(code, err, "alpah")
+    assert not (tmp_path / "rep").exists()
+
+
+# --- evaluate: benchmarks, vectors and settings. (name, files {name: bytes}, args, needles)
+GOOD = vectors_text(random_rows(WORDS))
+EVALUATE_CASES = [
+    ("missing_linguistic_option", {}, [], ["--linguistic"]),
+    ("missing_vectors_file", {}, ["--linguistic", "{t}/absent.txt"], ["absent.txt", "not found"]),
+    ("missing_benchmark_file", {"ling.txt": GOOD}, ["--linguistic", "{t}/ling.txt", "--benchmarks", "[{t}/no.txt]"],
+     ["no.txt", "no such benchmark"]),
+    ("benchmark_bad_line", {"ling.txt": GOOD, "b.txt": b"cat dog 5\ncat dog\n"},
+     ["--linguistic", "{t}/ling.txt", "--benchmarks", "[{t}/b.txt]"], ["b.txt:2:", "word1 word2 score"]),
+    ("benchmark_score_not_a_number", {"ling.txt": GOOD, "b.txt": b"cat dog high\n"},
+     ["--linguistic", "{t}/ling.txt", "--benchmarks", "[{t}/b.txt]"], ["b.txt:1:", "not a number"]),
+    ("benchmark_not_utf8", {"ling.txt": GOOD, "b.txt": b"caf\xe9 dog 5\n"},
+     ["--linguistic", "{t}/ling.txt", "--benchmarks", "[{t}/b.txt]"], ["b.txt", "not UTF-8"]),
+    ("vectors_bad_row", {"ling.txt": b"2 2\ncat 1 2\ndog 1 x\n"}, ["--linguistic", "{t}/ling.txt"],
+     ["ling.txt:3:", "non-numeric"]),
+    ("vectors_wrong_dimension_in_a_row", {"ling.txt": b"2 3\ncat 1 2 3\ndog 1 2\n"}, ["--linguistic", "{t}/ling.txt"],
+     ["ling.txt:3:", "2 values, header says 3"]),
+    ("vectors_header_not_numbers", {"ling.txt": b"cat 1 2\ndog 1 2\n"}, ["--linguistic", "{t}/ling.txt"],
+     ["ling.txt:1:", "header"]),
+    ("vectors_header_overcounts", {"ling.txt": b"5 2\ncat 1 2\ndog 1 2\n"}, ["--linguistic", "{t}/ling.txt"],
+     ["header says 5 words but the file has 2"]),
+    ("vectors_nan", {"ling.txt": b"2 2\ncat nan 2\ndog 1 2\n"}, ["--linguistic", "{t}/ling.txt"], ["'cat'", "NaN"]),
+    ("vectors_binary_truncated", {"ling.bin": binary_vectors([b"cat", b"dog", b"car"])[:-9]},
+     ["--linguistic", "{t}/ling.bin"], ["ling.bin", "truncated"]),
+    ("vectors_pickle_not_keyedvectors", {"ling.kv": __import__("pickle").dumps({"cat": [1.0]}, protocol=2)},
+     ["--linguistic", "{t}/ling.kv"], ["ling.kv", "not a readable gensim KeyedVectors file"]),
+    ("vectors_share_no_word_with_benchmark", {"ling.txt": vectors_text(random_rows(["emu", "yak"]))},
+     ["--linguistic", "{t}/ling.txt"], ["ling.txt", "no word in common"]),
+    ("bad_alpha", {"ling.txt": GOOD}, ["--linguistic", "{t}/ling.txt", "--alpha", "1.5"], ["alpha 1.5", "[0, 1]"]),
+    ("bad_visual_name", {"ling.txt": GOOD}, ["--linguistic", "{t}/ling.txt", "--visual", '{{"tux/": "{t}/ling.txt"}}'],
+     ["'tux/'", "<source>/<method>"]),
+    ("missing_visual_file", {"ling.txt": GOOD}, ["--linguistic", "{t}/ling.txt", "--visual.tux/cnn-mean", "{t}/v.txt"],
+     ["v.txt", "not found"]),
+    ("visual_dimensions_disagree", {"ling.txt": GOOD, "a.txt": GOOD, "b.txt": vectors_text(random_rows(WORDS, d=6))},
+     ["--linguistic", "{t}/ling.txt", "--visual", '{{"x/cnn-mean": "{t}/a.txt", "y/cnn-mean": "{t}/b.txt"}}'],
+     ["b.txt:1:", "dimension 6", "has 4"]),
+    ("unknown_table2_system", {"ling.txt": GOOD}, ["--linguistic", "{t}/ling.txt", "--table2_system", "nope"],
+     ["table2_system 'nope'"]),
+]
+
+
+@pytest.mark.parametrize("name, files, args, needles", EVALUATE_CASES, ids=[c[0] for c in EVALUATE_CASES])
+def test_evaluate_bad_input(tmp_path, bench, capsys, name, files, args, needles):
+    for fname, data in files.items():
+        (tmp_path / fname).write_bytes(data)
+    args = [a.format(t=tmp_path) for a in args]
+    if "--benchmarks" not in args:
+        args += ["--benchmarks", f"[{bench}]"]
+    code, _, err = run(["evaluate", *args, "--n_boot", "0", "--out", tmp_path / "rep"], capsys)
+    assert_user_error(code, err, "evaluate", *needles)
+    assert not (tmp_path / "rep" / "evaluation.json").exists()
+
+
+def test_evaluate_bad_oov_choice(good_vectors, bench, tmp_path, capsys):
+    code, _, err = run([*evaluate_args(good_vectors, bench, tmp_path), "--oov", "drop"], capsys)
+    assert_parser_error(code, err, "oov")
+
+
+# --- fit / export
+@pytest.mark.parametrize("case", ["empty_corpus", "missing_corpus", "unknown_corpus_name"])
+def test_fit_bad_corpus(tmp_path, capsys, case):
+    corpus = {"empty_corpus": tmp_path / "empty.txt", "missing_corpus": tmp_path / "absent.txt",
+              "unknown_corpus_name": Path("nosuchcorpus")}[case]
+    if case == "empty_corpus":
+        corpus.write_text("\n\n")
+    run_dir = tmp_path / "run"
+    code, _, err = run(["fit", "--config", skipgram_config(tmp_path, corpus, run_dir)], capsys)
+    assert_user_error(code, err, "fit", corpus.name)
+    assert not (run_dir / "vectors.txt").exists()
+
+
+def test_export_of_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "bad.ckpt"
+    torch.save({"state_dict": {}}, bad)
+    code, _, err = run(["export", bad], capsys)
+    assert_user_error(code, err, "export", "not a SkipGram checkpoint")
+    code, _, err = run(["export", tmp_path / "absent.ckpt"], capsys)
+    assert_user_error(code, err, "export", "absent.ckpt", "not found")
+
+
+# --- predict / bovw-codebook
+def test_predict_unknown_backbone(tmp_path, capsys):
+    cfg = predict_config(tmp_path, str(make_shards(tmp_path / "sh")), tmp_path / "out", {"backbone": "nosuchnet"})
+    code, _, err = run(["predict", "--config", cfg], capsys)
+    assert_user_error(code, err, "predict", "nosuchnet")
+
+
+def test_predict_unknown_preprocessing_scheme(tmp_path, backbone, capsys):
+    cfg = predict_config(tmp_path, str(make_shards(tmp_path / "sh")), tmp_path / "out", backbone, preprocess="nope")
+    code, _, err = run(["predict", "--config", cfg], capsys)
+    assert_user_error(code, err, "predict", "'nope'")
+    assert not (tmp_path / "out" / "aggregates.pt").exists()
+
+
+def test_predict_unknown_layer(tmp_path, backbone, capsys):
+    cfg = predict_config(tmp_path, str(make_shards(tmp_path / "sh")), tmp_path / "out", {**backbone, "layer": "fc9"})
+    code, _, err = run(["predict", "--config", cfg], capsys)
+    assert_user_error(code, err, "predict", "fc9")
+
+
+def test_predict_missing_backbone_checkpoint(tmp_path, backbone, capsys):
+    kw = {**backbone, "backbone_kwargs": {**backbone["backbone_kwargs"], "checkpoint": str(tmp_path / "no.pt")}}
+    cfg = predict_config(tmp_path, str(make_shards(tmp_path / "sh")), tmp_path / "out", kw)
+    code, _, err = run(["predict", "--config", cfg], capsys)
+    assert_user_error(code, err, "predict", "no.pt")
+
+
+@pytest.mark.parametrize("case", ["missing_folder", "folder_without_shards"])
+def test_predict_missing_shards(tmp_path, backbone, capsys, case):
+    shards = tmp_path / "sh"
+    if case == "folder_without_shards":
+        shards.mkdir()
+    cfg = predict_config(tmp_path, str(shards), tmp_path / "out", backbone)
+    code, _, err = run(["predict", "--config", cfg], capsys)
+    assert_user_error(code, err, "predict", str(shards))
+
+
+AGGREGATES_BAD = {"torch_dict": "torch", "garbage_bytes": b"not a torch file at all"}
+
+
+@pytest.mark.parametrize("case", [
+    "torch_dict",
+    pytest.param("garbage_bytes", marks=pytest.mark.xfail(
+        reason="bug: features/aggregates.py load_aggregates lets torch.load's pickle.UnpicklingError through "
+               "(a traceback); not fixed here (file owned elsewhere)", strict=False))])
+def test_predict_output_holding_an_aggregates_file_that_is_not_one(tmp_path, backbone, capsys, case):
+    out = tmp_path / "out"
+    out.mkdir()
+    if case == "torch_dict":
+        torch.save({"words": "not aggregates"}, out / "aggregates.pt")
+    else:
+        (out / "aggregates.pt").write_bytes(AGGREGATES_BAD[case])
+    before = (out / "aggregates.pt").read_bytes()
+    cfg = predict_config(tmp_path, str(make_shards(tmp_path / "sh")), out, backbone)
+    code, _, err = run(["predict", "--config", cfg], capsys)
+    assert_user_error(code, err, "predict", "aggregates.pt")
+    assert (out / "aggregates.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("case", ["torch_dict", "garbage_bytes"])
+def test_predict_bovw_codebook_that_is_not_one(tmp_path, capsys, case):
+    codebook = tmp_path / "codebook.pt"
+    if case == "torch_dict":
+        torch.save({"something": "else"}, codebook)
+    else:
+        codebook.write_bytes(b"PK\x03\x04 not really a zip")
+    cfg = predict_config(tmp_path, str(make_shards(tmp_path / "sh")), tmp_path / "out",
+                         {"backbone": "bovw", "backbone_kwargs": {"codebook": str(codebook)}})
+    code, _, err = run(["predict", "--config", cfg], capsys)
+    assert_user_error(code, err, "predict", "codebook.pt")
+
+
+def test_bovw_codebook_missing_shards(tmp_path, capsys):
+    code, _, err = run(["bovw-codebook", "--shards", f"[{tmp_path / 'absent'}]", "--output", tmp_path / "cb.pt"], capsys)
+    assert_user_error(code, err, "bovw-codebook", "absent")
+
+
+# --- shard / reproduce
+def test_shard_unknown_source(tmp_path, capsys):
+    code, _, err = run(["shard", "--source", "nosuchsource", "--output_dir", tmp_path / "out"], capsys)
+    assert code == 2 and "Traceback" not in err and "nosuchsource" in err
+
+
+def test_shard_missing_root(tmp_path, bench, capsys):
+    code, _, err = run(["shard", "--source", "folder", "--root", tmp_path / "absent", "--benchmarks", f"[{bench}]",
+                        "--output_dir", tmp_path / "out"], capsys)
+    assert_user_error(code, err, "shard", "absent")
+
+
+def test_reproduce_unknown_force_stage(tmp_path, capsys):
+    code, _, err = run(["reproduce", "--checkpoints", tmp_path / "ck", "--force", "[nope]"], capsys)
+    assert_user_error(code, err, "reproduce", "nope")
+    assert not (tmp_path / "ck").exists()
+
+
+def test_reproduce_source_without_kind(tmp_path, capsys):
+    code, _, err = run(["reproduce", "--checkpoints", tmp_path / "ck", "--sources", '{"x": {"n_per_word": 3}}'],
+                       capsys)
+    assert_user_error(code, err, "reproduce", "sources.x")
