@@ -346,12 +346,14 @@ def test_item04_text_vectors_with_a_latin1_word_are_read_as_text(tmp_path, bench
     assert any("not valid UTF-8" in r.getMessage() for r in logs)
 
 
-@pytest.mark.parametrize("content", [b"0 4\n", b"0 4\n\n\n", b"3 4\n"])
-def test_item04_a_vectors_file_of_zero_words_is_an_error(tmp_path, bench, capsys, content):
+@pytest.mark.parametrize("content, needle", [(b"0 4\n", "holds no word vectors"),
+                                             (b"0 4\n\n\n", "holds no word vectors"),
+                                             (b"3 4\n", "header says 3 words but the file has 0")])
+def test_item04_a_vectors_file_of_zero_words_is_an_error(tmp_path, bench, capsys, content, needle):
     ling = tmp_path / "empty.txt"
     ling.write_bytes(content)
     code, out, err = run(evaluate_args(ling, bench, tmp_path), capsys)
-    assert_user_error(code, err, "evaluate", str(ling))
+    assert_user_error(code, err, "evaluate", str(ling), needle)  # not "no word in common": the file is empty
     assert not (tmp_path / "rep" / "evaluation.json").exists()
 
 

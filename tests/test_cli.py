@@ -46,3 +46,32 @@ def test_user_error_is_one_line(capsys):
     assert cli.main(["evaluate", "--linguistic", "/nonexistent/vectors.txt"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mmlightning evaluate: error: /nonexistent/vectors.txt") and err.count("\n") == 1
+
+
+def test_user_error_message_unwraps_and_maps_path_errors(tmp_path):
+    import errno
+
+    from mmlightning.errors import UserError
+
+    def wrapped():  # jsonargparse wraps an error raised in a class's __init__ into a ValueError
+        try:
+            raise UserError("data.min_count: must be >= 1, got 0")
+        except UserError:
+            raise ValueError("Does not validate against any of the Union subtypes\n...")
+    with pytest.raises(ValueError) as e:
+        wrapped()
+    assert cli.user_error_message(e.value) == "data.min_count: must be >= 1, got 0"
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    with pytest.raises(NotADirectoryError) as e:
+        (blocker / "a" / "b").mkdir(parents=True)
+    assert cli.user_error_message(e.value) == (f"{blocker / 'a' / 'b'}: {blocker} is a file, not a folder; "
+                                               "choose another path")
+    with pytest.raises(FileExistsError) as e:
+        blocker.mkdir()
+    assert cli.user_error_message(e.value) == f"{blocker}: already exists and is not a folder; choose another path"
+    ro = OSError(errno.EROFS, "Read-only file system", "/mnt/ro/x", None, "/mnt/ro/y")
+    assert cli.user_error_message(ro) == "/mnt/ro/x -> /mnt/ro/y: read-only file system; choose another path"
+    assert cli.user_error_message(OSError(errno.ENOSPC, "No space left on device")) is None   # no path: a bug
+    assert cli.user_error_message(FileNotFoundError(errno.ENOENT, "No such file", "/x")) is None
+    assert cli.user_error_message(RuntimeError("bug")) is None
