@@ -864,3 +864,32 @@ def test_reproduce_source_without_kind(tmp_path, capsys):
     code, _, err = run(["reproduce", "--checkpoints", tmp_path / "ck", "--sources", '{"x": {"n_per_word": 3}}'],
                        capsys)
     assert_user_error(code, err, "reproduce", "sources.x")
+
+
+class DieAfterFirstShard(__import__("pytorch_lightning").Callback):
+    """Dies (like a killed job) right after the first shard was committed to parts/."""
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if batch["shards_done"]:
+            raise RuntimeError("killed by the test")
+
+
+@pytest.mark.xfail(reason="fixed on branch house (zip root name); also needs a bitwise-identical merge after resume: "
+                          "today sum and max match but sum_normalized differs in the last bits", strict=False)
+def test_item13_killed_and_resumed_predict_gives_the_same_aggregates_md5(tmp_path, backbone, capsys):
+    """Batches of one shard each (batch_size = per_shard): the CNN sees the same batches with or without the kill."""
+    shards = str(make_shards(tmp_path / "sh", n_shards=3, per_shard=3))
+    code, _, err = run(["predict", "--config", predict_config(tmp_path, shards, tmp_path / "ref", backbone, "r.yaml",
+                                                              batch_size=3)], capsys)
+    assert code == 0, err[-2000:]
+    out = tmp_path / "out"
+    die = {"class_path": f"{__name__}.DieAfterFirstShard"}
+    with pytest.raises(RuntimeError, match="killed by the test"):
+        cli.main(["predict", "--config", str(predict_config(tmp_path, shards, out, backbone, "k.yaml", [die],
+                                                           batch_size=3))])
+    assert not (out / "aggregates.pt").exists() and list((out / "parts").glob("*.pt"))
+    code, _, err = run(["predict", "--config", predict_config(tmp_path, shards, out, backbone, "o.yaml", batch_size=3)],
+                       capsys)
+    assert code == 0, err[-2000:]
+    md5 = [hashlib.md5((d / "aggregates.pt").read_bytes()).hexdigest() for d in (tmp_path / "ref", out)]
+    assert md5[0] == md5[1]
