@@ -107,26 +107,33 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 # errno of an OSError that is about the user's own path (a folder under a file, read-only, full disk),
-# with the one-line reason the CLI prints; any other OSError is a bug and keeps its traceback.
+# with what the CLI prints after the path; any other OSError is a bug and keeps its traceback.
 PATH_ERRORS = {
-    errno.ENOTDIR: "a parent of this path is a file, not a folder",
-    errno.EEXIST: "already exists and is not a folder",
-    errno.EISDIR: "is a folder, expected a file",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.EROFS: "read-only file system",
-    errno.ENOSPC: "no space left on device",
-    errno.EDQUOT: "disk quota exceeded",
+    errno.ENOTDIR: "a parent of this path is a file, not a folder; choose another path",
+    errno.EEXIST: "already exists and is not a folder; choose another path",
+    errno.EISDIR: "is a folder where a file is expected; choose another path",
+    errno.EACCES: "permission denied; choose a folder you can write to",
+    errno.EPERM: "operation not permitted; choose a folder you can write to",
+    errno.EROFS: "read-only file system; choose a writable folder",
+    errno.ENOSPC: "no space left on device; free some space or choose another folder",
+    errno.EDQUOT: "disk quota exceeded; free some space or choose another folder",
 }
 
 
+def _raised_in_jsonargparse(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}jsonargparse{os.sep}" in tb.tb_frame.f_code.co_filename
+
+
 def _chain(exc: BaseException):
-    """`exc` and the exceptions it was raised from or during (jsonargparse wraps errors raised in __init__)."""
+    """`exc`, then what it wraps while it was raised by jsonargparse (which wraps errors raised in __init__)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         yield exc
-        exc = exc.__cause__ or exc.__context__
+        exc = (exc.__cause__ or exc.__context__) if _raised_in_jsonargparse(exc) else None
 
 
 def _blocking_file(path: str) -> str | None:
@@ -138,25 +145,22 @@ def _blocking_file(path: str) -> str | None:
 
 
 def user_error_message(exc: BaseException) -> str | None:
-    """The one-line message for a user mistake anywhere in `exc`'s chain, or None for a genuine bug.
+    """The one-line message for a user mistake, or None for a genuine bug (which keeps its traceback).
 
-    A `UserError`, or an `OSError` that names a file and whose errno is in `PATH_ERRORS`.
+    A `UserError` (also wrapped by jsonargparse), or an `OSError` that names a path and whose errno is in
+    `PATH_ERRORS`: `<path>: <reason>; <what to do>`.
     """
-    chain = list(_chain(exc))
-    for e in chain:
+    for e in _chain(exc):
         if isinstance(e, UserError):
-            return str(e).strip().replace("\n", " ")
-    for e in chain:
+            return " ".join(str(e).split("\n")).strip()
         if isinstance(e, OSError) and e.filename is not None and e.errno in PATH_ERRORS:
             path = os.fsdecode(e.filename)
             reason = PATH_ERRORS[e.errno]
             if e.errno == errno.ENOTDIR and (blocker := _blocking_file(path)):
-                reason = f"{blocker} is a file, not a folder"
-            elif e.errno == errno.EEXIST and Path(path).is_dir():
-                reason = "already exists"
+                reason = f"{blocker} is a file, not a folder; choose another path"
             if e.filename2 is not None:
                 path = f"{path} -> {os.fsdecode(e.filename2)}"
-            return f"{path}: {reason}; choose another path"
+            return f"{path}: {reason}"
     return None
 
 

@@ -893,3 +893,12 @@ def test_item13_killed_and_resumed_predict_gives_the_same_aggregates_md5(tmp_pat
     assert code == 0, err[-2000:]
     md5 = [hashlib.md5((d / "aggregates.pt").read_bytes()).hexdigest() for d in (tmp_path / "ref", out)]
     assert md5[0] == md5[1]
+
+
+def test_item10_fit_folder_under_a_file_through_lightningcli(tmp_path, capsys):
+    """The same one line from inside a LightningCLI run (the data module's cache folder)."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    cfg = skipgram_config(tmp_path, corpus_file(tmp_path / "c.txt"), tmp_path / "run")
+    code, _, err = run(["fit", "--config", cfg, "--data.cache_dir", blocker / "cache"], capsys)
+    assert_user_error(code, err, "fit", str(blocker / "cache"), f"{blocker} is a file")
