@@ -291,7 +291,6 @@ def world(tmp_path) -> Path:
     return w
 
 
-@xfail_on("pipeline")
 def test_item02_reproduce_from_another_folder_reuses_the_given_checkpoints(tmp_path, world, backbone, capsys,
                                                                           monkeypatch):
     first, other = tmp_path / "first", tmp_path / "other"
@@ -648,7 +647,6 @@ def test_item12_second_predict_into_a_busy_folder_is_refused(tmp_path, backbone,
 
 
 # 13. identical runs give byte-identical aggregates.pt.
-@xfail_on("house")
 def test_item13_identical_predict_runs_give_identical_aggregates(tmp_path, backbone, capsys):
     shards = str(make_shards(tmp_path / "sh"))
     digests = []
@@ -807,9 +805,7 @@ AGGREGATES_BAD = {"torch_dict": "torch", "garbage_bytes": b"not a torch file at 
 
 @pytest.mark.parametrize("case", [
     "torch_dict",
-    pytest.param("garbage_bytes", marks=pytest.mark.xfail(
-        reason="bug: features/aggregates.py load_aggregates lets torch.load's pickle.UnpicklingError through "
-               "(a traceback); not fixed here (file owned elsewhere)", strict=False))])
+    "garbage_bytes"])
 def test_predict_output_holding_an_aggregates_file_that_is_not_one(tmp_path, backbone, capsys, case):
     out = tmp_path / "out"
     out.mkdir()
@@ -874,8 +870,6 @@ class DieAfterFirstShard(__import__("pytorch_lightning").Callback):
             raise RuntimeError("killed by the test")
 
 
-@pytest.mark.xfail(reason="fixed on branch house (zip root name); also needs a bitwise-identical merge after resume: "
-                          "today sum and max match but sum_normalized differs in the last bits", strict=False)
 def test_item13_killed_and_resumed_predict_gives_the_same_aggregates_md5(tmp_path, backbone, capsys):
     """Batches of one shard each (batch_size = per_shard): the CNN sees the same batches with or without the kill."""
     shards = str(make_shards(tmp_path / "sh", n_shards=3, per_shard=3))
