@@ -103,6 +103,17 @@ def setup_logging(level: int = logging.INFO) -> None:
     logger.propagate = False
 
 
+def _user_error_in(exc: BaseException) -> UserError | None:
+    """The UserError that caused `exc` (through __cause__ / __context__), if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, UserError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging()
@@ -120,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     except UserError as e:
         print(f"mmlightning {cmd}: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # jsonargparse wraps a constructor's UserError (bad init_args) in its own errors
+        cause = _user_error_in(e)
+        if cause is None:
+            raise
+        print(f"mmlightning {cmd}: error: {cause}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mmlightning {cmd}: interrupted; rerun the same command to resume", file=sys.stderr)

@@ -121,18 +121,25 @@ class DevicePairs:
         lo = stretch * self.stretch_words
         return max(min(lo + self.stretch_words, self.n_tokens) - lo, 0)
 
-    def pairs(self, stretch: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(input (P,), output (P, K+1)) int64 on the device: contexts, and centre + K negatives per pair."""
-        dev = self.device
-        gen = torch.Generator(device=dev).manual_seed(stretch_seed(self.seed, epoch, stretch))
+    def kept(self, stretch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sub-sampled word ids int32 (m,) and sentence ids int32 (m,) of `stretch` (draws from `gen`)."""
         lo = stretch * self.stretch_words
         ids = self.tokens[lo:lo + self.stretch_words]  # (n,)
         sent = self.sent[lo:lo + self.stretch_words]  # (n,)
-        keep = torch.rand(len(ids), generator=gen, device=dev) < self.keep[ids.long()]  # (n,)
-        ids, sent = ids[keep], sent[keep]  # (m,)
-        b = torch.randint(1, self.window + 1, (len(ids),), generator=gen, device=dev)  # (m,)
+        keep = torch.rand(len(ids), generator=gen, device=self.device) < self.keep[ids.long()]  # (n,)
+        return ids[keep], sent[keep]
+
+    def generator(self, stretch: int, epoch: int) -> torch.Generator:
+        """The random generator of (seed, epoch, stretch) on the device."""
+        return torch.Generator(device=self.device).manual_seed(stretch_seed(self.seed, epoch, stretch))
+
+    def pairs(self, stretch: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input (P,), output (P, K+1)) int64 on the device: contexts, and centre + K negatives per pair."""
+        gen = self.generator(stretch, epoch)
+        ids, sent = self.kept(stretch, gen)  # (m,), (m,)
+        b = torch.randint(1, self.window + 1, (len(ids),), generator=gen, device=self.device)  # (m,)
         centre, context = window_pairs(ids, sent, b, self.window)  # (P,), (P,)
-        order = torch.randperm(len(centre), generator=gen, device=dev)  # mix offsets and positions
+        order = torch.randperm(len(centre), generator=gen, device=self.device)  # mix offsets and positions
         centre, context = centre[order], context[order]
         neg = draw_negatives_t(self.accept, self.alias, centre, self.negative, gen)  # (P, K)
         return context, torch.cat([centre[:, None], neg], dim=1)
