@@ -132,7 +132,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda or cpu")
     p.add_argument("--gensim-workers", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--device-batch-pairs", type=int, default=16384)
+    p.add_argument("--device-batch-pairs", type=int, default=4096)
     p.add_argument("--stretch-words", type=int, default=1 << 20)
     p.add_argument("--compile", action="store_true", help="torch.compile the update (CPU only)")
     p.add_argument("--skip-gensim", action="store_true")

@@ -117,7 +117,8 @@ def test_fit_with_device_pairs_separates_topics_and_resumes_exactly(tmp_path):
     corpus = two_topic_corpus(tmp_path / "c.txt")
     dm = SkipGramDataModule(corpus=corpus, cache_dir=str(tmp_path / "cache"), min_count=1, num_workers=0,
                             pairs="device", stretch_words=5000)
-    model = SkipGram(dim=20, compile=False, device_batch_pairs=4096, output_dir=str(tmp_path / "run"))
+    # (24 words: a sub-batch of 4096 pairs would hold each word ~170 times; 512 keeps the updates fresh)
+    model = SkipGram(dim=20, compile=False, device_batch_pairs=512, output_dir=str(tmp_path / "run"))
     trainer = pl.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False)
     trainer.fit(model, datamodule=dm)

@@ -56,7 +56,7 @@ class SkipGram(pl.LightningModule):
     def __init__(self, dim: int = 100, lr: float = 0.025, min_lr: float = 0.0001, batch_pairs: int = 1024,
                  hogwild_threads: int = 1, intra_op_threads: int = 1, compile: bool = True, sync_every: int = 1,
                  hogwild_workers: bool = True, seed: int = 1, output_dir: str | None = "checkpoints/skipgram",
-                 device_batch_pairs: int = 16384):
+                 device_batch_pairs: int = 4096, cuda_graphs: bool = True):
         """
         Args:
             dim: vector dimension.
@@ -72,6 +72,7 @@ class SkipGram(pl.LightningModule):
             seed: seed of the initial vectors.
             output_dir: where vocab.tsv and vectors.txt are written at the end of fit (None: not written).
             device_batch_pairs: pairs per SGD update for pairs made on the device (data.pairs: device).
+            cuda_graphs: on a CUDA device, replay each sub-batch's update as one captured CUDA graph.
         """
         super().__init__()
         for name, value in (("dim", dim), ("batch_pairs", batch_pairs), ("device_batch_pairs", device_batch_pairs),
@@ -108,9 +109,9 @@ class SkipGram(pl.LightningModule):
         h, root = self.hparams, self.trainer.strategy.root_device.type
         epochs = self.trainer.max_epochs or 1
         self._chunk_trainer = ChunkTrainer(h.batch_pairs, h.lr, h.min_lr, epochs, h.compile, root)
-        # device pairs: large sub-batches; compiled on CPU only (on an accelerator compiling costs more than it saves)
+        # device pairs: compiled on CPU only; on CUDA one captured graph per sub-batch (launch-bound otherwise)
         self._device_trainer = ChunkTrainer(h.device_batch_pairs, h.lr, h.min_lr, epochs, h.compile and root == "cpu",
-                                            root)
+                                            root, graphs=h.cuda_graphs)
         workers = dm.hogwild() if callable(getattr(dm, "hogwild", None)) else None
         if h.hogwild_workers and workers is not None:  # workers fork after this and update the very same memory
             self._chunk_trainer.warm_up(len(self.words), h.dim, dm.hparams.negative + 1)  # compile once, here
