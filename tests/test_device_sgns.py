@@ -143,3 +143,20 @@ def test_pairs_auto_is_host_on_cpu(tmp_path):
     assert dm.pair_mode() == "host" and dm.device_pairs is None
     with pytest.raises(Exception, match="pairs"):
         SkipGramDataModule(pairs="gpu")
+
+
+@pytest.mark.slow
+def test_cli_ddp_two_cpu_processes_with_device_pairs(tmp_path):
+    """`fit` with data.pairs device under DDP (gloo, 2 processes): each rank its stretches, tables summed."""
+    import os
+    import subprocess
+    import sys
+    from test_skipgram import ROOT, _cli_config
+    cfg = _cli_config(tmp_path, two_topic_corpus(tmp_path / "c.txt"))
+    cmd = [sys.executable, "-m", "mmlightning", "fit", "--config", str(cfg), "--trainer.devices", "2",
+           "--trainer.strategy", "ddp", "--data.init_args.num_workers", "0", "--data.init_args.pairs", "device",
+           "--data.init_args.stretch_words", "2500", "--model.init_args.device_batch_pairs", "512"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert topic_gap(load_vectors(tmp_path / "run" / "vectors.txt")) > 0.3
