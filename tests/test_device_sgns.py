@@ -155,7 +155,7 @@ def test_cli_ddp_two_cpu_processes_with_device_pairs(tmp_path):
     cfg = _cli_config(tmp_path, two_topic_corpus(tmp_path / "c.txt"))
     cmd = [sys.executable, "-m", "mmlightning", "fit", "--config", str(cfg), "--trainer.devices", "2",
            "--trainer.strategy", "ddp", "--data.init_args.num_workers", "0", "--data.init_args.pairs", "device",
-           "--data.init_args.stretch_words", "2500", "--model.init_args.device_batch_pairs", "512"]
+           "--data.init_args.stretch_words", "500", "--model.init_args.device_batch_pairs", "512"]
     proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
