@@ -120,6 +120,7 @@ def run_ours(corpus: Path, cache: Path, epochs: int, device: str, seed: int, bat
     n = dm.encoded.n_tokens
     return {"system": f"mmlightning SkipGram, pairs on the device ({device}), device_batch_pairs={batch_pairs}, "
                       f"stretch_words={stretch_words}",
+            "cuda_graphs": bool(model._device_trainer.graphs), "steps": trainer.global_step,
             "train_s": round(timer.seconds, 3), "words_per_s": round(n * epochs / timer.seconds),
             "fit_s": round(fit_s, 3), "fit_words_per_s": round(n * epochs / fit_s), **scores(model.word_vectors())}
 
@@ -155,11 +156,16 @@ def main() -> None:
         if not args.skip_gensim:
             res["gensim"] = run_gensim(enc, args.epochs, args.gensim_workers, args.seed)
             print(json.dumps(res["gensim"]), flush=True)
-        res["ours"] = run_ours(corpus, tmp / "cache", args.epochs, args.device, args.seed, args.device_batch_pairs,
-                               args.stretch_words, args.compile)
+        try:
+            res["ours"] = run_ours(corpus, tmp / "cache", args.epochs, args.device, args.seed,
+                                   args.device_batch_pairs, args.stretch_words, args.compile)
+        except Exception as e:  # keep gensim's figures and say what broke
+            import traceback
+            traceback.print_exc()
+            res["ours"] = {"error": f"{type(e).__name__}: {e}"}
         print(json.dumps(res["ours"]), flush=True)
     res["load_after"] = os.getloadavg()[0]
-    if "gensim" in res:
+    if "gensim" in res and "error" not in res["ours"]:
         g, o = res["gensim"], res["ours"]
         res["ratio_words_per_s"] = round(o["words_per_s"] / g["words_per_s"], 2)
         res["ratio_fit_words_per_s"] = round(o["fit_words_per_s"] / g["words_per_s"], 2)

@@ -160,3 +160,45 @@ def test_cli_ddp_two_cpu_processes_with_device_pairs(tmp_path):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert topic_gap(load_vectors(tmp_path / "run" / "vectors.txt")) > 0.3
+
+
+def _tables(V=40, D=8, seed=0, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(V, D, generator=g) * 0.3).to(device), (torch.randn(V, D, generator=g) * 0.3).to(device)
+
+
+def test_chunk_trainer_sends_full_sub_batches_to_the_graphed_update(monkeypatch):
+    """The CUDA-graph route (faked here on CPU): full sub-batches replay it, the short last one runs eager."""
+    from mmlightning.text.sgns import ChunkTrainer, sgns_update
+    g = torch.Generator().manual_seed(1)
+    inp, out = torch.randint(0, 40, (250,), generator=g), torch.randint(0, 40, (250, 4), generator=g)
+    ref0, ref1 = _tables()
+    ChunkTrainer(100, 0.05, 0.001, 2, False, "cpu")(ref0, ref1, inp, out, 0, 1, 3)
+    syn0, syn1 = _tables()
+    sizes = []
+
+    def fake_graph(i, o, lr):
+        sizes.append(len(i))
+        sgns_update(syn0, syn1, i, o, torch.tensor(lr, dtype=torch.float64))
+    ct = ChunkTrainer(100, 0.05, 0.001, 2, False, "cuda", graphs=True)
+    monkeypatch.setattr(ct, "graphed", lambda s0, s1, k1: fake_graph)
+    ct(syn0, syn1, inp, out, 0, 1, 3)
+    assert sizes == [100, 100]  # the third sub-batch (50 pairs) went eager
+    assert torch.equal(syn0, ref0) and torch.equal(syn1, ref1)
+
+
+@pytest.mark.gpu
+def test_graphed_update_equals_eager_on_cuda():
+    from mmlightning.text.sgns import GraphedUpdate, sgns_update
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    ref0, ref1 = _tables(device="cuda")
+    syn0, syn1 = _tables(device="cuda")
+    step = GraphedUpdate(syn0, syn1, 64, 4)
+    g = torch.Generator().manual_seed(2)
+    for k in range(3):
+        inp, out = torch.randint(0, 40, (64,), generator=g).cuda(), torch.randint(0, 40, (64, 4), generator=g).cuda()
+        sgns_update(ref0, ref1, inp, out, torch.tensor(0.05 / (k + 1), dtype=torch.float32, device="cuda"))
+        step(inp, out, 0.05 / (k + 1))
+    torch.testing.assert_close(syn0, ref0, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(syn1, ref1, atol=1e-5, rtol=1e-4)
