@@ -39,7 +39,8 @@ class WorkerTraining:
     it makes, lock-free on the same memory (word2vec's threads), and sends back only a loss sample.
     """
 
-    def __init__(self):
+    def __init__(self, negative: int):
+        self.negative = negative  # K: a pair's output row holds K + 1 words (for compiling before the fork)
         self.tables: tuple[torch.Tensor, torch.Tensor] | None = None
         self.train_fn: Callable | None = None
 
@@ -182,7 +183,7 @@ class SkipGramDataModule(pl.LightningDataModule):
         self.encoded: EncodedCorpus | None = None
         self.dataset: PairChunks | Stretches | None = None
         self.device_pairs: DevicePairs | None = None
-        self._workers = WorkerTraining()
+        self._workers = WorkerTraining(negative)
 
     def prepare_data(self) -> None:
         prepare_corpus(self.corpus, self.hparams.cache_dir, self.hparams.min_count, self.hparams.max_vocab,

@@ -49,8 +49,11 @@ from mmlightning.vectors import KeyedVectors
 class SkipGram(pl.LightningModule):
     """SGNS tables syn0 (input, the word vectors) and syn1 (output), trained by `sgns_update`.
 
-    The tables are created in `setup` from the datamodule's vocabulary (V is known only then); the
-    checkpoint carries the vocabulary, so vectors can be exported without the corpus.
+    The tables are created in `setup` from the datamodule's vocabulary (V is known only then): the module
+    uses two public methods of the datamodule, `vocabulary()` (the Trainer sets the datamodule up before
+    the module) and `hogwild()` (the slot through which DataLoader workers train, or None); it neither
+    sets the datamodule up nor touches its dataset. The checkpoint carries the vocabulary, so vectors can
+    be exported without the corpus.
     """
 
     def __init__(self, dim: int = 100, lr: float = 0.025, min_lr: float = 0.0001, batch_pairs: int = 1024,
@@ -114,7 +117,7 @@ class SkipGram(pl.LightningModule):
                                             root, graphs=h.cuda_graphs)
         workers = dm.hogwild() if callable(getattr(dm, "hogwild", None)) else None
         if h.hogwild_workers and workers is not None:  # workers fork after this and update the very same memory
-            self._chunk_trainer.warm_up(len(self.words), h.dim, dm.hparams.negative + 1)  # compile once, here
+            self._chunk_trainer.warm_up(len(self.words), h.dim, workers.negative + 1)  # compile once, here
             workers.attach(self.syn0.data, self.syn1.data, self._chunk_trainer)
 
     def set_vocabulary(self, words: Sequence[str], counts: np.ndarray) -> None:
