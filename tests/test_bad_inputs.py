@@ -368,7 +368,6 @@ class CrashAtEpoch(__import__("pytorch_lightning").Callback):
             raise RuntimeError("interrupted by the test")
 
 
-@xfail_on("text")
 def test_item05_last_ckpt_is_the_newest_after_an_interrupted_fit_and_a_rerun(tmp_path, capsys):
     run_dir = tmp_path / "run"
     cfg = skipgram_config(tmp_path, corpus_file(tmp_path / "c.txt"), run_dir)
@@ -386,7 +385,6 @@ def test_item05_last_ckpt_is_the_newest_after_an_interrupted_fit_and_a_rerun(tmp
 
 
 # 6. fit --ckpt_path <run A>/ckpt/last.ckpt with model.output_dir <run B> writes run B's vectors only.
-@xfail_on("text")
 def test_item06_resumed_fit_writes_into_the_configured_output_dir(tmp_path, capsys):
     corpus = corpus_file(tmp_path / "c.txt")
     a, b = tmp_path / "a", tmp_path / "b"
@@ -441,7 +439,6 @@ def test_item07_duplicate_and_undecodable_words_are_counted_and_warned(tmp_path,
 
 
 # 8. a binary file given as corpus is refused (replacement-character ratio above a threshold).
-@xfail_on("text")
 def test_item08_binary_garbage_corpus_is_refused(tmp_path, capsys):
     corpus = tmp_path / "garbage.bin"
     corpus.write_bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
