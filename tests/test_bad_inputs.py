@@ -145,9 +145,9 @@ def skipgram_config(tmp_path: Path, corpus: Path, out: Path) -> Path:
     cfg["data"]["init_args"].update(corpus=[str(corpus)], cache_dir=str(tmp_path / "cache"), min_count=1,
                                     num_workers=0, chunk_words=100)
     cfg["trainer"].update(max_epochs=1, default_root_dir=str(out), enable_progress_bar=False, logger=False)
-    cfg["trainer"]["callbacks"] = [{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
-                                    "init_args": {"dirpath": str(out / "ckpt"), "save_last": True,
-                                                  "save_top_k": 1}}]
+    ckpt = next(c for c in cfg["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint"))
+    ckpt["init_args"]["dirpath"] = str(out / "ckpt")  # the shipped checkpoint settings, in this run's folder
+    cfg["trainer"]["callbacks"] = [ckpt]
     path = tmp_path / f"sg-{out.name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

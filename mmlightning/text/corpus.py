@@ -99,23 +99,27 @@ def _encode(files: list[Path], out: Path, min_count: int, max_vocab: int | None,
     lengths: list[int] = []
     raw_path = out / "raw.u32"
     bar = _progress_bar(progress)
-    with open(raw_path, "wb") as raw:
-        buf: list[int] = []
-        for sent in iter_sentences([str(f) for f in files], stats=stats):
-            for w in sent:
-                i = first_id.get(w)
-                if i is None:
-                    i = first_id[w] = len(first_id)
-                buf.append(i)
-            lengths.append(len(sent))
-            if len(buf) >= 1 << 20:
-                np.asarray(buf, dtype=np.uint32).tofile(raw)
-                if bar is not None:
-                    bar.update(len(buf))
-                buf = []
-        np.asarray(buf, dtype=np.uint32).tofile(raw)
-    if bar is not None:
-        bar.close()
+    try:  # the bar is closed (its line ended) before any error below is printed
+        with open(raw_path, "wb") as raw:
+            buf: list[int] = []
+            for sent in iter_sentences([str(f) for f in files], stats=stats):
+                for w in sent:
+                    i = first_id.get(w)
+                    if i is None:
+                        i = first_id[w] = len(first_id)
+                    buf.append(i)
+                lengths.append(len(sent))
+                if len(buf) >= 1 << 20:
+                    np.asarray(buf, dtype=np.uint32).tofile(raw)
+                    if bar is not None:
+                        bar.update(len(buf))
+                    buf = []
+            np.asarray(buf, dtype=np.uint32).tofile(raw)
+            if bar is not None:
+                bar.update(len(buf))  # the last partial block too: the bar ends at the corpus size
+    finally:
+        if bar is not None:
+            bar.close()
     where = ", ".join(stats.files)
     if stats.tokens == 0:
         raise UserError(f"{where}: corpus is empty (no words found)")
