@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_skipgram.py                          # GCIDE, 5 epochs, both systems
     .venv/bin/python benchmarks/bench_skipgram.py --epochs 1 --max-words 1000000   # a quick look
     .venv/bin/python benchmarks/bench_skipgram.py --accelerator gpu        # ours on a GPU (gensim on CPU)
+    .venv/bin/python benchmarks/bench_skipgram.py --pairs device --num-workers 0   # the device path, on CPU
 
 Both train on the same encoded corpus (mmlightning's cache: same tokens, same sentences, same vocabulary)
 with the same settings (sg, 100 dims, window 5, 5 negatives, sample 1e-3, min_count 5, lr 0.025 -> 0.0001).
@@ -132,7 +133,8 @@ def run_gensim(args) -> dict:
 def run_ours(args) -> dict:
     import pytorch_lightning as pl
     import numpy as np
-    from mmlightning.text.skipgram import SkipGram, SkipGramDataModule
+    from mmlightning.text.data import SkipGramDataModule
+    from mmlightning.text.skipgram import SkipGram
     enc = _corpus(args)
     n_sent, n_words = _truncate(enc, args.max_words)
     corpus = args.corpus
@@ -147,10 +149,11 @@ def run_ours(args) -> dict:
     with tempfile.TemporaryDirectory() as out:
         dm = SkipGramDataModule(corpus=corpus, cache_dir=args.cache_dir, min_count=args.min_count,
                                 window=args.window, negative=args.negative, sample=args.sample,
-                                num_workers=args.num_workers, seed=args.seed)
+                                num_workers=args.num_workers, seed=args.seed, pairs=args.pairs)
         dm.prepare_data()  # cached: not timed
         model = SkipGram(dim=args.dim, hogwild_threads=args.hogwild_threads, compile=args.compile,
-                         seed=args.seed, output_dir=None)
+                         seed=args.seed, output_dir=None, batch_pairs=args.batch_pairs,
+                         device_batch_pairs=args.device_batch_pairs)
         trainer = pl.Trainer(max_epochs=args.epochs, accelerator=args.accelerator, devices=args.devices,
                              strategy=args.strategy, logger=False, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False, default_root_dir=out)
@@ -161,7 +164,7 @@ def run_ours(args) -> dict:
             sys.exit(0)
         kv = model.word_vectors()
     return {"system": f"mmlightning SkipGram (compile={args.compile}, hogwild_threads={args.hogwild_threads}, "
-                      f"data workers={args.num_workers}, {args.accelerator} x{args.devices})",
+                      f"data workers={args.num_workers}, pairs={args.pairs}, {args.accelerator} x{args.devices})",
             "words": n_words, "wall_s": wall, "words_per_s": n_words * args.epochs / wall,
             "cpu_s": cpu, "words_per_cpu_s": n_words * args.epochs / cpu,
             **_scores(kv), "peak_rss_mb": _rss_mb()}
@@ -183,6 +186,9 @@ def main() -> None:
     p.add_argument("--hogwild-threads", type=int, default=1)
     p.add_argument("--num-workers", type=int, default=2, help="our DataLoader workers (pairs + Hogwild training)")
     p.add_argument("--compile", type=lambda s: s.lower() in ("1", "true", "yes"), default=True)
+    p.add_argument("--pairs", choices=["auto", "host", "device"], default="auto", help="where our pairs are made")
+    p.add_argument("--batch-pairs", type=int, default=1024, help="pairs per update (host pairs)")
+    p.add_argument("--device-batch-pairs", type=int, default=4096, help="pairs per update (device pairs)")
     p.add_argument("--accelerator", default="cpu")
     p.add_argument("--devices", type=int, default=1)
     p.add_argument("--strategy", default="auto")

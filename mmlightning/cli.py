@@ -5,18 +5,22 @@
     python -m mmlightning predict --config configs/extract.yaml
     python -m mmlightning evaluate --linguistic v.txt --visual.tuxpaint/cnn-mean mean.txt
     python -m mmlightning reproduce --config configs/reproduce.yaml
+    python -m mmlightning report --evaluation reports/evaluation.json --readme README.md
 
 `fit`, `validate`, `test` and `predict` are a LightningCLI: the YAML picks the LightningModule and
 LightningDataModule by `class_path`. The pipeline subcommands are typed functions exposed through
 jsonargparse, so their docstrings are their `--help` and any of them reads `--config FILE.yaml`.
-A `UserError` anywhere becomes one line on stderr and exit code 2.
+A `UserError` anywhere (also when jsonargparse wraps it), or an OSError about a path of the user's
+(an output folder under a file, on a read-only or full disk), becomes one line on stderr and exit code 2.
 """
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 from mmlightning.errors import UserError
@@ -40,6 +44,8 @@ PIPELINE_COMMANDS = {
                       "Fit the bag-of-visual-words k-means codebook on dense SIFT from shards."),
     "reproduce": ("mmlightning.pipeline.reproduce:reproduce",
                   "Run the paper's experiment end to end (text, images, features, evaluation, release)."),
+    "report": ("mmlightning.pipeline.readme:report",
+               "Render the README's result tables from an evaluation.json (print, rewrite or check README's block)."),
 }
 
 
@@ -103,7 +109,66 @@ def setup_logging(level: int = logging.INFO) -> None:
     logger.propagate = False
 
 
+# errno of an OSError that is about the user's own path (a folder under a file, read-only, full disk),
+# with what the CLI prints after the path; any other OSError is a bug and keeps its traceback.
+PATH_ERRORS = {
+    errno.ENOTDIR: "a parent of this path is a file, not a folder; choose another path",
+    errno.EEXIST: "already exists and is not a folder; choose another path",
+    errno.EISDIR: "is a folder where a file is expected; choose another path",
+    errno.EACCES: "permission denied; choose a folder you can write to",
+    errno.EPERM: "operation not permitted; choose a folder you can write to",
+    errno.EROFS: "read-only file system; choose a writable folder",
+    errno.ENOSPC: "no space left on device; free some space or choose another folder",
+    errno.EDQUOT: "disk quota exceeded; free some space or choose another folder",
+}
+
+
+def _raised_in_jsonargparse(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}jsonargparse{os.sep}" in tb.tb_frame.f_code.co_filename
+
+
+def _chain(exc: BaseException):
+    """`exc`, then what it wraps while it was raised by jsonargparse (which wraps errors raised in __init__)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = (exc.__cause__ or exc.__context__) if _raised_in_jsonargparse(exc) else None
+
+
+def _blocking_file(path: str) -> str | None:
+    """The nearest ancestor of `path` that exists and is not a folder (why a mkdir gave ENOTDIR), if any."""
+    for parent in Path(path).parents:
+        if parent.exists():
+            return None if parent.is_dir() else str(parent)
+    return None
+
+
+def user_error_message(exc: BaseException) -> str | None:
+    """The one-line message for a user mistake, or None for a genuine bug (which keeps its traceback).
+
+    A `UserError` (also wrapped by jsonargparse), or an `OSError` that names a path and whose errno is in
+    `PATH_ERRORS`: `<path>: <reason>; <what to do>`.
+    """
+    for e in _chain(exc):
+        if isinstance(e, UserError):
+            return " ".join(str(e).split("\n")).strip()
+        if isinstance(e, OSError) and e.filename is not None and e.errno in PATH_ERRORS:
+            path = os.fsdecode(e.filename)
+            reason = PATH_ERRORS[e.errno]
+            if e.errno == errno.ENOTDIR and (blocker := _blocking_file(path)):
+                reason = f"{blocker} is a file, not a folder; choose another path"
+            if e.filename2 is not None:
+                path = f"{path} -> {os.fsdecode(e.filename2)}"
+            return f"{path}: {reason}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a user mistake (`UserError`, or an unusable output path) is one line on stderr, exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging()
     if not argv or argv[0] in ("-h", "--help"):
@@ -118,10 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"python -m mmlightning: error: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr)
             return 2
-    except UserError as e:
-        print(f"mmlightning {cmd}: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"mmlightning {cmd}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - anything that is not a user mistake is re-raised below
+        message = user_error_message(e)
+        if message is None:
+            raise
+        print(f"mmlightning {cmd}: error: {message}", file=sys.stderr)
+        return 2
     return 0

@@ -6,10 +6,16 @@
     kv.lookup("Cat")                                      # index: the word as given, then lower-cased
 
 Accepted inputs: word2vec text (header "count dim"), word2vec binary, gensim KeyedVectors files
-(`.kv` / `.model`, saved with gensim's `save`). Malformed files raise `UserError` naming file and line.
+(`.kv` / `.model`, saved with gensim's `save`). Text or binary is told from the first row after the
+header (text: the word, then printable numbers up to a newline), whatever bytes the words hold.
+Malformed files raise `UserError` naming file and line: a word count other than the header's (also
+data left after the header's count in a binary file), a row of the wrong length, NaN, or no word at all.
+Words that are not UTF-8 are read with U+FFFD and counted; a repeated word keeps its first vector (as
+gensim does); both are logged as one warning each (with `restrict_to`, repeats count among the kept words).
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import warnings
@@ -20,6 +26,8 @@ import numpy as np
 
 from mmlightning.atomic import atomic_path
 from mmlightning.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 class KeyedVectors:
@@ -132,6 +140,7 @@ def _load_gensim_native(path: Path) -> KeyedVectors:
         raise UserError(f"{path}: not a readable gensim KeyedVectors file ({type(e).__name__}: {e})") from None
     if not hasattr(obj, "index_to_key"):
         raise UserError(f"{path}: pickle holds a {type(obj).__name__}, not gensim KeyedVectors")
+    _no_words(path, len(obj.index_to_key))
     return KeyedVectors(list(obj.index_to_key), np.asarray(obj.vectors, dtype=np.float32))
 
 
@@ -148,65 +157,131 @@ def _parse_header(path: Path, line: bytes) -> tuple[int, int]:
 def _load_word2vec(path: Path, wanted: set[str] | None) -> KeyedVectors:
     with open(path, "rb") as fh:
         n, d = _parse_header(path, fh.readline())
-        body_start = fh.tell()
-        sample = fh.read(4096)
-        binary = _looks_binary(sample)
-        fh.seek(body_start)
-        if binary:
-            return _read_binary(path, fh, n, d, wanted)
-        return _read_text(path, fh, n, d, wanted)
+        if _body_is_text(fh, d):
+            kv = _read_text(path, fh, n, d, wanted)
+        else:
+            kv = _read_binary(path, fh, n, d, wanted)
+    return kv
 
 
-def _looks_binary(sample: bytes) -> bool:
-    if not sample:
-        return False
+def _body_is_text(fh, d: int) -> bool:
+    """Whether the first row after the header reads as text: '<word> <numbers>' up to a newline.
+
+    Only the row's values decide (a word may hold any bytes, e.g. one non-UTF-8 character): binary float32
+    values are almost never a clean line of printable text. A misread file still fails loudly (its rows do
+    not parse, or its word count disagrees with the header), never silently.
+    """
+    start = fh.tell()
+    limit = 64 * d + 65536                             # a text row of d values is far shorter than this
     try:
-        sample.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return e.start < len(sample) - 4  # a cut multi-byte char at the very end is still text
-    return b"\x00" in sample
+        line = fh.readline(limit)
+        while line and not line.strip():               # blank lines between header and rows
+            line = fh.readline(limit)
+        if not line:
+            return True
+        if len(line) >= limit and not line.endswith(b"\n"):
+            return False
+        _, _, values = line.rstrip(b"\r\n").partition(b" ")
+        try:
+            text = values.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return bool(text.strip()) and not any((ord(c) < 32 and c != "\t") or c == "\x7f" for c in text)
+    finally:
+        fh.seek(start)
+
+
+class _WordCheck:
+    """Counts the words that are not UTF-8 and the repeated words (only the first copy is kept, as gensim does)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.undecodable: list[int] = []     # line (text) or word number (binary) of each
+        self.duplicates: list[tuple[int, str]] = []
+        self.seen: set[str] = set()
+
+    def decode(self, word: bytes, where: int) -> str:
+        try:
+            return word.decode("utf-8")
+        except UnicodeDecodeError:
+            self.undecodable.append(where)
+            return word.decode("utf-8", errors="replace")
+
+    def is_new(self, word: str, where: int) -> bool:
+        if word in self.seen:
+            self.duplicates.append((where, word))
+            return False
+        self.seen.add(word)
+        return True
+
+    def warn(self, unit: str) -> None:
+        if self.undecodable:
+            log.warning(f"{self.path}: {len(self.undecodable)} word(s) are not valid UTF-8 (first at {unit} "
+                        f"{self.undecodable[0]}); read with U+FFFD for the bad bytes")
+        if self.duplicates:
+            where, word = self.duplicates[0]
+            log.warning(f"{self.path}: {len(self.duplicates)} duplicate word(s) ignored, first copy kept "
+                        f"(first: {word!r} at {unit} {where})")
+
+
+def _parse_row(path: Path, lineno: int, word: str, rest: bytes, d: int) -> np.ndarray:
+    """The (d,) float32 values of one text row; UserError naming the line when there are not d numbers."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            vec = np.fromstring(rest, dtype=np.float32, sep=" ") if rest.strip() else np.zeros(0, np.float32)
+        except ValueError:  # newer numpy raises on a non-numeric token instead of stopping early
+            vec = np.zeros(0, np.float32)  # size != d: reported below with the line number
+    if vec.size != d:
+        try:
+            [float(x) for x in rest.split()]
+        except ValueError:
+            raise UserError(f"{path}:{lineno}: word {word!r} has a non-numeric value") from None
+        raise UserError(f"{path}:{lineno}: word {word!r} has {len(rest.split())} values, header says {d}")
+    return vec
 
 
 def _read_text(path: Path, fh, n: int, d: int, wanted: set[str] | None) -> KeyedVectors:
     keys: list[str] = []
     rows: list[np.ndarray] = []
+    check = _WordCheck(path)
     count = 0
     for lineno, raw in enumerate(fh, start=2):
         if not raw.strip():
             continue
         count += 1
         word, _, rest = raw.rstrip(b"\r\n").partition(b" ")
-        try:
-            word_s = word.decode("utf-8")
-        except UnicodeDecodeError:
-            word_s = word.decode("utf-8", errors="replace")
+        word_s = check.decode(word, lineno)
         if wanted is not None and word_s not in wanted:
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            try:
-                vec = np.fromstring(rest, dtype=np.float32, sep=" ") if rest.strip() else np.zeros(0, np.float32)
-            except ValueError:  # newer numpy raises on a non-numeric token instead of stopping early
-                vec = np.zeros(0, np.float32)  # size != d: reported below with the line number
-        if vec.size != d:
-            try:
-                [float(x) for x in rest.split()]
-            except ValueError:
-                raise UserError(f"{path}:{lineno}: word {word_s!r} has a non-numeric value") from None
-            raise UserError(f"{path}:{lineno}: word {word_s!r} has {len(rest.split())} values, header says {d}")
-        keys.append(word_s)
-        rows.append(vec)
+        vec = _parse_row(path, lineno, word_s, rest, d)
+        if check.is_new(word_s, lineno):
+            keys.append(word_s)
+            rows.append(vec)
     if count != n:
         raise UserError(f"{path}: header says {n} words but the file has {count}")
-    vectors = np.stack(rows) if rows else np.zeros((0, d), np.float32)
+    _no_words(path, count)
+    check.warn("line")
+    return _stack(path, keys, rows, d)
+
+
+def _stack(path: Path, keys: list[str], rows: list[np.ndarray], d: int) -> KeyedVectors:
+    """KeyedVectors of the rows read; UserError naming the first word with a NaN or infinite value."""
+    vectors = np.stack(rows) if rows else np.zeros((0, d), np.float32)  # (V, d)
     if not np.isfinite(vectors).all():
         bad = int(np.argwhere(~np.isfinite(vectors).all(1))[0, 0])
         raise UserError(f"{path}: word {keys[bad]!r} has a NaN or infinite value")
     return KeyedVectors(keys, vectors)
 
 
+def _no_words(path: Path, count: int) -> None:
+    if count == 0:
+        raise UserError(f"{path}: the file holds no word vectors (header count 0 or no rows)")
+
+
 def _read_binary(path: Path, fh, n: int, d: int, wanted: set[str] | None) -> KeyedVectors:
     keys, rows = [], []
+    check = _WordCheck(path)
     for i in range(n):
         word = bytearray()
         while True:
@@ -220,9 +295,20 @@ def _read_binary(path: Path, fh, n: int, d: int, wanted: set[str] | None) -> Key
         buf = fh.read(4 * d)
         if len(buf) != 4 * d:
             raise UserError(f"{path}: binary file truncated in word {i + 1} of {n}")
-        w = word.decode("utf-8", errors="replace")
-        if wanted is None or w in wanted:
+        w = check.decode(bytes(word), i + 1)
+        if (wanted is None or w in wanted) and check.is_new(w, i + 1):
             keys.append(w)
             rows.append(np.frombuffer(buf, dtype="<f4").astype(np.float32))
-    vectors = np.stack(rows) if rows else np.zeros((0, d), np.float32)
-    return KeyedVectors(keys, vectors)
+    _no_words(path, n)
+    _refuse_trailing_data(path, fh, n)
+    check.warn("word")
+    return _stack(path, keys, rows, d)
+
+
+def _refuse_trailing_data(path: Path, fh, n: int) -> None:
+    """After the header's n binary records only whitespace may follow (else the header under-counts words)."""
+    offset = fh.tell()
+    while chunk := fh.read(1 << 16):
+        if chunk.strip():
+            raise UserError(f"{path}: data continues after the {n} words the header announces (byte {offset}); "
+                            f"the header under-counts the words, or this is not a word2vec file")

@@ -55,7 +55,7 @@ def test_dispersion_matches_pairwise_cosine_distance():
     iu = torch.triu_indices(7, 7, 1)
     brute = (1 - cos[iu[0], iu[1]]).mean()
     d = dispersion(agg)
-    assert abs(float(d[agg.index["x"]]) - float(brute)) < 1e-9
+    assert abs(float(d[agg.index["x"]]) - float(brute)) < 1e-6  # unit vectors are rounded to float32 before summing (order-independent sums)
     assert torch.isnan(d[agg.index["solo"]])
 
 

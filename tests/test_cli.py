@@ -1,5 +1,6 @@
 """`python -m mmlightning --help` lists every command; each pipeline command resolves and has --help."""
 import importlib.util
+from typing import Optional
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,50 @@ def test_user_error_is_one_line(capsys):
     assert cli.main(["evaluate", "--linguistic", "/nonexistent/vectors.txt"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mmlightning evaluate: error: /nonexistent/vectors.txt") and err.count("\n") == 1
+
+
+class StrictModel:
+    def __init__(self, min_count: int = 1):
+        from mmlightning.errors import UserError
+
+        if min_count < 1:
+            raise UserError(f"data.min_count: must be >= 1, got {min_count}")
+
+
+def test_user_error_message_unwraps_and_maps_path_errors(tmp_path):
+    import errno
+
+    from mmlightning.errors import UserError
+
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--model", type=Optional[StrictModel])  # a Union, as LightningCLI's model and data
+    cfg = parser.parse_args(["--model", '{"class_path": "%s.StrictModel", "init_args": {"min_count": 0}}' % __name__])
+    with pytest.raises(Exception) as e:   # jsonargparse wraps an error raised in a class's __init__
+        parser.instantiate_classes(cfg)
+    assert not isinstance(e.value, UserError)
+    assert cli.user_error_message(e.value) == "data.min_count: must be >= 1, got 0"
+
+    def bug_while_handling():          # outside jsonargparse a bug raised while handling a UserError stays a bug
+        try:
+            raise UserError("x")
+        except UserError:
+            raise KeyError("bug")
+    with pytest.raises(KeyError) as e:
+        bug_while_handling()
+    assert cli.user_error_message(e.value) is None
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    with pytest.raises(NotADirectoryError) as e:
+        (blocker / "a" / "b").mkdir(parents=True)
+    assert cli.user_error_message(e.value) == (f"{blocker / 'a' / 'b'}: {blocker} is a file, not a folder; "
+                                               "choose another path")
+    with pytest.raises(FileExistsError) as e:
+        blocker.mkdir()
+    assert cli.user_error_message(e.value) == f"{blocker}: already exists and is not a folder; choose another path"
+    ro = OSError(errno.EROFS, "Read-only file system", "/mnt/ro/x", None, "/mnt/ro/y")
+    assert cli.user_error_message(ro) == "/mnt/ro/x -> /mnt/ro/y: read-only file system; choose a writable folder"
+    assert cli.user_error_message(OSError(errno.ENOSPC, "No space left on device")) is None   # no path: a bug
+    assert cli.user_error_message(FileNotFoundError(errno.ENOENT, "No such file", "/x")) is None
+    assert cli.user_error_message(RuntimeError("bug")) is None

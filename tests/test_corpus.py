@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mmlightning.text import corpus as C
+from mmlightning.text import readers as R
 from mmlightning.errors import UserError
 
 
@@ -36,8 +37,8 @@ def test_gzip_folder_and_concatenation_in_order(tmp_path):
 
 
 def test_one_huge_line_streams_and_is_cut(tmp_path, monkeypatch):
-    monkeypatch.setattr(C, "_CHUNK", 64)  # force many reads inside the one line
-    monkeypatch.setattr(C, "MAX_SENTENCE", 7)
+    monkeypatch.setattr(R, "_CHUNK", 64)  # force many reads inside the one line
+    monkeypatch.setattr(R, "MAX_SENTENCE", 7)
     words = [f"w{i % 13}" for i in range(100)]
     (tmp_path / "text8").write_text(" " + " ".join(words))  # text8: one line, no newline at the end
     sents, _ = sentences(str(tmp_path / "text8"))
@@ -47,10 +48,24 @@ def test_one_huge_line_streams_and_is_cut(tmp_path, monkeypatch):
 
 def test_undecodable_bytes_replaced_and_counted(tmp_path):
     f = tmp_path / "bad.txt"
-    f.write_bytes(b"caf\xe9 ok\n\xff\xfe good\n")
+    filler = b"plain words here\n" * 20  # 340 bytes: 3 bad bytes are under 1%
+    f.write_bytes(b"caf\xe9 ok\n\xff\xfe good\n" + filler)
     sents, st = sentences(str(f))
     assert st.replaced == 3 and st.replaced_by_file == {str(f): 3}
     assert sents[0][-1] == "ok" and sents[1] == ["good"]
+
+
+def test_binary_file_is_refused_naming_file_and_ratio(tmp_path):
+    """More than 1% undecodable bytes: not a text corpus (a random binary file once trained 1,276 'words')."""
+    f = tmp_path / "random.bin"
+    f.write_bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    with pytest.raises(UserError, match=r"random\.bin: \d+\.\d% of its bytes are not UTF-8"):
+        C.prepare_corpus(str(f), tmp_path / "cache", min_count=1)
+    g = tmp_path / "latin1.txt.gz"  # gzip: the ratio is of the uncompressed bytes
+    with gzip.open(g, "wb") as fh:
+        fh.write("café crème brûlée à la carte\n".encode("latin-1") * 50)
+    with pytest.raises(UserError, match="latin1.txt.gz: .*% of its bytes"):
+        sentences(str(g))
 
 
 def test_bnc_xml_words_and_sentences(tmp_path):

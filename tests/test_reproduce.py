@@ -1,126 +1,129 @@
-"""The `reproduce` main job on a tiny synthetic world: stage caching, --force, reports and the release."""
+"""The `reproduce` main job on a tiny synthetic world: reports, release, reuse, --force, changed settings.
+
+One full run (module fixture) is shared; every other scenario copies its finished checkpoints folder
+into its own tmp_path, so the scenarios are independent and each recomputes only what it must.
+"""
 from __future__ import annotations
 
+import csv
 import json
+import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from mmlightning.cli import main
-from mmlightning.errors import UserError
-from mmlightning.pipeline.reproduce import expand_force, reproduce
-
-# two visual "topics": animals are reddish blobs, vehicles bluish stripes
-ANIMALS = ["cat", "dog", "horse", "cow"]
-VEHICLES = ["car", "bus", "truck", "train"]
-PAIRS = [("cat", "dog", 9.0), ("horse", "cow", 8.5), ("car", "bus", 8.8), ("truck", "train", 8.0),
-         ("cat", "car", 1.0), ("dog", "bus", 1.5), ("cow", "truck", 2.0), ("horse", "train", 2.5),
-         ("cat", "horse", 7.5), ("car", "train", 7.0)]
+from mmlightning.pipeline.stages import dependants, force_closure, plan
+from mmlightning.pipeline.table import STAGES
+from pipeline_world import ANIMALS, PAIRS, VEHICLES, cached_statuses, first_run, run_tiny, scores, statuses
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("world")
-    rng = np.random.default_rng(0)
-    images = root / "images"
-    for w in ANIMALS + VEHICLES:
-        (images / w).mkdir(parents=True)
-        for i in range(3):
-            a = rng.integers(0, 60, (64, 80, 3), dtype=np.uint8)
-            if w in ANIMALS:
-                a[16:48, 20:60, 0] = 220
-            else:
-                a[::8, :, 2] = 240
-            Image.fromarray(a).save(images / w / f"{w}{i}.png")
-    lines = []
-    for _ in range(300):
-        topic = ANIMALS if rng.random() < 0.5 else VEHICLES
-        lines.append(" ".join(rng.choice(topic, 12)) + " the and of")
-    (root / "corpus.txt").write_text("\n".join(lines) + "\n")
-    (root / "bench.txt").write_text("".join(f"{a}\t{b}\t{s}\n" for a, b, s in PAIRS))
-    return root
+def first(tmp_path_factory):
+    """(world, out, summary) of one complete tiny run (shared by the pipeline tests)."""
+    return first_run(tmp_path_factory)
 
 
-def run(world: Path, out: Path, **over):
-    kw = dict(checkpoints=str(out / "ck"), reports=str(out / "rep"), corpus=[str(world / "corpus.txt")],
-              skipgram={"epochs": 1, "dim": 16, "min_count": 1, "compile": False, "progress_bar": False},
-              sources={"pics": {"source": "folder", "root": str(world / "images"), "n_per_word": 2}},
-              benchmarks=[str(world / "bench.txt")], bovw_k=4, bovw_max_images=16, n_boot=20,
-              batch_size=8, num_workers=0, accelerator="cpu")
-    kw.update(over)
-    return reproduce(**kw)
+def copy_of(first, tmp_path) -> Path:
+    """A private copy of the first run's checkpoints: `tmp_path/ck`."""
+    shutil.copytree(first[1] / "ck", tmp_path / "ck")
+    return tmp_path
 
 
-def statuses(summary) -> dict[str, str]:
-    return {s["stage"]: s["status"] for s in summary["stages"]}
-
-
-def test_end_to_end_then_everything_reused_then_force_and_changed_setting(world, tmp_path):
-    first = run(world, tmp_path)
-    st = statuses(first)
-    assert st == {"skipgram": "ran", "shard:pics": "ran", "extract:pics": "ran", "bovw:pics": "ran",
-                  "evaluate": "ran", "release": "ran"}
-    rep = json.loads((tmp_path / "rep" / "evaluation.json").read_text())
+def test_end_to_end_reports_release_and_relatedness_curve(first):
+    world, out, summary = first
+    assert statuses(summary) == {"skipgram": "ran", "shard:pics": "ran", "extract:pics": "ran", "bovw:pics": "ran",
+                                 "evaluate": "ran", "release": "ran"}
+    rep = json.loads((out / "rep" / "evaluation.json").read_text())
     cells = rep["table1"]["bench"]["full"]
     assert set(cells) >= {"linguistic", "visual:pics/cnn-mean", "visual:pics/cnn-max", "visual:pics/bovw",
                           "multimodal:pics/cnn-mean"}
     assert cells["visual:pics/cnn-mean"]["pairs_used"] == len(PAIRS)  # every word has 2 images
-    assert (tmp_path / "rep" / "figure4_alpha.png").stat().st_size > 0
-    card = json.loads((tmp_path / "rep" / "release" / "CARD.json").read_text())
+    assert (out / "rep" / "figure4_alpha.png").stat().st_size > 0
+    card = json.loads((out / "rep" / "release" / "CARD.json").read_text())
     from gensim.models import KeyedVectors as GKV
+
     mm = GKV.load_word2vec_format(card["files"]["pics"]["multimodal"])
     assert set(mm.index_to_key) == set(ANIMALS + VEHICLES)
     assert mm.vector_size == 16 + 1280
     mean = GKV.load_word2vec_format(card["files"]["pics"]["visual_mean"])
     assert len(mean) == 8 and card["files"]["pics"]["labels_with_images"] == 8
-    card_md = (tmp_path / "rep" / "release" / "CARD.md").read_text()
+    card_md = (out / "rep" / "release" / "CARD.md").read_text()
     assert "| pics | folder, N=2 | efficientnet | 8 | 16 | 8 | 1280 |" in card_md
+    # the skip-gram stage ran the relatedness callback: one score per epoch in its metrics.csv
+    metrics = next((out / "ck").glob("skipgram-*/logs/version_0/metrics.csv"))
+    rows = list(csv.DictReader(metrics.open()))
+    assert "relatedness/bench" in rows[0] and "relatedness/bench_pairs_used" in rows[0]
+    scored = [r for r in rows if r["relatedness/bench"]]
+    assert len(scored) == 1 and float(scored[0]["relatedness/bench_pairs_used"]) == len(PAIRS)
 
-    second = run(world, tmp_path)
-    assert {k: v for k, v in statuses(second).items() if k not in ("evaluate", "release")} == {
-        "skipgram": "reused", "shard:pics": "reused", "extract:pics": "reused", "bovw:pics": "reused"}
-    rep2 = json.loads((tmp_path / "rep" / "evaluation.json").read_text())
-    assert rep2["table1"] == rep["table1"]  # same inputs, same seed: same numbers
 
-    forced = run(world, tmp_path, force=["bovw"])
-    st = statuses(forced)
-    assert st["bovw:pics"] == "ran" and st["extract:pics"] == "reused" and st["skipgram"] == "reused"
+def test_rerun_reuses_every_stage_and_gives_the_same_numbers(first, tmp_path):
+    world, out, _ = first
+    again = run_tiny(world, copy_of(first, tmp_path))
+    assert set(cached_statuses(again).values()) == {"reused"}
+    assert scores(tmp_path / "rep") == scores(out / "rep")  # same inputs, same seed: same numbers
 
-    changed = run(world, tmp_path, sources={"pics": {"source": "folder", "root": str(world / "images"),
-                                                     "n_per_word": 1}})
-    st = statuses(changed)
-    assert st["skipgram"] == "reused"
-    assert st["shard:pics"] == st["extract:pics"] == st["bovw:pics"] == "ran"
 
-    # a per-source preprocessing scheme re-extracts the CNN features only, and is recorded
-    fit = run(world, tmp_path, sources={"pics": {"source": "folder", "root": str(world / "images"),
-                                                 "n_per_word": 1, "preprocess": "efficientnet_fit"}})
-    st = statuses(fit)
-    assert st["shard:pics"] == st["bovw:pics"] == "reused" and st["extract:pics"] == "ran"
+def test_force_recomputes_the_stage_and_its_dependants_only(first, tmp_path):
+    world, out, _ = first
+    forced = run_tiny(world, copy_of(first, tmp_path), force=["bovw"])
+    assert cached_statuses(forced) == {"skipgram": "reused", "shard:pics": "reused", "extract:pics": "reused",
+                                       "bovw:pics": "ran"}
+    assert scores(tmp_path / "rep")["table1"] == scores(out / "rep")["table1"]  # recomputed bit for bit
+
+
+@pytest.mark.slow  # recomputes shard, extract and bovw (~11 s on 2 cores)
+def test_changed_setting_recomputes_its_stage_and_the_stages_reading_it(first, tmp_path):
+    world, _, _ = first
+    changed = run_tiny(world, copy_of(first, tmp_path),
+                       sources={"pics": {"source": "folder", "root": str(world / "images"), "n_per_word": 1}})
+    assert cached_statuses(changed) == {"skipgram": "reused", "shard:pics": "ran", "extract:pics": "ran",
+                                        "bovw:pics": "ran"}
+
+
+@pytest.mark.slow  # re-extracts with another scheme (~13 s on 2 cores)
+def test_preprocess_scheme_re_extracts_the_cnn_features_only(first, tmp_path):
+    world, _, _ = first
+    fit = run_tiny(world, copy_of(first, tmp_path), sources={"pics": {
+        "source": "folder", "root": str(world / "images"), "n_per_word": 2, "preprocess": "efficientnet_fit"}})
+    assert cached_statuses(fit) == {"skipgram": "reused", "shard:pics": "reused", "extract:pics": "ran",
+                                    "bovw:pics": "reused"}
     card = json.loads((tmp_path / "rep" / "release" / "CARD.json").read_text())
     assert card["files"]["pics"]["preprocess"] == "efficientnet_fit"
-    stages = [json.loads(m.read_text()) for m in (tmp_path / "ck").glob("extract-pics-*/stage.json")]
-    fit_stage = next(s for s in stages if s["settings"].get("preprocess") == "efficientnet_fit")
-    crop_stage = next(s for s in stages if s["settings"]["shards"] == fit_stage["settings"]["shards"]
-                      and "preprocess" not in s["settings"])  # same shards, backbone's own scheme: still cached
-    assert Path(fit_stage["outputs"]["mean"]).read_text() != Path(crop_stage["outputs"]["mean"]).read_text()
+    means = [(json.loads((d / "done.json").read_text())["settings"]["settings"], (d / "mean.txt").read_text())
+             for d in (tmp_path / "ck").glob("extract-pics-*")]
+    assert sorted(s.get("preprocess", "") for s, _ in means) == ["", "efficientnet_fit"]  # both cached
+    assert means[0][1] != means[1][1]
 
 
-def test_force_expands_to_dependants_and_rejects_unknown_stages():
-    assert expand_force(["shard"]) == {"shard", "extract", "bovw", "evaluate", "release"}
-    assert expand_force(["skipgram"]) == {"skipgram", "evaluate", "release"}
-    with pytest.raises(UserError, match="unknown stage"):
-        expand_force(["nope"])
+def test_force_closure_and_dependants_come_from_the_table(first, tmp_path):
+    assert dependants(STAGES, ["shard"]) == {"shard", "extract", "bovw", "evaluate", "release"}
+    assert dependants(STAGES, ["skipgram"]) == {"skipgram", "evaluate", "release"}
+    assert dependants(STAGES, ["bovw"]) == {"bovw", "evaluate"}
+    from mmlightning.pipeline.config import ReproduceConfig
+    from mmlightning.pipeline.fingerprint import Fingerprints
+    from pipeline_world import tiny_settings
+
+    cfg = ReproduceConfig(**tiny_settings(first[0], tmp_path, sources={
+        "a": {"source": "folder", "root": str(first[0] / "images")},
+        "b": {"source": "folder", "root": str(first[0] / "images")}}))
+    planned = plan(cfg, STAGES, tmp_path / "ck", Fingerprints())
+    assert [p.label for p in planned] == ["skipgram", "shard:a", "extract:a", "bovw:a", "shard:b", "extract:b",
+                                          "bovw:b", "evaluate", "release"]
+    assert force_closure(planned, ["shard"]) == {"shard:a", "extract:a", "bovw:a", "shard:b", "extract:b",
+                                                 "bovw:b", "evaluate", "release"}
+    assert force_closure(planned, ["extract"]) == {"extract:a", "extract:b", "evaluate", "release"}
 
 
 def test_cli_reports_bad_settings_in_one_line(tmp_path, capsys):
-    rc = main(["reproduce", "--checkpoints", str(tmp_path), "--sources", '{"x": {"n_per_word": 3}}'])
-    err = capsys.readouterr().err.strip()
-    assert rc == 2 and len(err.splitlines()) == 1 and "sources.x" in err
-    rc = main(["reproduce", "--checkpoints", str(tmp_path),
-               "--sources", '{"x": {"source": "tuxpaint", "preprocess": "nope"}}'])
-    err = capsys.readouterr().err.strip()
-    assert rc == 2 and len(err.splitlines()) == 1 and "unknown preprocessing scheme 'nope'" in err
+    for args, msg in [(["--sources", '{"x": {"n_per_word": 3}}'], "sources.x"),
+                      (["--sources", '{"x": {"source": "tuxpaint", "preprocess": "nope"}}'],
+                       "unknown preprocessing scheme 'nope'"),
+                      (["--skipgram.epochs", "0"], "skipgram.epochs"),
+                      (["--alpha", "1.5"], "alpha"),
+                      (["--force", "[nope]"], "unknown stage(s) nope")]:
+        rc = main(["reproduce", "--checkpoints", str(tmp_path / "ck"), *args])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and msg in err, (args, err)
     assert not any(tmp_path.iterdir())  # refused before any stage ran

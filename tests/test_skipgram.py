@@ -172,7 +172,7 @@ class RecordLR(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.lrs.append(float(trainer.callback_metrics["lr"]))
-        self.epochs.append(trainer.datamodule.dataset.epoch)  # the pair stream's seed epoch
+        self.epochs.append(int(batch["epoch"]))  # the pair stream's seed epoch
 
 
 def test_resume_after_a_crash_gives_the_uninterrupted_vectors_and_lr_decays(tmp_path):

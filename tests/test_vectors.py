@@ -80,3 +80,65 @@ def test_missing_truncated_and_unwritable(tmp_path, kv):
     with pytest.raises(UserError, match="whitespace"):
         KeyedVectors(["a b"], np.zeros((1, 2))).save_word2vec(tmp_path / "x.txt")
     assert not (tmp_path / "x.txt").exists()
+
+
+def test_text_or_binary_is_told_from_the_first_row(tmp_path):
+    """A non-UTF-8 word does not make a text file binary; gensim's binary (no newlines) is still binary."""
+    from gensim.models import KeyedVectors as GKV
+
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(3, 300)).astype(np.float32)
+    text = b"3 300\n" + b"".join(w + b" " + " ".join(f"{x:.6f}" for x in v).encode() + b"\n"
+                                 for w, v in zip([b"caf\xe9", b"cat", b"dog"], vecs))
+    (tmp_path / "t.txt").write_bytes(text)
+    kv = load_vectors(tmp_path / "t.txt")
+    assert kv.index_to_key == ["caf\ufffd", "cat", "dog"]
+    np.testing.assert_allclose(kv.vectors, vecs, atol=1e-6)
+    g = GKV(vector_size=300)
+    g.add_vectors(["naïve", "cat", "dog"], vecs)
+    g.save_word2vec_format(str(tmp_path / "g.bin"), binary=True)
+    assert b"\n" not in (tmp_path / "g.bin").read_bytes()[len(b"3 300\n"):20]
+    kv = load_vectors(tmp_path / "g.bin", restrict_to={"dog", "naïve"})
+    assert kv.index_to_key == ["naïve", "dog"]
+    np.testing.assert_array_equal(kv["dog"], vecs[2])
+
+
+def test_binary_trailing_whitespace_is_fine_trailing_data_is_not(tmp_path, kv):
+    kv.save_word2vec(tmp_path / "v.bin", binary=True)
+    data = (tmp_path / "v.bin").read_bytes()
+    (tmp_path / "ws.bin").write_bytes(data + b"\n\n  \n")
+    assert load_vectors(tmp_path / "ws.bin").index_to_key == kv.index_to_key
+    (tmp_path / "under.bin").write_bytes(b"2" + data[1:])           # header "4 5" -> "2 5"
+    with pytest.raises(UserError, match="data continues after the 2 words the header announces"):
+        load_vectors(tmp_path / "under.bin")
+    with pytest.raises(UserError, match="data continues"):
+        load_vectors(tmp_path / "under.bin", restrict_to={"cat"})     # also when only some words are wanted
+
+
+@pytest.mark.parametrize("data", [b"0 5\n", b"0 5\n\n", b"0 5\nextra\n"])
+def test_a_file_of_zero_words_is_an_error(tmp_path, data):
+    (tmp_path / "z.txt").write_bytes(data)
+    with pytest.raises(UserError, match="no word vectors|header says 0 words"):
+        load_vectors(tmp_path / "z.txt")
+
+
+def test_empty_gensim_native_file_is_an_error(tmp_path):
+    from gensim.models import KeyedVectors as GKV
+
+    GKV(vector_size=5).save(str(tmp_path / "e.kv"))
+    with pytest.raises(UserError, match="no word vectors"):
+        load_vectors(tmp_path / "e.kv")
+
+
+def test_duplicates_keep_the_first_copy_and_are_logged(tmp_path, caplog):
+    import logging
+
+    (tmp_path / "d.txt").write_text("4 2\ncat 1 2\ndog 3 4\ncat 5 6\nemu 7 8\n")
+    logger = logging.getLogger("mmlightning.vectors")
+    logger.addHandler(caplog.handler)
+    try:
+        kv = load_vectors(tmp_path / "d.txt", restrict_to={"cat"})
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert kv.index_to_key == ["cat"] and kv["cat"].tolist() == [1.0, 2.0]
+    assert "1 duplicate word(s) ignored, first copy kept (first: 'cat' at line 4)" in caplog.text

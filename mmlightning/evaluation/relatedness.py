@@ -30,6 +30,7 @@ from mmlightning.benchmarks import Benchmark
 
 OOV_POLICIES = ("skip", "zero")
 MIN_PAIRS = 3
+MIN_BOOT_PAIRS = 10  # below this a bootstrap CI says nothing (rho [-1, 1]): it is reported as n/a (None)
 
 
 @dataclass(frozen=True)
@@ -190,9 +191,9 @@ def _percentile_ci(values: np.ndarray, level: float) -> tuple[float, float] | No
 
 def bootstrap_ci(gold: np.ndarray, cos: np.ndarray, n_boot: int = 1000, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float] | None:
-    """Percentile bootstrap CI of Spearman rho over pairs; None with fewer than 3 pairs or n_boot 0."""
+    """Percentile bootstrap CI of Spearman rho over pairs; None with fewer than MIN_BOOT_PAIRS pairs or n_boot 0."""
     n = len(gold)
-    if n < MIN_PAIRS or n_boot <= 0:
+    if n < max(MIN_PAIRS, MIN_BOOT_PAIRS) or n_boot <= 0:
         return None
     idx, rank_g = _gold_resamples(np.asarray(gold, dtype=np.float64), n_boot, seed)
     return _percentile_ci(_rank_pearson(rank_g, resample_ranks(np.asarray(cos, dtype=np.float64), idx)), level)
@@ -247,7 +248,7 @@ def paired_difference(a: Score, b: Score, n_boot: int = 1000, seed: int = 0, lev
     if ra is None or rb is None:
         return Difference(None, None, int(both.sum()))
     ci = None
-    if n_boot > 0:
+    if n_boot > 0 and len(g) >= MIN_BOOT_PAIRS:
         idx, rank_g = _gold_resamples(g, n_boot, seed)
         diffs = _rank_pearson(rank_g, resample_ranks(ca, idx)) - _rank_pearson(rank_g, resample_ranks(cb, idx))
         ci = _percentile_ci(diffs, level)

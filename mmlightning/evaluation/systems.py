@@ -36,6 +36,7 @@ rho, diff and CI values are null where undefined (fewer than 3 usable pairs or a
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Mapping, Optional, Sequence
 
 import numpy as np
@@ -262,6 +263,7 @@ def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] 
     visual = dict(visual or {})
     benchmarks = list(benchmarks or DEFAULT_BENCHMARKS)
     ling, vis, benches = load_inputs(linguistic, visual, benchmarks)
+    Path(out).mkdir(parents=True, exist_ok=True)  # an unusable --out fails now (one line), not after the bootstrap
     result = evaluate_systems(ling, vis, benches, alpha=alpha, oov=oov, missing_visual=missing_visual,
                               centring=centring, n_boot=n_boot, seed=seed, table2_system=table2_system,
                               inputs={"linguistic": str(linguistic), "visual": {k: str(v) for k, v in visual.items()}})

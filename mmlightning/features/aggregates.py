@@ -15,6 +15,7 @@ Pure tensor code: no Lightning, no I/O besides `save_aggregates` / `load_aggrega
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Sequence
 
@@ -93,7 +94,10 @@ class Aggregate:
         img = torch.tensor([i for i, _ in pairs])                 # (P,) image of each (image, word) pair
         row = torch.tensor(self._ids([w for _, w in pairs]))      # (P,) word row of each pair
         f = features.detach().to("cpu", torch.float64)[img]       # (P, D)
-        fn = f / f.norm(dim=1, keepdim=True).clamp(min=1e-12)     # (P, D) L2-normalised
+        f32 = f.float()                                           # (P, D) the features as computed
+        # normalised in float32, summed in float64: sums of float32 values are exact in float64 (for the
+        # sizes here), so a resumed run that adds shards in another order gives the same bits
+        fn = (f32 / f32.norm(dim=1, keepdim=True).clamp(min=1e-12)).double()  # (P, D) L2-normalised
         self._count.index_add_(0, row, torch.ones_like(row))
         self._sum.index_add_(0, row, f)
         self._sumn.index_add_(0, row, fn)
@@ -160,7 +164,7 @@ def load_aggregates(path: str | os.PathLike) -> tuple[Aggregate, dict]:
     try:
         d = torch.load(path, map_location="cpu", weights_only=True)
         return Aggregate.from_dict(d), dict(d.get("meta", {}))
-    except (KeyError, TypeError, AttributeError, RuntimeError, EOFError) as e:
+    except (KeyError, TypeError, AttributeError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
         raise UserError(f"{path}: not an mmlightning aggregates file ({type(e).__name__}: {e})") from None
 
 

@@ -1,72 +1,235 @@
-"""Stage caching for multi-stage jobs: each stage's output lives in a folder keyed by its settings.
+"""Running a table of stages: keys, the --force closure, reuse with verification, relocatable records.
 
-    stage = Stage("skipgram", root="checkpoints", settings={"corpus": "gcide", "dim": 100})
-    if not stage.done():                      # absent, unfinished or --force'd
-        vectors = train(..., output_dir=stage.dir)
-        stage.finish({"vectors": str(vectors)})
-    outputs = stage.outputs()                 # what finish() recorded
+A stage is declared once, as a `StageDef` row of `mmlightning.pipeline.table.STAGES`: its name, the
+stages it reads, the settings and the input files its output depends on, and the function that makes
+it. Everything else is derived here from the rows:
 
-The key is a hash of the stage's settings, which include the keys of the stages it reads, so a changed
-setting recomputes that stage and every stage after it, and an unchanged one is reused. `stage.json`
-(written atomically, last) marks a finished stage; an interrupted stage has no marker and its own
-resume logic continues inside the same folder on the next run.
+- the plan: one `Planned` stage per row, or per row and image source (`shard:tuxpaint`);
+- the key of a cached stage: a hash of its settings, the content fingerprints of the files and folders
+  it reads (`mmlightning.pipeline.fingerprint`) and the keys of the stages it reads, so a changed
+  setting or input file recomputes that stage and every stage after it, and nothing else;
+- the `--force` closure: the named stages and every stage that reads them, transitively;
+- the folder `<checkpoints>/<label>-<key>/`, a `ResumableOutput`: settings recorded at start, a
+  completion marker (`done.json`) at the end holding the outputs *relative to the folder* with each
+  file's size and SHA-1, so a finished folder can be moved or copied and reused from anywhere; what
+  is reused is verified first (a missing or changed output recomputes the stage).
+An interrupted stage keeps its folder and resumes inside it on the next run; a stage that fails
+before writing anything leaves no folder behind.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
-from mmlightning.atomic import write_json
+from mmlightning.errors import UserError
+from mmlightning.pipeline.fingerprint import Fingerprints
+from mmlightning.resumable import ResumableOutput
 
-MARKER = "stage.json"
+log = logging.getLogger(__name__)
 
 
-def settings_key(settings: dict[str, Any]) -> str:
-    """A short stable hash of JSON-serialisable settings (paths as strings, keys sorted)."""
-    blob = json.dumps(settings, sort_keys=True, default=str)
+@dataclass(frozen=True)
+class StageDef:
+    """One row of the stage table.
+
+    name: the stage (and its --force name); reads: names of the stages whose outputs it reads (the same
+    source's, for a per-source stage); per_source: one stage per image source; settings(cfg, source) ->
+    the settings its output depends on; inputs(cfg, source) -> files / folders whose content it reads;
+    run(ctx) -> its outputs ({name: path} for a cached stage); cached: kept in checkpoints/ and reused
+    (else recomputed every run: seconds); enabled(cfg): whether it is part of this job.
+    """
+
+    name: str
+    reads: tuple[str, ...]
+    run: Callable[["StageContext"], dict]
+    settings: Callable[[Any, Optional[str]], dict] = lambda cfg, source: {}
+    inputs: Callable[[Any, Optional[str]], list] = lambda cfg, source: []
+    per_source: bool = False
+    cached: bool = True
+    enabled: Callable[[Any], bool] = lambda cfg: True
+
+
+@dataclass
+class Planned:
+    """One stage of this job: a row, for one source or for all."""
+
+    row: StageDef
+    source: Optional[str]
+    label: str
+    reads: list[str]
+    record: dict = field(default_factory=dict)   # what the key hashes: settings, inputs, upstream keys
+    key: str = ""
+    dir: Optional[Path] = None
+
+
+@dataclass
+class StageContext:
+    """What a stage's function gets: the config, its source, its folder and the outputs it reads."""
+
+    cfg: Any
+    source: Optional[str]
+    dir: Optional[Path]
+    upstream: dict[str, dict]
+    root: Path
+
+    def output(self, name: str) -> dict:
+        """Outputs of stage `name` (the same source's for a per-source stage)."""
+        label = f"{name}:{self.source}" if f"{name}:{self.source}" in self.upstream else name
+        return self.upstream[label]
+
+    def per_source(self, name: str) -> dict[str, dict]:
+        """{source: outputs} of the per-source stage `name`, in source order."""
+        prefix = f"{name}:"
+        return {label[len(prefix):]: out for label, out in self.upstream.items() if label.startswith(prefix)}
+
+
+def settings_key(record: dict[str, Any]) -> str:
+    """A short stable hash of JSON-serialisable settings (keys sorted, paths as strings)."""
+    blob = json.dumps(record, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
-class Stage:
-    """One cached stage: `<root>/<name>-<key>/` plus its `stage.json` marker."""
+def plan(cfg, table: tuple[StageDef, ...], root: Path, fp: Fingerprints) -> list[Planned]:
+    """The stages of this job in run order, with their keys (consecutive per-source rows run per source)."""
+    sources = list(cfg.sources)
+    per_source = {row.name for row in table if row.per_source}
+    out: list[Planned] = []
+    i = 0
+    while i < len(table):
+        if not table[i].per_source:
+            block, names = [table[i]], [None]
+            i += 1
+        else:
+            j = i
+            while j < len(table) and table[j].per_source:
+                j += 1
+            block, names = table[i:j], sources
+            i = j
+        for src in names:
+            for row in block:
+                if row.enabled(cfg):
+                    out.append(_planned(cfg, row, src, per_source, out, root, fp))
+    return out
 
-    def __init__(self, name: str, root: str | Path, settings: dict[str, Any]):
-        self.name = name
-        self.settings = settings
-        self.key = settings_key(settings)
-        self.dir = Path(root) / f"{name}-{self.key}"
-        self.started = time.time()
 
-    @property
-    def marker(self) -> Path:
-        return self.dir / MARKER
+def _planned(cfg, row: StageDef, src, per_source: set[str], done: list[Planned], root: Path,
+             fp: Fingerprints) -> Planned:
+    label = f"{row.name}:{src}" if src is not None else row.name
+    have = {p.label: p for p in done}
+    reads = []
+    for name in row.reads:
+        if name in per_source and src is not None:
+            reads += [f"{name}:{src}"] if f"{name}:{src}" in have else []
+        elif name in per_source:
+            reads += [lbl for lbl in have if lbl.startswith(f"{name}:")]
+        elif name in have:
+            reads.append(name)
+    p = Planned(row, src, label, reads)
+    if row.cached:
+        p.record = {"stage": row.name, "settings": row.settings(cfg, src),
+                    "inputs": [fp.of(path) for path in row.inputs(cfg, src)],
+                    "reads": {lbl: have[lbl].key for lbl in reads}}
+        p.key = settings_key(p.record)
+        p.dir = root / f"{label.replace(':', '-')}-{p.key}"
+    return p
 
-    def done(self) -> bool:
-        return self.marker.is_file()
 
-    def reset(self) -> None:
-        """Forget this stage's outputs (for --force): the folder is removed."""
-        if self.dir.exists():
-            shutil.rmtree(self.dir)
+def dependants(table: tuple[StageDef, ...], names: list[str]) -> set[str]:
+    """The named stages and every stage that reads them, transitively (by stage name)."""
+    out, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name not in out:
+            out.add(name)
+            todo += [row.name for row in table if name in row.reads]
+    return out
 
-    def begin(self) -> Path:
-        self.started = time.time()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.dir / ".stage-settings.json", {"stage": self.name, "key": self.key, "settings": self.settings})
-        return self.dir
 
-    def finish(self, outputs: dict[str, Any]) -> dict[str, Any]:
-        record = {"stage": self.name, "key": self.key, "settings": self.settings, "outputs": outputs,
-                  "seconds": round(time.time() - self.started, 1)}
-        write_json(self.marker, record)
+def force_closure(planned: list[Planned], force: list[str]) -> set[str]:
+    """Labels of the planned stages to recompute: those named in `force` and every stage reading them."""
+    out = {p.label for p in planned if p.row.name in force}
+    for p in planned:  # run order: a stage's upstream comes before it
+        if any(r in out for r in p.reads):
+            out.add(p.label)
+    return out
+
+
+def reusable(p: Planned, fp: Fingerprints) -> bool:
+    """Finished with these settings, and every recorded output still there with its recorded size and hash."""
+    out = ResumableOutput(p.dir, p.record, what=f"{p.label} stage")
+    if not out.done():
+        return False
+    for rel, meta in out.record().get("files", {}).items():
+        path = p.dir / rel
+        if not path.is_file():
+            log.warning("%s: %s is missing; recomputing the stage", p.label, path)
+            return False
+        if fp.file(path) != meta:
+            log.warning("%s: %s changed since the stage finished; recomputing the stage", p.label, path)
+            return False
+    return True
+
+
+class Runner:
+    """Runs planned stages in order, reusing finished ones, and keeps the timing summary."""
+
+    def __init__(self, cfg, root: Path, fp: Fingerprints, forced: set[str]):
+        self.cfg, self.root, self.fp, self.forced = cfg, root, fp, forced
+        self.summary: list[dict[str, Any]] = []
+        self.outputs: dict[str, dict] = {}
+
+    def run_all(self, planned: list[Planned]) -> dict[str, dict]:
+        for p in planned:
+            self.outputs[p.label] = self.run(p)
+        return self.outputs
+
+    def run(self, p: Planned) -> dict:
+        n = len(self.summary) + 1
+        ctx = StageContext(self.cfg, p.source, p.dir, {lbl: self.outputs[lbl] for lbl in p.reads}, self.root)
+        if not p.row.cached:
+            t0 = time.time()
+            log.info("[%d] %s", n, p.label)
+            result = p.row.run(ctx)
+            self.summary.append({"stage": p.label, "status": "ran", "seconds": round(time.time() - t0, 1)})
+            return result
+        out = ResumableOutput(p.dir, p.record, what=f"{p.label} stage")
+        if p.label in self.forced:
+            out.clear()
+        if reusable(p, self.fp):
+            rec = out.record()
+            log.info("[%d] %s: reused %s (took %ss when computed)", n, p.label, p.dir, rec["seconds"])
+            self.summary.append({"stage": p.label, "status": "reused", "seconds": 0.0,
+                                 "computed_seconds": rec["seconds"], "dir": str(p.dir)})
+            return {k: out.resolve(k) for k in rec["outputs"]}
+        log.info("[%d] %s: running -> %s", n, p.label, p.dir)
+        outputs = self._compute(p, out, ctx)
+        dt = out.record()["seconds"]
+        log.info("[%d] %s: done in %ss", n, p.label, dt)
+        self.summary.append({"stage": p.label, "status": "ran", "seconds": dt, "computed_seconds": dt,
+                             "dir": str(p.dir)})
         return outputs
 
-    def record(self) -> dict[str, Any]:
-        return json.loads(self.marker.read_text())
-
-    def outputs(self) -> dict[str, Any]:
-        return self.record()["outputs"]
+    def _compute(self, p: Planned, out: ResumableOutput, ctx: StageContext) -> dict:
+        if out.done_file.is_file():
+            out.clear()  # finished once, but its outputs are gone or changed
+        try:
+            out.begin()
+        except OSError as e:
+            raise UserError(f"{p.dir}: cannot write the {p.label} stage here ({e.strerror or e}); make "
+                            f"{self.root} writable or pass --checkpoints <a writable folder>") from None
+        try:
+            produced = p.row.run(ctx)
+        except BaseException:
+            if p.dir.is_dir() and {q.name for q in p.dir.iterdir()} <= {out.started_file.name}:
+                shutil.rmtree(p.dir, ignore_errors=True)  # nothing made: leave no empty folder behind
+            raise
+        rel = {k: out.relative_to_dir(v) for k, v in produced.items()}
+        files = {r: self.fp.file(p.dir / r) for r in rel.values() if (p.dir / r).is_file()}
+        out.finish(rel, files=files)
+        return {k: out.resolve(k) for k in rel}

@@ -1,0 +1,278 @@
+"""Typed settings of the `reproduce` job: one dataclass per concern, validated when constructed.
+
+    cfg = ReproduceConfig(skipgram={"epochs": 1}, sources={"pics": {"source": "folder", "root": "imgs"}})
+    cfg.skipgram.epochs, cfg.sources["pics"].n_per_word, cfg.extraction.backbone, cfg.evaluation.alpha
+
+The field names are the keys of configs/reproduce.yaml (flat: backbone, alpha, ... at the top level;
+`skipgram:` and each entry of `sources:` nested), and the defaults in code are that file's values, so
+`reproduce` with no config runs the embedded default (tests/test_configs.py compares them). jsonargparse
+builds these classes from YAML / the command line and checks the types; the values are checked here
+(`__post_init__`), each bad one a one-line UserError before any stage runs.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Optional, Union
+
+from mmlightning.errors import UserError
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+MISSING_VISUAL = ("zero", "text")
+FORCEABLE = ("skipgram", "shard", "extract", "bovw", "evaluate", "release")
+
+
+def _at_least(where: str, value: Any, low: float, what: str = "") -> None:
+    if value < low:
+        raise UserError(f"{where}: {value} must be >= {low:g}{what}")
+
+
+def _coerce(cls, value, where: str):
+    """A dict (Python API, old YAML) becomes `cls`; an instance passes; anything else is a UserError."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(value) - known)
+        if bad:
+            raise UserError(f"{where}: unknown key(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
+        return cls(**value)
+    raise UserError(f"{where}: expected a mapping of settings, got {value!r}")
+
+
+@dataclass
+class SkipgramConfig:
+    """Skip-gram settings (mmlightning.text.skipgram.train_skipgram).
+
+    Args:
+        epochs: Passes over the corpus.
+        dim: Vector dimension.
+        window: Largest context window (words each side).
+        negative: Negative samples per pair.
+        sample: Sub-sampling threshold of frequent words.
+        min_count: Words rarer than this are dropped.
+        num_workers: Data workers; 0 = one process, bit-for-bit reproducible (Hogwild workers are faster, not bitwise).
+        lr: Initial learning rate.
+        min_lr: Final learning rate.
+        chunk_words: Words per training chunk.
+        compile: torch.compile the update step.
+        model_kwargs: Further SkipGram arguments (e.g. hogwild_threads).
+        progress_bar: Show the training progress bar (not part of the cache key).
+        relatedness: Benchmarks scored after every epoch into the stage's metrics.csv (not part of the cache key).
+    """
+
+    epochs: int = 5
+    dim: int = 100
+    window: int = 5
+    negative: int = 5
+    sample: float = 0.001
+    min_count: int = 5
+    num_workers: int = 0
+    lr: float = 0.025
+    min_lr: float = 0.0001
+    chunk_words: int = 16384
+    compile: bool = True
+    model_kwargs: dict = field(default_factory=dict)
+    progress_bar: bool = True
+    relatedness: list[str] = field(default_factory=lambda: ["ws353", "men", "simlex999"])
+
+    def __post_init__(self):
+        for name in ("epochs", "dim", "window", "min_count", "chunk_words"):
+            _at_least(f"skipgram.{name}", getattr(self, name), 1)
+        for name in ("negative", "num_workers", "sample"):
+            _at_least(f"skipgram.{name}", getattr(self, name), 0)
+        if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
+            raise UserError(f"skipgram: lr {self.lr} / min_lr {self.min_lr} must satisfy 0 <= min_lr <= lr, lr > 0")
+
+    def key(self) -> dict:
+        """The settings the vectors depend on (the progress bar and the per-epoch scoring do not)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("progress_bar", "relatedness")}
+
+
+@dataclass
+class SourceConfig:
+    """One image source (mmlightning.images.write_shards.shard) and the preprocessing of its CNN features.
+
+    Args:
+        source: tuxpaint, openclipart, imagenet, esp or folder.
+        root: Root folder of the source (needed for imagenet, esp, folder).
+        words: Concept words: a word-list file or benchmark; default: the benchmarks' vocabulary.
+        n_per_word: N, the most images selected per word.
+        max_side: Longest side, in pixels, of the stored images.
+        samples_per_shard: Images per tar shard.
+        prefix: Shard file name prefix.
+        options: Source options, e.g. {subtree: true} (see `shard --help`).
+        workers: Threads decoding / rendering images (not part of the cache key).
+        preprocess: Preprocessing scheme of the CNN features (default: the backbone's own; e.g. esp).
+
+    Checked by ReproduceConfig (`check`), so that a message names the source (`sources.<name>.<key>`).
+    """
+
+    source: str = ""
+    root: Optional[str] = None
+    words: Optional[str] = None
+    n_per_word: int = 20
+    max_side: int = 512
+    samples_per_shard: int = 256
+    prefix: str = "shard"
+    options: Optional[dict] = None
+    workers: int = 2
+    preprocess: Optional[str] = None
+
+    def check(self, where: str) -> None:
+        """One-line UserError for a bad value; `where` names this source in the message."""
+        from mmlightning.images.sources import SOURCES
+
+        if not self.source:
+            raise UserError(f"{where}: needs at least `source:` ({', '.join(SOURCES)})")
+        if self.source not in SOURCES:
+            raise UserError(f"{where}.source: unknown image source {self.source!r}; choose one of {', '.join(SOURCES)}")
+        _at_least(f"{where}.n_per_word", self.n_per_word, 1)
+        _at_least(f"{where}.samples_per_shard", self.samples_per_shard, 1)
+        _at_least(f"{where}.max_side", self.max_side, 16)
+        _at_least(f"{where}.workers", self.workers, 1)
+        if self.preprocess is not None:
+            from mmlightning.images.preprocess import get_scheme
+
+            get_scheme(self.preprocess)
+
+    def shard_args(self) -> dict:
+        """Arguments of `shard` (besides output_dir, seed and benchmarks)."""
+        return {k: v for k, v in asdict(self).items() if k != "preprocess"}
+
+
+def default_sources() -> dict[str, SourceConfig]:
+    """The embedded default's two sources, as configs/reproduce.yaml spells them."""
+    return {"tuxpaint": SourceConfig("tuxpaint", n_per_word=50, options={"description": "short", "subtree": True}),
+            "openclipart": SourceConfig("openclipart", n_per_word=25, options={"max_per_group": 10})}
+
+
+@dataclass
+class ExtractionConfig:
+    """CNN feature extraction (mmlightning.features.extract.run_extraction) and the BOVW baseline."""
+
+    backbone: str = "efficientnet_lite0"
+    backbone_kwargs: Optional[dict] = None
+    layer: Optional[str] = None
+    batch_size: int = 4
+    num_workers: int = 0
+    accelerator: str = "auto"
+    devices: Union[int, str] = 1
+    bovw: bool = True
+    bovw_k: int = 100
+    bovw_max_images: int = 1000
+
+    def __post_init__(self):
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("num_workers", self.num_workers, 0)
+        _at_least("bovw_k", self.bovw_k, 2)
+        _at_least("bovw_max_images", self.bovw_max_images, 1)
+        if self.accelerator not in ACCELERATORS:
+            raise UserError(f"accelerator: {self.accelerator!r} is not one of {', '.join(ACCELERATORS)}")
+        if not (self.devices == "auto" or (isinstance(self.devices, int) and self.devices >= 1)):
+            raise UserError(f"devices: {self.devices!r} must be a number >= 1 or auto")
+
+
+@dataclass
+class EvaluationConfig:
+    """Relatedness evaluation (mmlightning.evaluation.systems.evaluate_systems)."""
+
+    benchmarks: list[str] = field(default_factory=lambda: ["ws353", "men"])
+    alpha: float = 0.5
+    missing_visual: str = "zero"
+    n_boot: int = 1000
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.benchmarks:
+            raise UserError("benchmarks: none given; e.g. benchmarks: [ws353, men]")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise UserError(f"alpha: {self.alpha} is outside [0, 1]")
+        if self.missing_visual not in MISSING_VISUAL:
+            raise UserError(f"missing_visual: {self.missing_visual!r} is not one of {', '.join(MISSING_VISUAL)}")
+        _at_least("n_boot", self.n_boot, 0)
+
+
+@dataclass
+class ReproduceConfig:
+    """The whole job, keyed as configs/reproduce.yaml.
+
+    Args:
+        checkpoints: Folder of the cached stage outputs (reused between runs; movable, usable from any folder).
+        reports: Folder for Table 1 / Figure 4 / Table 2 (Markdown, JSON, PNG) and the release.
+        corpus: Text corpus for skip-gram: gcide (Debian dict-gcide), text8, or paths (.txt, .txt.gz, folders, BNC XML).
+        skipgram: Skip-gram settings (epochs, dim, window, negative, sample, min_count, num_workers, ...).
+        sources: Image sources by name, each {source, root, n_per_word, options, ..., preprocess}.
+        benchmarks: Benchmarks to evaluate on (and whose vocabulary selects the concept words).
+        backbone: CNN backbone for the visual features (efficientnet_lite0, alexnet1512, torchvision names).
+        backbone_kwargs: Backbone options, e.g. {checkpoint: path} for alexnet1512.
+        layer: Feature layer of the backbone (fc6, fc7 for alexnet1512; default: the backbone's own).
+        bovw: Also compute the bag-of-visual-words baseline.
+        bovw_k: Size of the BOVW codebook (k-means clusters).
+        bovw_max_images: Images sampled per source to fit the BOVW codebook.
+        alpha: Weight of the linguistic part in Eq. 1 (Table 1 and the release).
+        missing_visual: Multi-modal score of a pair with an imageless word: zero (Eq. 1) or text (text cosine).
+        n_boot: Bootstrap resamples for the 95% confidence intervals.
+        batch_size: Images per batch in feature extraction (small is fastest on a 2-core CPU; 256 on GPUs).
+        num_workers: Data-loading worker processes in feature extraction (0 on a 2-core CPU; 8 on GPUs).
+        accelerator: Lightning accelerator for extraction (auto, cpu, gpu, cuda, mps).
+        devices: Devices for extraction (a number or auto; several run DDP).
+        seed: Seed of every stage (image sampling, skip-gram, k-means, bootstrap).
+        force: Stages to recompute even if cached (with their dependants): skipgram, shard, extract, bovw.
+    """
+
+    checkpoints: str = "checkpoints"
+    reports: str = "reports"
+    corpus: Union[list[str], str] = "gcide"
+    skipgram: SkipgramConfig = field(default_factory=SkipgramConfig)
+    sources: dict[str, SourceConfig] = field(default_factory=default_sources)
+    benchmarks: list[str] = field(default_factory=lambda: ["ws353", "men"])
+    backbone: str = "efficientnet_lite0"
+    backbone_kwargs: Optional[dict] = None
+    layer: Optional[str] = None
+    bovw: bool = True
+    bovw_k: int = 100
+    bovw_max_images: int = 1000
+    alpha: float = 0.5
+    missing_visual: str = "zero"
+    n_boot: int = 1000
+    batch_size: int = 4
+    num_workers: int = 0
+    accelerator: str = "auto"
+    devices: Union[int, str] = 1
+    seed: int = 0
+    force: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.skipgram = _coerce(SkipgramConfig, self.skipgram if self.skipgram is not None else {}, "skipgram")
+        if not self.sources:
+            raise UserError("sources: no image source given (sources: {name: {source: ..., n_per_word: ...}})")
+        if not isinstance(self.sources, dict):
+            raise UserError(f"sources: expected a mapping name -> settings, got {self.sources!r}")
+        self.sources = {name: _source(name, spec) for name, spec in self.sources.items()}
+        if not self.corpus:
+            raise UserError("corpus: none given; e.g. corpus: gcide, or a list of text files / folders")
+        bad = [f for f in self.force if f not in FORCEABLE]
+        if bad:
+            raise UserError(f"force: unknown stage(s) {', '.join(bad)}; stages are {', '.join(FORCEABLE)}")
+        _ = (self.extraction, self.evaluation)  # builds (validates) both now
+
+    @property
+    def corpus_list(self) -> list[str]:
+        return [self.corpus] if isinstance(self.corpus, str) else list(self.corpus)
+
+    @property
+    def extraction(self) -> ExtractionConfig:
+        return ExtractionConfig(**{f.name: getattr(self, f.name) for f in fields(ExtractionConfig)})
+
+    @property
+    def evaluation(self) -> EvaluationConfig:
+        return EvaluationConfig(**{f.name: getattr(self, f.name) for f in fields(EvaluationConfig)})
+
+
+def _source(name: str, spec) -> SourceConfig:
+    where = f"sources.{name}"
+    if isinstance(spec, dict) and not spec.get("source"):
+        raise UserError(f"{where}: needs at least `source:` (tuxpaint, openclipart, imagenet, esp, folder)")
+    src = _coerce(SourceConfig, spec, where)
+    src.check(where)
+    return src

@@ -1,0 +1,139 @@
+"""The README's result tables, rendered from an `evaluation.json` instead of copied by hand.
+
+    python -m mmlightning report --evaluation reports/evaluation.json                   # print the block
+    python -m mmlightning report --evaluation reports/evaluation.json --readme README.md          # rewrite it
+    python -m mmlightning report --evaluation docs/figures/evaluation_embedded_default.json \
+        --readme README.md --check true                                                  # fail if stale
+
+The block lies between `<!-- results:begin -->` and `<!-- results:end -->` in the README: one Table 1
+per image source (rho only; the header gives the pairs of each column), then the multi-modal minus text
+differences with their paired-bootstrap CIs. The full report (CIs, pairs used in every cell) stays
+`reports/evaluation.md`.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Optional
+
+from mmlightning.atomic import write_text
+from mmlightning.errors import UserError
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+# source -> (title of its table, short name in column headers)
+TITLES = {"tuxpaint": ("Tux Paint (ImageNet role)", "tux"), "openclipart": ("OpenClipart (ESP Game role)", "oc"),
+          "imagenet": ("ImageNet", "imagenet"), "esp": ("ESP Game", "esp")}
+# (benchmark, subset) columns of the difference table; "relevant:source" is each row's own source
+DIFF_COLUMNS = (("men", "full"), ("men", "relevant:source"), ("men", "relevant:all"), ("ws353", "relevant:source"))
+
+
+def _rho(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def _signed(x) -> str:
+    return f"{x:+.3f}"
+
+
+def diff_cell(d: dict) -> str:
+    """'+0.052 [+0.018, +0.088]* n=525' (* when the CI excludes 0; no CI when there is none)."""
+    if d.get("diff") is None:
+        return f"n/a n={d.get('pairs', 0)}"
+    ci = d.get("ci95")
+    if not ci:
+        return f"{_signed(d['diff'])} n={d['pairs']}"
+    star = "*" if ci[0] > 0 or ci[1] < 0 else ""
+    return f"{_signed(d['diff'])} [{_signed(ci[0])}, {_signed(ci[1])}]{star} n={d['pairs']}"
+
+
+def _columns(result: dict, source: str) -> list[tuple[str, str]]:
+    keep = ("full", f"relevant:{source}", "relevant:all")
+    return [(b, sub) for b, subsets in result["table1"].items() for sub in subsets if sub in keep]
+
+
+def source_table(result: dict, source: str, methods: list[str]) -> str:
+    """One source's Table 1: rows Text / Visual m / Multi-modal m, columns benchmark x subset (pairs)."""
+    title, short = TITLES.get(source, (source, source))
+    cols = _columns(result, source)
+    t1 = result["table1"]
+    head = [f"{b} {sub.replace(source, short)} ({t1[b][sub]['linguistic']['pairs_total']})" for b, sub in cols]
+    rows = [("Text", "linguistic")]
+    rows += [(f"{label} {m}", f"{kind}:{source}/{m}") for kind, label in (("visual", "Visual"),
+                                                                            ("multimodal", "Multi-modal"))
+             for m in methods]
+    lines = [f"**{title}**: Spearman rho (pairs scored in the header)", "",
+             "| system | " + " | ".join(head) + " |", "|---|" + "---:|" * len(cols)]
+    lines += [f"| {label} | " + " | ".join(_rho(t1[b][sub][system]["rho"]) for b, sub in cols) + " |"
+              for label, system in rows]
+    return "\n".join(lines)
+
+
+def diff_table(result: dict, sources: dict[str, list[str]]) -> str:
+    """Multi-modal minus text per source and method, on DIFF_COLUMNS (or every column without men / ws353)."""
+    t1 = result["table1"]
+    cols = [(b, sub) for b, sub in DIFF_COLUMNS if b in t1]
+    if not cols:
+        cols = [(b, sub) for b in t1 for sub in ("full", "relevant:source", "relevant:all")]
+    lines = ["Multi-modal minus text, rho difference [paired-bootstrap 95% CI] on the pairs both score "
+             "(* = CI excludes 0):", "",
+             "| source | system | " + " | ".join(f"{b} {sub}" for b, sub in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    for source, methods in sources.items():
+        for m in methods:
+            cells = []
+            for b, sub in cols:
+                cell = t1[b].get(sub.replace("relevant:source", f"relevant:{source}"), {}).get(f"multimodal:{source}/{m}")
+                cells.append(diff_cell(cell["vs_linguistic"]) if cell else "")
+            lines.append(f"| {source} | {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_results(result: dict) -> str:
+    """The README's results block (without the markers)."""
+    sources = result.get("sources") or {}
+    if not sources:
+        raise UserError("evaluation.json holds no image source: the README tables need Table 1 per source")
+    parts = [source_table(result, s, methods) for s, methods in sources.items()]
+    parts.append(diff_table(result, sources))
+    return "\n\n".join(parts) + "\n"
+
+
+def replace_block(text: str, block: str, where: str = "README.md") -> str:
+    """`text` with the part between the markers replaced by `block`; UserError when the markers are absent."""
+    pattern = re.compile(re.escape(BEGIN) + r"\n.*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise UserError(f"{where}: no '{BEGIN}' ... '{END}' block; put the two markers around the results tables")
+    return pattern.sub(lambda _: f"{BEGIN}\n{block}\n{END}", text, count=1)
+
+
+def report(evaluation: str = "reports/evaluation.json", readme: Optional[str] = None, check: bool = False) -> str:
+    """Render the README's result tables from an evaluation.json (print them, or rewrite / check README's block).
+
+    Args:
+        evaluation: evaluation.json written by `reproduce` or `evaluate`.
+        readme: A Markdown file whose block between `<!-- results:begin -->` and `<!-- results:end -->` is rewritten.
+        check: With --readme: do not write; fail (exit 2) when the block differs from what is rendered.
+    """
+    import json
+
+    path = Path(evaluation)
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file; run `reproduce` (or `evaluate`) first") from None
+    except ValueError as e:
+        raise UserError(f"{path}: not JSON ({e})") from None
+    block = render_results(result)
+    if readme is None:
+        print(block, end="")
+        return block
+    md = Path(readme)
+    old = md.read_text(encoding="utf-8")
+    new = replace_block(old, block, str(md))
+    if check and new != old:
+        raise UserError(f"{md}: the results block differs from what {path} renders; run "
+                        f"`python -m mmlightning report --evaluation {path} --readme {md}`")
+    if not check and new != old:
+        write_text(md, new)
+    return block

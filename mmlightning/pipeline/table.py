@@ -1,0 +1,205 @@
+"""The stages of `reproduce`, each declared once: what it reads, what its output depends on, what runs it.
+
+| stage            | reads                    | module that does the work                                  |
+| ---------------- | ------------------------ | ---------------------------------------------------------- |
+| skipgram         | corpus files             | mmlightning.text.skipgram.train_skipgram (+ RelatednessCallback) |
+| shard:<source>   | source root, word lists  | mmlightning.images.write_shards.shard                      |
+| extract:<source> | shard, CNN checkpoint    | mmlightning.features.extract.run_extraction                |
+| bovw:<source>    | shard                    | mmlightning.features.bovw.fit_codebook + run_extraction    |
+| evaluate         | skipgram, extract, bovw  | mmlightning.evaluation.systems + evaluation.report         |
+| release          | skipgram, extract        | mmlightning.pipeline.release.write_release                 |
+
+Settings that only change speed (batch size, workers, devices, progress bars) are not part of a key.
+Paths the user gives (corpus files and folders, source roots, word lists, benchmark files,
+checkpoints) enter a key by their content, not by their name, so moving the data keeps the cache
+and changing a file recomputes exactly the stages that read it and their dependants.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+from mmlightning.errors import UserError
+from mmlightning.pipeline.stages import StageContext, StageDef
+
+log = logging.getLogger(__name__)
+
+
+def user_files(values) -> tuple[list[str], list[str]]:
+    """Split names (gcide, ws353) from paths that exist (files or folders): (names, paths)."""
+    names, paths = [], []
+    for v in values:
+        (paths if v is not None and Path(str(v)).exists() else names).append(v)
+    return names, paths
+
+
+def corpus_files(cfg) -> list[str]:
+    """The corpus files skip-gram reads, in order (aliases and folders expanded)."""
+    from mmlightning.text.corpus import resolve_sources
+
+    return [str(p) for p in resolve_sources(cfg.corpus_list)]
+
+
+# ------------------------------------------------------------------------------------------- skipgram
+def _skipgram_settings(cfg, source: Optional[str]) -> dict:
+    return {"skipgram": cfg.skipgram.key(), "seed": cfg.seed, "corpus": [Path(f).name for f in corpus_files(cfg)]}
+
+
+def _skipgram_inputs(cfg, source: Optional[str]) -> list:
+    return corpus_files(cfg)
+
+
+def _skipgram(ctx: StageContext) -> dict:
+    from mmlightning.text.skipgram import train_skipgram
+
+    sg = ctx.cfg.skipgram
+    callbacks = []
+    if sg.relatedness:
+        from mmlightning.evaluation.callback import RelatednessCallback
+
+        callbacks.append(RelatednessCallback(benchmarks=list(sg.relatedness)))
+    vectors = train_skipgram(
+        output_dir=ctx.dir, corpus=ctx.cfg.corpus, cache_dir=str(ctx.root / "corpus_cache"), epochs=sg.epochs,
+        dim=sg.dim, window=sg.window, negative=sg.negative, sample=sg.sample, min_count=sg.min_count,
+        num_workers=sg.num_workers, seed=ctx.cfg.seed, lr=sg.lr, min_lr=sg.min_lr, chunk_words=sg.chunk_words,
+        callbacks=callbacks, progress_bar=sg.progress_bar, compile=sg.compile, **sg.model_kwargs)
+    return {"vectors": vectors}
+
+
+# ------------------------------------------------------------------------------------------- shard
+def _shard_settings(cfg, source: Optional[str]) -> dict:
+    spec = cfg.sources[source].shard_args()
+    spec.pop("workers")
+    root, words = spec.pop("root"), spec.pop("words")
+    named = set(user_files(cfg.benchmarks + [words])[0])  # the rest are files, keyed by content (inputs)
+    return {**spec, "root": None if root is None else "<folder>", "words": words if words in named else "<file>",
+            "benchmarks": [b if b in named else "<file>" for b in cfg.benchmarks], "seed": cfg.seed}
+
+
+def _shard_inputs(cfg, source: Optional[str]) -> list:
+    src = cfg.sources[source]
+    return [p for p in (src.root,) if p is not None] + user_files([src.words])[1] + user_files(cfg.benchmarks)[1]
+
+
+def _shard(ctx: StageContext) -> dict:
+    from mmlightning.images.write_shards import shard
+
+    manifest = shard(output_dir=str(ctx.dir), seed=ctx.cfg.seed, benchmarks=list(ctx.cfg.benchmarks),
+                     **ctx.cfg.sources[ctx.source].shard_args())
+    return {"shards": manifest}
+
+
+# ------------------------------------------------------------------------------------------- extract
+def _kwargs_paths(kwargs: Optional[dict]) -> tuple[Optional[dict], list[str]]:
+    """backbone_kwargs with the values that name existing files replaced by '<file>', and those files."""
+    if not kwargs:
+        return kwargs, []
+    named, files = {}, []
+    for k, v in sorted(kwargs.items()):
+        if isinstance(v, str) and Path(v).is_file():
+            named[k], files = "<file>", files + [v]
+        else:
+            named[k] = v
+    return named, files
+
+
+def _extract_settings(cfg, source: Optional[str]) -> dict:
+    pre = cfg.sources[source].preprocess
+    return {"backbone": cfg.backbone, "backbone_kwargs": _kwargs_paths(cfg.backbone_kwargs)[0], "layer": cfg.layer,
+            **({"preprocess": pre} if pre is not None else {})}
+
+
+def _extract_inputs(cfg, source: Optional[str]) -> list:
+    return _kwargs_paths(cfg.backbone_kwargs)[1]
+
+
+def _extract(ctx: StageContext) -> dict:
+    from mmlightning.features.extract import run_extraction
+
+    cfg, shards = ctx.cfg, ctx.output("shard")["shards"]
+    run_extraction(Path(shards), ctx.dir, backbone=cfg.backbone, backbone_kwargs=cfg.backbone_kwargs,
+                   layer=cfg.layer, preprocess=cfg.sources[ctx.source].preprocess, batch_size=cfg.batch_size,
+                   num_workers=cfg.num_workers, accelerator=cfg.accelerator, devices=cfg.devices)
+    check_images(ctx.dir / "aggregates.pt", shards)
+    return {"aggregates": ctx.dir / "aggregates.pt", "mean": ctx.dir / "mean.txt", "max": ctx.dir / "max.txt"}
+
+
+# ------------------------------------------------------------------------------------------- bovw
+def _bovw_settings(cfg, source: Optional[str]) -> dict:
+    return {"k": cfg.bovw_k, "max_images": cfg.bovw_max_images, "seed": cfg.seed}
+
+
+def _bovw(ctx: StageContext) -> dict:
+    from mmlightning.features.bovw import fit_codebook
+    from mmlightning.features.extract import run_extraction
+
+    cfg, shards = ctx.cfg, ctx.output("shard")["shards"]
+    codebook = fit_codebook(shards, ctx.dir / "codebook.pt", k=cfg.bovw_k, max_images=cfg.bovw_max_images,
+                            seed=cfg.seed)
+    feats = ctx.dir / "features"
+    run_extraction(Path(shards), feats, backbone="bovw", backbone_kwargs={"codebook": str(codebook)},
+                   batch_size=cfg.batch_size, num_workers=cfg.num_workers, accelerator="cpu", devices=1)
+    check_images(feats / "aggregates.pt", shards)
+    return {"codebook": codebook, "aggregates": feats / "aggregates.pt", "mean": feats / "mean.txt",
+            "max": feats / "max.txt"}
+
+
+def check_images(aggregates: Path, shards) -> None:
+    """A stage that read no image at all is an error, not an empty table."""
+    from mmlightning.features.aggregates import load_aggregates
+
+    agg, meta = load_aggregates(aggregates)
+    if len(agg) == 0:
+        raise UserError(f"{shards}: no image could be read ({meta.get('n_skipped', 0)} samples skipped; "
+                        f"the reasons are listed in {aggregates})")
+
+
+# ------------------------------------------------------------------------------------------- evaluate
+def visual_files(ctx: StageContext) -> dict[str, str]:
+    """{'<source>/cnn-mean': path, '<source>/cnn-max': ..., '<source>/bovw': ...} in source order."""
+    bovw = ctx.per_source("bovw")
+    out: dict[str, str] = {}
+    for name, ex in ctx.per_source("extract").items():
+        out[f"{name}/cnn-mean"], out[f"{name}/cnn-max"] = str(ex["mean"]), str(ex["max"])
+        if name in bovw:
+            out[f"{name}/bovw"] = str(bovw[name]["mean"])
+    return out
+
+
+def _evaluate(ctx: StageContext) -> dict:
+    from mmlightning.evaluation.report import write_reports
+    from mmlightning.evaluation.systems import evaluate_systems, load_inputs
+
+    ev, linguistic = ctx.cfg.evaluation, str(ctx.output("skipgram")["vectors"])
+    visual = visual_files(ctx)
+    ling, vis, benches = load_inputs(linguistic, visual, list(ev.benchmarks))
+    result = evaluate_systems(ling, vis, benches, alpha=ev.alpha, missing_visual=ev.missing_visual, n_boot=ev.n_boot,
+                              seed=ev.seed, inputs={"linguistic": linguistic, "visual": visual})
+    paths = write_reports(result, Path(ctx.cfg.reports))
+    return {"result": result, "paths": {k: str(v) for k, v in paths.items()}}
+
+
+def _release(ctx: StageContext) -> dict:
+    from mmlightning.pipeline.release import write_release
+
+    cfg = ctx.cfg
+    settings = {"corpus": cfg.corpus, "skipgram": {**cfg.skipgram.key(), "seed": cfg.seed},
+                "sources": {k: asdict(v) for k, v in cfg.sources.items()}, "backbone": cfg.backbone,
+                "layer": cfg.layer, "backbone_kwargs": cfg.backbone_kwargs, "alpha": cfg.alpha, "centring": True,
+                "seed": cfg.seed}
+    return write_release(Path(cfg.reports) / "release", str(ctx.output("skipgram")["vectors"]),
+                         ctx.per_source("extract"), alpha=cfg.alpha, settings=settings)
+
+
+STAGES: tuple[StageDef, ...] = (
+    StageDef("skipgram", reads=(), run=_skipgram, settings=_skipgram_settings, inputs=_skipgram_inputs),
+    StageDef("shard", reads=(), run=_shard, settings=_shard_settings, inputs=_shard_inputs, per_source=True),
+    StageDef("extract", reads=("shard",), run=_extract, settings=_extract_settings, inputs=_extract_inputs,
+             per_source=True),
+    StageDef("bovw", reads=("shard",), run=_bovw, settings=_bovw_settings, per_source=True,
+             enabled=lambda cfg: cfg.bovw),
+    StageDef("evaluate", reads=("skipgram", "extract", "bovw"), run=_evaluate, cached=False),
+    StageDef("release", reads=("skipgram", "extract"), run=_release, cached=False),
+)

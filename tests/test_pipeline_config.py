@@ -1,0 +1,70 @@
+"""Typed reproduce settings: built from dicts or the command line, each bad value a one-line UserError."""
+from __future__ import annotations
+
+import pytest
+
+from mmlightning.errors import UserError
+from mmlightning.pipeline.config import ReproduceConfig, SkipgramConfig, SourceConfig
+
+
+def test_dicts_become_typed_configs():
+    cfg = ReproduceConfig(skipgram={"epochs": 2}, sources={"pics": {"source": "folder", "root": "x", "n_per_word": 3}})
+    assert isinstance(cfg.skipgram, SkipgramConfig) and cfg.skipgram.epochs == 2 and cfg.skipgram.dim == 100
+    assert isinstance(cfg.sources["pics"], SourceConfig) and cfg.sources["pics"].n_per_word == 3
+    assert cfg.extraction.backbone == "efficientnet_lite0" and cfg.evaluation.alpha == 0.5
+    assert cfg.corpus_list == ["gcide"]
+
+
+def test_defaults_are_the_embedded_default():
+    cfg = ReproduceConfig()
+    assert {k: (s.source, s.n_per_word, s.options) for k, s in cfg.sources.items()} == {
+        "tuxpaint": ("tuxpaint", 50, {"description": "short", "subtree": True}),
+        "openclipart": ("openclipart", 25, {"max_per_group": 10})}
+
+
+def test_cache_key_leaves_out_what_does_not_change_the_vectors():
+    a, b = SkipgramConfig(), SkipgramConfig(progress_bar=False, relatedness=[])
+    assert a.key() == b.key() and a.key() != SkipgramConfig(epochs=6).key()
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"skipgram": {"epochs": 0}}, "skipgram.epochs: 0 must be >= 1"),
+    ({"skipgram": {"dim": -5}}, "skipgram.dim"),
+    ({"skipgram": {"epoch": 3}}, "skipgram: unknown key(s) epoch"),
+    ({"skipgram": {"lr": 0.0}}, "skipgram: lr"),
+    ({"sources": {}}, "sources: no image source given"),
+    ({"sources": {"x": {"n_per_word": 3}}}, "sources.x: needs at least `source:`"),
+    ({"sources": {"x": {"source": "flickr"}}}, "sources.x.source: unknown image source 'flickr'"),
+    ({"sources": {"x": {"source": "folder", "n_per_word": 0}}}, "sources.x.n_per_word"),
+    ({"sources": {"x": {"source": "folder", "colour": 1}}}, "sources.x: unknown key(s) colour"),
+    ({"sources": {"x": {"source": "folder", "preprocess": "nope"}}}, "unknown preprocessing scheme 'nope'"),
+    ({"alpha": -0.1}, "alpha: -0.1 is outside [0, 1]"),
+    ({"missing_visual": "one"}, "missing_visual"),
+    ({"n_boot": -1}, "n_boot"),
+    ({"benchmarks": []}, "benchmarks: none given"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"devices": 0}, "devices: 0 must be a number >= 1 or auto"),
+    ({"accelerator": "tpu9"}, "accelerator: 'tpu9'"),
+    ({"bovw_k": 1}, "bovw_k"),
+    ({"force": ["shards"]}, "force: unknown stage(s) shards"),
+    ({"corpus": []}, "corpus: none given"),
+])
+def test_bad_values_are_one_line_errors(settings, message):
+    with pytest.raises(UserError) as e:
+        ReproduceConfig(**settings)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_command_line_overrides_keep_the_yaml_spelling(capsys, monkeypatch):
+    import yaml
+
+    from mmlightning.cli import main
+    from test_configs import ROOT
+
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--config", "configs/reproduce.yaml", "--skipgram.epochs", "1", "--devices", "auto",
+              "--sources", '{"pics": {"source": "folder", "root": "imgs", "n_per_word": 2}}', "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["skipgram"]["epochs"] == 1 and printed["skipgram"]["dim"] == 100 and printed["devices"] == "auto"
+    assert printed["sources"]["pics"]["n_per_word"] == 2 and list(printed["sources"]) == ["pics"]

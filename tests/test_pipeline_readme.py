@@ -1,0 +1,71 @@
+"""`report`: the README's result tables rendered from evaluation.json, and README.md kept equal to them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mmlightning.cli import main
+from mmlightning.pipeline.readme import BEGIN, END, diff_cell, render_results, replace_block
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "docs" / "figures" / "evaluation_embedded_default.json"
+
+
+def cell(rho, used, total, diff=None):
+    c = {"rho": rho, "ci95": [rho - 0.1, rho + 0.1], "pairs_used": used, "pairs_total": total}
+    if diff is not None:
+        c["vs_linguistic"] = {"diff": diff, "ci95": [diff - 0.02, diff + 0.02], "pairs": used}
+    return c
+
+
+def synthetic() -> dict:
+    """One source (tuxpaint, cnn-mean) on ws353 and men, laid out as evaluate_systems writes it."""
+    t1 = {}
+    for bench, total, rel in (("ws353", 353, 57), ("men", 3000, 564)):
+        t1[bench] = {sub: {"linguistic": cell(0.5444, n - 5, n), "visual:tuxpaint/cnn-mean": cell(0.40051, n, n),
+                           "multimodal:tuxpaint/cnn-mean": cell(0.6, n - 5, n, diff=0.052 if sub != "full" else 0.004)}
+                     for sub, n in (("full", total), ("relevant:tuxpaint", rel))}
+    return {"sources": {"tuxpaint": ["cnn-mean"]}, "table1": t1}
+
+
+def test_renders_the_readme_layout():
+    block = render_results(synthetic())
+    assert block.splitlines()[:6] == [
+        "**Tux Paint (ImageNet role)**: Spearman rho (pairs scored in the header)", "",
+        "| system | ws353 full (353) | ws353 relevant:tux (57) | men full (3000) | men relevant:tux (564) |",
+        "|---|---:|---:|---:|---:|",
+        "| Text | 0.544 | 0.544 | 0.544 | 0.544 |",
+        "| Visual cnn-mean | 0.401 | 0.401 | 0.401 | 0.401 |"]
+    assert "| tuxpaint | cnn-mean | +0.004 [-0.016, +0.024] n=2995 | +0.052 [+0.032, +0.072]* n=559 |  | " \
+           "+0.052 [+0.032, +0.072]* n=52 |" in block
+    assert diff_cell({"diff": None, "ci95": None, "pairs": 2}) == "n/a n=2"
+    assert diff_cell({"diff": -0.03, "ci95": None, "pairs": 8}) == "-0.030 n=8"
+
+
+def test_rewrites_and_checks_the_block_between_the_markers(tmp_path, capsys):
+    ev = tmp_path / "evaluation.json"
+    ev.write_text(json.dumps(synthetic()))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nintro\n\n{BEGIN}\nold numbers\n{END}\n\nafter\n")
+    assert main(["report", "--evaluation", str(ev), "--readme", str(readme), "--check", "true"]) == 2
+    assert "differs" in capsys.readouterr().err
+    assert main(["report", "--evaluation", str(ev), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nintro\n\n" + BEGIN + "\n**Tux Paint") and text.endswith(f"|\n\n{END}\n\nafter\n")
+    assert main(["report", "--evaluation", str(ev), "--readme", str(readme), "--check", "true"]) == 0
+    assert main(["report", "--evaluation", str(ev)]) == 0 and "**Tux Paint" in capsys.readouterr().out
+    readme.write_text("no markers\n")
+    assert main(["report", "--evaluation", str(ev), "--readme", str(readme)]) == 2
+    assert main(["report", "--evaluation", str(tmp_path / "none.json")]) == 2
+
+
+def test_readme_results_equal_what_the_shipped_evaluation_renders():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        pytest.skip("README.md has no results markers yet")
+    result = json.loads(SHIPPED.read_text(encoding="utf-8"))
+    assert replace_block(text, render_results(result)) == text, (
+        "README.md's results differ from docs/figures/evaluation_embedded_default.json: run "
+        "python -m mmlightning report --evaluation docs/figures/evaluation_embedded_default.json --readme README.md")
