@@ -205,7 +205,8 @@ def predict_config(tmp_path: Path, shards, out: Path, backbone: dict, name: str 
                    callbacks: list | None = None, **data) -> Path:
     cfg = {"model": {"class_path": "mmlightning.features.extract.FeatureExtractor", "init_args": backbone},
            "data": {"class_path": "mmlightning.images.read_shards.ShardDataModule",
-                    "init_args": {"shards": shards, "batch_size": 4, "num_workers": 0, **data}},
+                    "init_args": {"shards": shards, "batch_size": 4, "num_workers": 0, "preprocess": "imagenet",
+                                  "skip_done_in": str(out), **data}},
            "trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "default_root_dir": str(out),
                        "enable_progress_bar": False, "enable_model_summary": False,
                        "callbacks": [{"class_path": "mmlightning.features.extract.AggregateWriter",

@@ -148,7 +148,7 @@ def test_leftovers_are_removed_and_a_second_writer_is_refused(esp, tmp_path):
         with pytest.raises(UserError, match=r"\.lock: another shard run \(pid \d+ on .*is writing this folder"):
             shard("esp", str(out), **kw)
     shard("esp", str(out), **kw)
-    assert not list(out.glob("*.tmp")) and (out / "done.json").is_file()
+    assert not list(out.glob("*.tmp")) and (out / ".shard-done.json").is_file()
 
 
 def test_resolve_words(tmp_path):
@@ -168,6 +168,13 @@ def test_sample_key_has_no_dots():
 
 
 def test_cli_runs_and_reports_user_errors(esp, tmp_path, capsys):
+    import logging
+    import sys
+
+    cli.setup_logging()
+    for h in logging.getLogger("mmlightning").handlers:  # the CLI's log handler writes to this test's stderr
+        if getattr(h, "_mmlightning", False):
+            h.stream = sys.stderr
     root, bench, words = esp
     out = tmp_path / "cli"
     assert cli.main(["shard", "--source", "esp", "--root", str(root), "--output_dir", str(out),

@@ -295,10 +295,10 @@ class ShardDataModule(pl.LightningDataModule):
         return [r for r in refs if r.name not in done], source_record(self.shards, manifest)
 
     def predict_dataloader(self) -> DataLoader:
+        todo, source = self.todo()
         if self.preprocess is None:
             raise UserError("data.preprocess: name the preprocessing scheme for predict (efficientnet for "
                             "efficientnet_lite0, imagenet for alexnet1512, torchvision, gray for bovw, ...)")
-        todo, source = self.todo()
         rank, world = self._rank()
         return self._loader(ShardStream(todo, self.preprocess, self.batch_size, rank, world, decode=self.decode,
                                         source=source))

@@ -15,9 +15,9 @@ images). The coverage table is printed too.
 
 Written with `webdataset.TarWriter` (fixed mtime, owner and mode: identical runs give identical bytes),
 so any WebDataset reader loads the shards. Resumable and atomic (`mmlightning.resumable.ResumableOutput`):
-the settings are recorded at the start (`.settings.json`), each shard is written to a temporary file
+the settings are recorded at the start (`.shard-settings.json`), each shard is written to a temporary file
 and renamed, then its record (samples, words, skipped images) is written to `.progress/<shard>.json`;
-the manifest and the completion marker (`done.json`) come last. A rerun with the same settings reuses
+the manifest and the completion marker (`.shard-done.json`) come last. A rerun with the same settings reuses
 finished shards (or returns at once when done); other settings in the same folder are refused unless
 `overwrite=True`. The folder is locked while a run writes it; a killed run's temporary files are removed.
 """
@@ -96,7 +96,8 @@ def shard(
                 "samples_per_shard": samples_per_shard, "prefix": prefix}
     fingerprint = _fingerprint(settings, plan)
     manifest_path = out / "manifest.json"
-    record = ResumableOutput(out, {"format": FORMAT, "fingerprint": fingerprint}, what="shard run")
+    record = ResumableOutput(out, {"format": FORMAT, "fingerprint": fingerprint}, what="shard run",
+                             started=".shard-settings.json", done=".shard-done.json")  # the stage's own are beside
     if record.done() and manifest_path.is_file():
         old = _read_json(manifest_path)
         print(f"shard: {manifest_path} is up to date ({old.get('samples')} samples)")
