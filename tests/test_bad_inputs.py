@@ -226,7 +226,6 @@ def aggregates_meta(out: Path) -> dict:
 
 # ========================================================================================== issue 11, item by item
 # 1. predict with a batch size of 0 (or negative), negative workers or save interval: refused, never a hang.
-@xfail_on("shards")
 def test_item01_predict_batch_size_zero_is_an_error_not_a_hang(tmp_path, backbone):
     cfg = predict_config(tmp_path, str(make_shards(tmp_path / "sh")), tmp_path / "out", backbone, batch_size=0)
     p = run_proc(["predict", "--config", cfg], tmp_path, timeout=60)  # the subprocess is SIGKILLed on timeout
@@ -250,7 +249,6 @@ class HangGuard:
         signal.signal(signal.SIGALRM, self.old)
 
 
-@xfail_on("shards")
 @pytest.mark.parametrize("where, key, value", [("data", "batch_size", -2), ("data", "num_workers", -1),
                                                ("writer", "save_every_s", -1.0)])
 def test_item01_predict_negative_settings_are_refused_at_construction(tmp_path, backbone, capsys, where, key, value):
@@ -316,7 +314,6 @@ def test_item02_reproduce_from_another_folder_reuses_the_given_checkpoints(tmp_p
 
 
 # 3. predict resume notices shards that changed under the same names.
-@xfail_on("shards")
 def test_item03_predict_resume_notices_reshard_under_the_same_names(tmp_path, backbone, capsys):
     shards, out = tmp_path / "sh", tmp_path / "out"
     make_shards(shards, n_shards=2, per_shard=3, seed=0)
@@ -450,7 +447,6 @@ def test_item08_binary_garbage_corpus_is_refused(tmp_path, capsys):
 
 
 # 9. the same tar listed twice counts once.
-@xfail_on("shards")
 def test_item09_a_shard_listed_twice_counts_once(tmp_path, backbone, capsys):
     shards, out = make_shards(tmp_path / "sh", n_shards=1, per_shard=3), tmp_path / "out"
     tar = str(shards / "t-000000.tar")
@@ -560,7 +556,6 @@ def test_item11_fit_bad_settings_are_one_line(tmp_path, capsys, option, value):
 
 
 # 12. truncated tar, *.tmp leftovers, one pixel limit, one run per output folder.
-@xfail_on("shards")
 def test_item12_truncated_tar_keeps_every_intact_sample(tmp_path, backbone, capsys):
     shards, out = make_shards(tmp_path / "sh", n_shards=1, per_shard=4), tmp_path / "out"
     tar = shards / "t-000000.tar"
@@ -572,7 +567,6 @@ def test_item12_truncated_tar_keeps_every_intact_sample(tmp_path, backbone, caps
     assert aggregates_meta(out)["images"] == 3
 
 
-@xfail_on("shards")
 def test_item12_rerun_removes_tmp_leftovers_of_a_killed_run(tmp_path, backbone, capsys):
     shards, out = make_shards(tmp_path / "sh"), tmp_path / "out"
     (out / "parts").mkdir(parents=True)
@@ -594,7 +588,6 @@ def huge_png(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-@xfail_on("shards")
 def test_item12_predict_refuses_the_pixels_shard_refuses(tmp_path, backbone, capsys):
     from mmlightning.images.sources.imageio import MAX_PIXELS
 
@@ -621,7 +614,6 @@ class SlowDown(__import__("pytorch_lightning").Callback):
         time.sleep(self.seconds)
 
 
-@xfail_on("shards")
 def test_item12_second_predict_into_a_busy_folder_is_refused(tmp_path, backbone, capsys):
     shards, out, started = make_shards(tmp_path / "sh", 2, 3), tmp_path / "out", tmp_path / "started"
     slow = {"class_path": "test_bad_inputs.SlowDown", "init_args": {"started": str(started)}}
