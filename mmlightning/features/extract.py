@@ -141,19 +141,31 @@ def instantiate(spec: dict) -> Any:
     return getattr(importlib.import_module(module), name)(**spec.get("init_args", {}))
 
 
-def run_extraction(shards, output_dir: Path, **settings: Any) -> Path:
+def run_extraction(shards, output_dir: Path, backbone: str = "efficientnet_lite0",
+                   backbone_kwargs: dict | None = None, layer: str | None = None, batch_size: int = 64,
+                   num_workers: int = 2, devices: int | str = 1, accelerator: str = "auto",
+                   strategy: str = "auto", save_features: bool = False, save_every_s: float = 60.0,
+                   preprocess: str | None = None, precision: str | None = None, decode: str = "pil") -> Path:
     """Extract per-word aggregates of `shards` into `output_dir`, like `predict --config configs/extract.yaml`.
 
     Args:
         shards: shard folder (with manifest.json), a .tar, a glob, a brace spec, `pipe:`/http(s) URLs or a list.
         output_dir: receives aggregates.pt, mean.txt, max.txt; an existing one is resumed (done shards reused).
-        settings: `extraction_config`'s: backbone, backbone_kwargs, layer (None = default), batch_size, num_workers,
-            devices, accelerator, strategy (several devices run `python -m mmlightning predict` in a subprocess, so
-            that Lightning's DDP launcher re-executes a command that only extracts), save_features, save_every_s,
-            preprocess (None = the backbone's own), precision (e.g. "16-mixed"), decode ("pil" or "device").
+        backbone: backbone registry name; backbone_kwargs: its options; layer: its feature layer (None = default).
+        batch_size, num_workers: data pipeline settings.
+        devices, accelerator, strategy: Lightning Trainer settings; several devices run `python -m mmlightning
+            predict` in a subprocess so that Lightning's DDP launcher re-executes a command that only extracts.
+        save_features: also save per-image features (features/<shard>.pt).
+        save_every_s: how often finished shards are checkpointed for resuming.
+        preprocess: the scheme (None = the backbone's own); precision: Trainer precision (e.g. "16-mixed").
+        decode: "pil" (in the loader workers) or "device" (JPEGs decoded and resized on the model's device).
     Returns:
         output_dir.
     """
+    settings = dict(backbone=backbone, backbone_kwargs=backbone_kwargs, layer=layer, batch_size=batch_size,
+                    num_workers=num_workers, devices=devices, accelerator=accelerator, strategy=strategy,
+                    save_features=save_features, save_every_s=save_every_s, preprocess=preprocess,
+                    precision=precision, decode=decode)
     output_dir = Path(output_dir)
     config = extraction_config(shards, output_dir, **settings)
     model = None
