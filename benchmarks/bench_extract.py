@@ -184,78 +184,87 @@ def main() -> None:
     if args.child:
         return memory_child(args.child[0], args.child[1], int(args.child[2]), int(args.child[3]))
 
-    from PIL import Image
-
-    from mmlightning.features.backbones import build_backbone
-    from mmlightning.images.preprocess import get_scheme
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device: {torch.cuda.get_device_name() if device == 'cuda' else f'cpu, {torch.get_num_threads()} threads'}; "
           f"batch size {args.batch_size}; {args.workers} data-loader worker(s)")
     tmp = Path(tempfile.mkdtemp(prefix="bench_extract_"))
     try:
         if not args.memory_only:
-            shards = make_shards(tmp / "shards", args.images)
-            bb = build_backbone("efficientnet_lite0").eval().to(device)
-            scheme = get_scheme(bb.preprocess)
-            stamps = sorted(STAMPS.rglob("*.png"))
-            x = torch.stack([scheme(Image.open(f)) for f in stamps[: args.batch_size]]).to(device)  # (B, 3, 224, 224)
-
-            pures, pipes = [], []
-            for r in range(args.rounds):  # interleaved, best of each: the machine may be shared
-                pures.append(forward_rate(bb, x, repeats=max(2, args.images // args.batch_size // 2)))
-                shutil.rmtree(tmp / "out", ignore_errors=True)
-                pipe, n = pipeline_rate(shards, tmp / "out", "efficientnet_lite0", {}, args.batch_size, args.workers)
-                pipes.append(pipe)
-            print(f"rounds: pure {[round(v, 1) for v in pures]}, pipeline {[round(v, 1) for v in pipes]} images/s")
-            pure, pipe = max(pures), max(pipes)
-            pil = pil_loop_rate(stamps[: args.pil_images], bb.cpu() if device == "cpu" else bb, scheme) \
-                if device == "cpu" else float("nan")
-            print(f"efficientnet_lite0 pure forward (preloaded tensors): {pure:8.1f} images/s   [baseline]")
-            print(f"efficientnet_lite0 pipeline over shards ({n} images): {pipe:8.1f} images/s   ratio {pipe / pure:.2f}x (target >= 0.8x)")
-            print(f"efficientnet_lite0 batch-1 PIL loop ({args.pil_images} images):  {pil:8.1f} images/s   pipeline / PIL loop = {pipe / pil:.2f}x")
-
-            flops = model_flops(bb, x)
-            peak = matmul_flops(device=device)
-            print(f"model: {flops / 1e9:.3f} GFLOP/image; fp32 matmul 2048^3: {peak / 1e9:.1f} GFLOP/s; "
-                  f"pure forward reaches {flops * pure / 1e9:.1f} GFLOP/s = {flops * pure / peak:.1%} of the matmul rate")
-
-            net = build_backbone("alexnet1512", layer="fc7").eval().to(device)
-            xi = scheme_imagenet_batch(stamps, args.batch_size, device)  # (B, 3, 224, 224) pixels - 128
-            a_rate = forward_rate(net, xi, repeats=3)
-            a_flops = model_flops(net, xi)
-            print(f"alexnet1512 (fc7, 6144-d) pure forward: {a_rate:8.1f} images/s; {a_flops / 1e9:.2f} GFLOP/image "
-                  f"= {a_flops * a_rate / peak:.1%} of the matmul rate")
-            with torch.inference_mode():
-                f6 = net.net.features_at(xi, "fc6")
-                f7 = net.net.features_at(xi, "fc7")
-            print(f"alexnet1512 (random init) non-zero fraction: fc6 {(f6 > 0).float().mean():.1%}, fc7 {(f7 > 0).float().mean():.1%} "
-                  f"(paper, trained: ~22%)")
-            del net
-
-        lo, hi = args.memory
-        make_shards(tmp / "mem_lo", lo)
-        make_shards(tmp / "mem_hi", hi)
-        res = {}
-        for name, count in (("lo", lo), ("hi", hi)):
-            r = subprocess.run([sys.executable, __file__, "--child", str(tmp / f"mem_{name}"), str(tmp / f"out_{name}"),
-                                str(args.batch_size), str(args.workers)], capture_output=True, text=True,
-                               env={**os.environ, "PYTHONPATH": f"{Path(__file__).parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
-            if r.returncode != 0:
-                sys.exit(r.stderr[-3000:])
-            res[name] = json.loads(r.stdout.strip().splitlines()[-1])
-        print(f"peak RSS, pipeline with a tiny backbone: {res['lo']['images']} images: main {res['lo']['main_mb']:.0f} MB, "
-              f"workers {res['lo']['worker_mb']:.0f} MB;  {res['hi']['images']} images: main {res['hi']['main_mb']:.0f} MB, "
-              f"workers {res['hi']['worker_mb']:.0f} MB;  ratio {res['hi']['main_mb'] / res['lo']['main_mb']:.2f}x "
-              f"({res['hi']['rate']:.0f} images/s decode-bound)")
-        print(f"median RSS of the main process over the second half of the run: {res['lo']['steady_mb']:.0f} MB "
-              f"({lo} images) vs {res['hi']['steady_mb']:.0f} MB ({hi} images): ratio "
-              f"{res['hi']['steady_mb'] / res['lo']['steady_mb']:.2f}x")
-        h = res["hi"]
-        print(f"within the {hi}-image run, main process RSS (median of nearby batches): after ~{hi // 16}-{hi // 8} images "
-              f"{h['early_mb']:.0f} MB, at the end {h['last_mb']:.0f} MB: ratio {h['last_mb'] / h['early_mb']:.2f}x")
+            speed(args, tmp, device)
+        memory(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def speed(args, tmp: Path, device: str) -> None:
+    """Pipeline vs pure forward vs batch-1 PIL loop (efficientnet_lite0), FLOP/s, alexnet1512 forward + sparsity."""
+    from PIL import Image
+
+    from mmlightning.features.backbones import build_backbone
+    from mmlightning.images.preprocess import get_scheme
+
+    shards = make_shards(tmp / "shards", args.images)
+    bb = build_backbone("efficientnet_lite0").eval().to(device)
+    scheme = get_scheme(bb.preprocess)
+    stamps = sorted(STAMPS.rglob("*.png"))
+    x = torch.stack([scheme(Image.open(f)) for f in stamps[: args.batch_size]]).to(device)  # (B, 3, 224, 224)
+
+    pures, pipes = [], []
+    for r in range(args.rounds):  # interleaved, best of each: the machine may be shared
+        pures.append(forward_rate(bb, x, repeats=max(2, args.images // args.batch_size // 2)))
+        shutil.rmtree(tmp / "out", ignore_errors=True)
+        pipe, n = pipeline_rate(shards, tmp / "out", "efficientnet_lite0", {}, args.batch_size, args.workers)
+        pipes.append(pipe)
+    print(f"rounds: pure {[round(v, 1) for v in pures]}, pipeline {[round(v, 1) for v in pipes]} images/s")
+    pure, pipe = max(pures), max(pipes)
+    pil = pil_loop_rate(stamps[: args.pil_images], bb.cpu() if device == "cpu" else bb, scheme) \
+        if device == "cpu" else float("nan")
+    print(f"efficientnet_lite0 pure forward (preloaded tensors): {pure:8.1f} images/s   [baseline]")
+    print(f"efficientnet_lite0 pipeline over shards ({n} images): {pipe:8.1f} images/s   ratio {pipe / pure:.2f}x (target >= 0.8x)")
+    print(f"efficientnet_lite0 batch-1 PIL loop ({args.pil_images} images):  {pil:8.1f} images/s   pipeline / PIL loop = {pipe / pil:.2f}x")
+
+    flops = model_flops(bb, x)
+    peak = matmul_flops(device=device)
+    print(f"model: {flops / 1e9:.3f} GFLOP/image; fp32 matmul 2048^3: {peak / 1e9:.1f} GFLOP/s; "
+          f"pure forward reaches {flops * pure / 1e9:.1f} GFLOP/s = {flops * pure / peak:.1%} of the matmul rate")
+
+    net = build_backbone("alexnet1512", layer="fc7").eval().to(device)
+    xi = scheme_imagenet_batch(stamps, args.batch_size, device)  # (B, 3, 224, 224) pixels - 128
+    a_rate = forward_rate(net, xi, repeats=3)
+    a_flops = model_flops(net, xi)
+    print(f"alexnet1512 (fc7, 6144-d) pure forward: {a_rate:8.1f} images/s; {a_flops / 1e9:.2f} GFLOP/image "
+          f"= {a_flops * a_rate / peak:.1%} of the matmul rate")
+    with torch.inference_mode():
+        f6 = net.net.features_at(xi, "fc6")
+        f7 = net.net.features_at(xi, "fc7")
+    print(f"alexnet1512 (random init) non-zero fraction: fc6 {(f6 > 0).float().mean():.1%}, fc7 {(f7 > 0).float().mean():.1%} "
+          f"(paper, trained: ~22%)")
+    del net
+
+
+def memory(args, tmp: Path) -> None:
+    """Peak RSS of the pipeline with a tiny backbone, a small vs a large image count (subprocesses)."""
+    lo, hi = args.memory
+    make_shards(tmp / "mem_lo", lo)
+    make_shards(tmp / "mem_hi", hi)
+    res = {}
+    for name, count in (("lo", lo), ("hi", hi)):
+        r = subprocess.run([sys.executable, __file__, "--child", str(tmp / f"mem_{name}"), str(tmp / f"out_{name}"),
+                            str(args.batch_size), str(args.workers)], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": f"{Path(__file__).parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+        if r.returncode != 0:
+            sys.exit(r.stderr[-3000:])
+        res[name] = json.loads(r.stdout.strip().splitlines()[-1])
+    print(f"peak RSS, pipeline with a tiny backbone: {res['lo']['images']} images: main {res['lo']['main_mb']:.0f} MB, "
+          f"workers {res['lo']['worker_mb']:.0f} MB;  {res['hi']['images']} images: main {res['hi']['main_mb']:.0f} MB, "
+          f"workers {res['hi']['worker_mb']:.0f} MB;  ratio {res['hi']['main_mb'] / res['lo']['main_mb']:.2f}x "
+          f"({res['hi']['rate']:.0f} images/s decode-bound)")
+    print(f"median RSS of the main process over the second half of the run: {res['lo']['steady_mb']:.0f} MB "
+          f"({lo} images) vs {res['hi']['steady_mb']:.0f} MB ({hi} images): ratio "
+          f"{res['hi']['steady_mb'] / res['lo']['steady_mb']:.2f}x")
+    h = res["hi"]
+    print(f"within the {hi}-image run, main process RSS (median of nearby batches): after ~{hi // 16}-{hi // 8} images "
+          f"{h['early_mb']:.0f} MB, at the end {h['last_mb']:.0f} MB: ratio {h['last_mb'] / h['early_mb']:.2f}x")
 
 
 def scheme_imagenet_batch(stamps: list[Path], batch_size: int, device: str) -> torch.Tensor:
