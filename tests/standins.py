@@ -147,13 +147,13 @@ def build_bnc(texts: Path) -> Path:
     return texts
 
 
-def build_checkpoint(path: Path) -> Path:
+def build_checkpoint(path: Path, seed: int = 0) -> Path:
     """A `fit`-format checkpoint of CNN1512 with 1512 classes, tiny conv width and 16-unit FC layers."""
     import torch
 
     from mmlightning.features.alexnet1512 import CNN1512
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     module = CNN1512(num_classes=1512, fc_dim=16, width=0.05, dropout=0.5)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
