@@ -96,11 +96,19 @@ class _RankZero(logging.Filter):
         return os.environ.get("RANK", "0") == "0" or record.levelno >= logging.WARNING
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted (not the stream of the first call)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr  # (not setStream: it flushes the old stream, which may be closed)
+        super().emit(record)
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """Library modules log to `logging.getLogger(__name__)`; the CLI shows their messages on stderr, rank 0 only."""
     logger = logging.getLogger("mmlightning")
     if not any(getattr(h, "_mmlightning", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
         handler.addFilter(_RankZero())
         handler._mmlightning = True  # type: ignore[attr-defined]

@@ -24,6 +24,10 @@ class FolderSource(LabelledSource):
         self.root = Path(root)
         if not self.root.is_dir():
             raise UserError(f"{self.root}: no such folder (expected <word>/<images> inside)")
+        with os.scandir(self.root) as entries:
+            if not any(e.is_dir() for e in entries):
+                raise UserError(f"{self.root}: no <word>/ sub-folder in it (the folder source reads "
+                                f"<root>/<word>/<images>)")
         self.lemma, self.subtree = lemma, check_flag("folder", "subtree", subtree)
 
     def images(self, skipped: list[dict]) -> list[ImageRef]:

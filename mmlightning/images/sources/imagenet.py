@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tarfile
 from collections import defaultdict
 from functools import lru_cache
@@ -99,6 +100,21 @@ class WordNetHierarchy:
         return [wnid(h) for h in hyponyms(s)] if s else []
 
 
+WNID = re.compile(r"n\d{8}(\.tar)?")
+
+
+def check_synsets(train: Path) -> None:
+    """`train` holds at least one `<wnid>/` folder or `<wnid>.tar` archive (listed, stopping at the first)."""
+    try:
+        with os.scandir(train) as entries:
+            if any(WNID.fullmatch(e.name) for e in entries):
+                return
+    except OSError as e:
+        raise UserError(f"{train}: cannot list the folder ({e.strerror})") from None
+    raise UserError(f"{train}: no <wnid>/ folder or <wnid>.tar archive in it (ImageNet's train/n02084071/...); "
+                    f"point root at the folder that holds train/")
+
+
 def _read_lines(path: Path, split: bool = True):
     try:
         text = path.read_text(encoding="utf-8")
@@ -122,14 +138,15 @@ class ImageNetSource:
         self.train = self.root / "train" if (self.root / "train").is_dir() else self.root
         if not self.train.is_dir():
             raise UserError(f"{self.root}: no such folder (expected train/<wnid>/ images or train/<wnid>.tar)")
+        check_synsets(self.train)
         is_a_path = Path(is_a) if is_a else self.root / "wordnet.is_a.txt"
         words_path = Path(words_file) if words_file else self.root / "words.txt"
         if is_a_path.is_file() and words_path.is_file():
             self.hierarchy = FileHierarchy(is_a_path, words_path)
-        elif is_a or words_file:
+        elif is_a or words_file or is_a_path.is_file() or words_path.is_file():
             missing = is_a_path if not is_a_path.is_file() else words_path
-            raise UserError(f"{missing}: no such file (give both wordnet.is_a.txt and words.txt, or neither "
-                            f"to use WordNet 3.0)")
+            raise UserError(f"{missing}: no such file (ImageNet ships wordnet.is_a.txt and words.txt together: "
+                            f"give both, or neither to use WordNet 3.0's hierarchy)")
         else:
             log.info("imagenet: no %s / %s in %s: the hierarchy is WordNet 3.0's", is_a_path.name, words_path.name,
                      self.root)
