@@ -42,7 +42,7 @@ from typing import Literal, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from mmlightning.benchmarks import SHIPPED, Benchmark, load_benchmark
+from mmlightning.benchmarks import PAPER_BENCHMARKS, Benchmark, load_benchmark
 from mmlightning.errors import UserError
 from mmlightning.evaluation.fusion import fused_pair_cosines
 from mmlightning.evaluation.relatedness import (
@@ -51,7 +51,7 @@ from mmlightning.evaluation.relatedness import (
 from mmlightning.vectors import KeyedVectors, load_vectors
 
 FORMAT = "mmlightning-evaluation/1"
-DEFAULT_BENCHMARKS = list(SHIPPED)
+DEFAULT_BENCHMARKS = list(PAPER_BENCHMARKS)
 LINGUISTIC = "linguistic"
 
 
@@ -247,7 +247,7 @@ def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] 
         linguistic: word2vec text/binary or gensim KeyedVectors file of the text vectors.
         visual: visual vector files by system name '<source>/<method>', e.g. {"tuxpaint/cnn-mean": "mean.txt"}.
         alpha: weight of the linguistic part in Eq. 1 (1 - alpha for the visual part).
-        benchmarks: shipped benchmark names (ws353, ws353_similarity, ws353_relatedness, men, simlex999) or files; default all shipped.
+        benchmarks: shipped benchmark names (ws353, ws353_similarity, ws353_relatedness, men, simlex999, rg65, mturk287, rw) or files; default the first five.
         oov: a pair with a word missing from a system is left out ("skip") or scored as cosine 0 ("zero").
         missing_visual: multi-modal score of a pair with an imageless word: zero visual part ("zero", Eq. 1) or the text cosine ("text").
         centring: subtract each modality's mean vector before L2 normalisation (Eq. 1; off only for ablations).
