@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from mmlightning.benchmarks import Benchmark
-from mmlightning.evaluation.fusion import centre, fused_pair_cosines, l2_normalise
+from mmlightning.evaluation.fusion import centre, l2_normalise
 
 FUSIONS = ("single", "average", "concat")
 
@@ -112,13 +112,44 @@ def visual_rows(data: BenchData, spec: Spec) -> tuple[torch.Tensor, torch.Tensor
     return torch.stack(parts).sum(dim=0) / n[:, None], has
 
 
-def spec_cosines(data: BenchData, spec: Spec, alphas: Sequence[float], missing_visual: str = "zero") -> np.ndarray:
-    """(A, P) fused cosines of every pair for each alpha; NaN for pairs with a word lacking a text vector."""
+def pair_dots(data: BenchData, spec: Spec) -> tuple[torch.Tensor, ...]:
+    """Per known pair: text and visual dot products of the unit parts, squared norms, has-visual flags.
+
+    -> tt, vv, n1t, n2t, n1v, n2v (K,) float64 and h1, h2 (K,) bool; reused for every alpha and rule.
+    """
+    t = l2_normalise(data.text)                        # (V, Dt)
     v, has = visual_rows(data, spec)
+    v = l2_normalise(v)                                # (V, Dv') unit rows, zero without images
+    tt = torch.einsum("pd,pd->p", t[data.i1], t[data.i2])
+    vv = torch.einsum("pd,pd->p", v[data.i1], v[data.i2])
+    nt, nv = (t * t).sum(1), (v * v).sum(1)           # (V,) 1, or 0 for a zero row
+    return tt, vv, nt[data.i1], nt[data.i2], nv[data.i1], nv[data.i2], has[data.i1], has[data.i2]
+
+
+def combine(dots: tuple[torch.Tensor, ...], alphas: Sequence[float], missing_visual: str = "zero") -> torch.Tensor:
+    """(A, K) Eq. 1 cosines from `pair_dots`, as `fusion.fused_pair_cosines` computes them, b = 1 - a:
+
+    (a^2 tt + b^2 vv) / sqrt((a^2 n1t + b^2 n1v) (a^2 n2t + b^2 n2v))
+    """
+    tt, vv, n1t, n2t, n1v, n2v, h1, h2 = dots
+    a = torch.tensor([float(x) for x in alphas], dtype=torch.float64)[:, None]   # (A, 1)
+    a2, b2 = a ** 2, (1.0 - a) ** 2
+    den = torch.sqrt((a2 * n1t + b2 * n1v) * (a2 * n2t + b2 * n2v))              # (A, K)
+    cos = torch.where(den > 0, (a2 * tt + b2 * vv) / den.clamp_min(1e-300), torch.zeros_like(den))
+    if missing_visual == "text":
+        cos = torch.where((h1 & h2)[None, :], cos, tt.expand_as(cos))
+    elif missing_visual != "zero":
+        raise ValueError(f"missing_visual must be zero or text, got {missing_visual!r}")
+    return cos
+
+
+def spec_cosines(data: BenchData, spec: Spec, alphas: Sequence[float], missing_visual: str = "zero",
+                 dots: tuple | None = None) -> np.ndarray:
+    """(A, P) fused cosines of every pair for each alpha; NaN for pairs with a word lacking a text vector."""
+    dots = pair_dots(data, spec) if dots is None else dots
     cos = np.full((len(alphas), len(data.bench)), np.nan)
     if data.known.any():
-        cos[:, data.known] = fused_pair_cosines(data.text, v, has, data.i1, data.i2, list(alphas),
-                                                centring=False, missing_visual=missing_visual).numpy()
+        cos[:, data.known] = combine(dots, alphas, missing_visual).numpy()
     return cos
 
 

@@ -29,7 +29,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from mmlightning.benchmarks import Benchmark, load_benchmark
-from mmlightning.evaluation.multisource import BenchData, Spec, coverage, prepare_benchmark, spec_cosines
+from mmlightning.evaluation.multisource import (
+    BenchData, Spec, coverage, pair_dots, prepare_benchmark, spec_cosines,
+)
 from mmlightning.evaluation.relatedness import (
     gold_scores, pair_cosines, paired_difference, score_cosines, spearman, subset,
 )
@@ -82,8 +84,9 @@ def best_on_dev(data: BenchData, dev: np.ndarray, spec: Spec, alphas: Sequence[f
     """(alpha, missing rule, dev rho) maximising Spearman rho over the dev pairs; ties keep the first."""
     gold, use = gold_scores(data.bench), dev & data.known
     best = (0.5, missing[0], None)
+    dots = pair_dots(data, spec)
     for m in missing:
-        for a, cos in zip(alphas, spec_cosines(data, spec, alphas, m)):
+        for a, cos in zip(alphas, spec_cosines(data, spec, alphas, m, dots)):
             r = spearman(gold[use], cos[use])
             if r is not None and (best[2] is None or r > best[2] + 1e-12):
                 best = (float(a), m, r)
@@ -146,10 +149,10 @@ def _has_dispersion(data: BenchData, source: str) -> bool:
     return bool(np.isfinite(data.disp[source].numpy()).any())
 
 
-def best_tuned(tuned: Mapping[str, Tuned]) -> str:
-    """The tuned (non-eq1) system with the highest dev rho."""
+def best_tuned(tuned: Mapping[str, Tuned]) -> str | None:
+    """The tuned (non-eq1) system with the highest dev rho (None when no rho is defined on dev)."""
     cands = [t for n, t in tuned.items() if not n.startswith("eq1:") and t.dev_rho is not None]
-    return max(cands, key=lambda t: t.dev_rho).name
+    return max(cands, key=lambda t: t.dev_rho).name if cands else None
 
 
 def score_on(data: BenchData, tuned: Mapping[str, Tuned], linguistic, mask: np.ndarray | None = None,
@@ -194,8 +197,8 @@ def run_protocol(linguistic, visual: Mapping[str, object], dispersion: Mapping[s
     dev, test = dev_test_split(len(men), n_dev, split_seed)
     data = prepare_benchmark(men, linguistic, visual, dispersion)
     tuned = tune(data, dev, fusions=fusions, gate=gate and bool(dispersion))
-    best = best_tuned(tuned) if len(tuned) > len(visual) else None
-    log.info("dev/test protocol: best on MEN dev is %s (rho %.3f)", best, tuned[best].dev_rho if best else float("nan"))
+    best = best_tuned(tuned)
+    log.info("dev/test protocol: best on MEN dev is %s (rho %s)", best, tuned[best].dev_rho if best else "n/a")
     results = {f"{TUNE_ON}_test": score_on(data, tuned, linguistic, test, n_boot, seed)}
     oov = {TUNE_ON: oov_counts(men, linguistic, visual)}
     for name in test_only:
@@ -210,3 +213,39 @@ def run_protocol(linguistic, visual: Mapping[str, object], dispersion: Mapping[s
                          "gate_quantiles": list(GATE_QUANTILES) if gate and dispersion else [],
                          "test_only": list(test_only), "n_boot": n_boot, "seed": seed},
             "systems": {n: t.to_dict() for n, t in tuned.items()}, "best": best, "oov": oov, "test": results}
+
+
+def protocol_visual(visual: Mapping[str, object]) -> dict[str, object]:
+    """One visual system per source for the protocol: its `cnn-mean`, else its first method."""
+    from mmlightning.evaluation.systems import split_name
+
+    out: dict[str, object] = {}
+    for name, v in visual.items():
+        src, method = split_name(name)
+        if method == "cnn-mean" or src not in out:
+            out[src] = v
+    return out
+
+
+def run_protocol_files(linguistic: str, visual: Mapping[str, str], aggregates: Mapping[str, str] | None = None,
+                       fusions: Sequence[str] | None = FUSIONS, gate: bool = True, n_boot: int = 1000,
+                       seed: int = 0) -> dict:
+    """`run_protocol` on files: text vectors, visual vectors by system name, aggregates.pt by source."""
+    from mmlightning.errors import UserError
+    from mmlightning.evaluation.dispersion import load_dispersion
+    from mmlightning.evaluation.systems import load_inputs
+
+    fusions = list(FUSIONS if fusions is None else fusions)
+    bad = [f for f in fusions if f not in FUSIONS]
+    if bad or not fusions:
+        raise UserError(f"source_fusion: {bad or fusions} is not a non-empty list of {', '.join(FUSIONS)}")
+    if not visual:
+        raise UserError("protocol: needs at least one visual system (--visual) to tune")
+
+    try:
+        ling, vis, _ = load_inputs(linguistic, protocol_visual(visual), [TUNE_ON, *TEST_ONLY])
+    except UserError as e:   # e.g. a toy vocabulary without MEN's words: Table 1 stands, the section says why
+        log.warning("dev/test protocol skipped: %s", e)
+        return {"skipped": str(e)}
+    disp = {src: load_dispersion(path) for src, path in (aggregates or {}).items() if gate}
+    return run_protocol(ling, vis, disp or None, fusions=fusions, gate=gate, n_boot=n_boot, seed=seed)

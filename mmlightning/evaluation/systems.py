@@ -240,7 +240,9 @@ def load_inputs(linguistic: str, visual: Mapping[str, str], benchmarks: Sequence
 def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] = None, alpha: float = 0.5,
              benchmarks: Optional[list[str]] = None, oov: Literal["skip", "zero"] = "skip",
              missing_visual: Literal["zero", "text"] = "zero", centring: bool = True, n_boot: int = 1000,
-             seed: int = 0, table2_system: Optional[str] = None, out: str = "reports") -> dict:
+             seed: int = 0, table2_system: Optional[str] = None, out: str = "reports", protocol: bool = False,
+             aggregates: Optional[dict[str, str]] = None, source_fusion: Optional[list[str]] = None,
+             dispersion_gate: bool = True) -> dict:
     """Score linguistic, visual and multi-modal vectors on relatedness benchmarks (Table 1, Figure 4, Table 2).
 
     Args:
@@ -255,6 +257,10 @@ def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] 
         seed: seed of the bootstrap resampling.
         table2_system: system shown in the Markdown Table 2 (default: the first multi-modal one).
         out: output directory for evaluation.md, evaluation.json and figure4_alpha.png.
+        protocol: also tune on MEN dev and report on MEN test + test-only benchmarks (section "tuned").
+        aggregates: aggregates.pt files by source (image dispersion for the protocol's dispersion gate).
+        source_fusion: how the protocol fuses several sources per word: average and/or concat (default both).
+        dispersion_gate: let the protocol try gating dispersed words' visual part (needs aggregates).
     """
     from mmlightning.evaluation.report import render_markdown, write_reports
 
@@ -267,8 +273,12 @@ def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] 
     result = evaluate_systems(ling, vis, benches, alpha=alpha, oov=oov, missing_visual=missing_visual,
                               centring=centring, n_boot=n_boot, seed=seed, table2_system=table2_system,
                               inputs={"linguistic": str(linguistic), "visual": {k: str(v) for k, v in visual.items()}})
+    if protocol:
+        from mmlightning.evaluation.protocol import run_protocol_files
+
+        result["tuned"] = run_protocol_files(linguistic, visual, aggregates, source_fusion, dispersion_gate, n_boot, seed)
     paths = write_reports(result, out)
-    print(render_markdown(result, tables=("table1", "diff")))
+    print(render_markdown(result, tables=("table1", "diff", "tuned")))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return result
 

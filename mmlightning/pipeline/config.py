@@ -18,6 +18,7 @@ from mmlightning.errors import UserError
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 MISSING_VISUAL = ("zero", "text")
+SOURCE_FUSIONS = ("average", "concat")
 FORCEABLE = ("skipgram", "shard", "extract", "bovw", "evaluate", "release")
 
 
@@ -181,8 +182,15 @@ class EvaluationConfig:
     missing_visual: str = "zero"
     n_boot: int = 1000
     seed: int = 0
+    protocol: bool = True
+    source_fusion: list[str] = field(default_factory=lambda: list(SOURCE_FUSIONS))
+    dispersion_gate: bool = True
 
     def __post_init__(self):
+        bad = [f for f in self.source_fusion if f not in SOURCE_FUSIONS]
+        if bad or not self.source_fusion:
+            raise UserError(f"source_fusion: {bad or self.source_fusion} is not a non-empty list of "
+                            f"{', '.join(SOURCE_FUSIONS)}")
         if not self.benchmarks:
             raise UserError("benchmarks: none given; e.g. benchmarks: [ws353, men]")
         if not 0.0 <= self.alpha <= 1.0:
@@ -212,6 +220,9 @@ class ReproduceConfig:
         alpha: Weight of the linguistic part in Eq. 1 (Table 1 and the release).
         missing_visual: Multi-modal score of a pair with an imageless word: zero (Eq. 1) or text (text cosine).
         n_boot: Bootstrap resamples for the 95% confidence intervals.
+        protocol: Add the section "tuned on dev, reported on test" (MEN dev/test split; WS353, SimLex-999, ... test-only).
+        source_fusion: How the protocol fuses several image sources per word: average and/or concat.
+        dispersion_gate: Let the protocol gate the visual part of words with dispersed images (threshold chosen on dev).
         batch_size: Images per batch in feature extraction (small is fastest on a 2-core CPU; 256 on GPUs).
         num_workers: Data-loading worker processes in feature extraction (0 on a 2-core CPU; 8 on GPUs).
         accelerator: Lightning accelerator for extraction (auto, cpu, gpu, cuda, mps).
@@ -235,6 +246,9 @@ class ReproduceConfig:
     alpha: float = 0.5
     missing_visual: str = "zero"
     n_boot: int = 1000
+    protocol: bool = True
+    source_fusion: list[str] = field(default_factory=lambda: list(SOURCE_FUSIONS))
+    dispersion_gate: bool = True
     batch_size: int = 4
     num_workers: int = 0
     accelerator: str = "auto"

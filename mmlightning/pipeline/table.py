@@ -177,6 +177,12 @@ def _evaluate(ctx: StageContext) -> dict:
     ling, vis, benches = load_inputs(linguistic, visual, list(ev.benchmarks))
     result = evaluate_systems(ling, vis, benches, alpha=ev.alpha, missing_visual=ev.missing_visual, n_boot=ev.n_boot,
                               seed=ev.seed, inputs={"linguistic": linguistic, "visual": visual})
+    if ev.protocol:
+        from mmlightning.evaluation.protocol import run_protocol_files
+
+        aggregates = {name: str(ex["aggregates"]) for name, ex in ctx.per_source("extract").items()}
+        result["tuned"] = run_protocol_files(linguistic, visual, aggregates, ev.source_fusion, ev.dispersion_gate,
+                                             ev.n_boot, ev.seed)
     paths = write_reports(result, Path(ctx.cfg.reports))
     return {"result": result, "paths": {k: str(v) for k, v in paths.items()}}
 
