@@ -208,6 +208,7 @@ class ReproduceConfig:
         checkpoints: Folder of the cached stage outputs (reused between runs; movable, usable from any folder).
         reports: Folder for Table 1 / Figure 4 / Table 2 (Markdown, JSON, PNG) and the release.
         corpus: Text corpus for skip-gram: gcide (Debian dict-gcide), text8, or paths (.txt, .txt.gz, folders, BNC XML).
+        linguistic: Your own text vectors (word2vec text or binary, gensim .kv) used instead of training skip-gram; keyed by content.
         skipgram: Skip-gram settings (epochs, dim, window, negative, sample, min_count, num_workers, ...).
         sources: Image sources by name, each {source, root, n_per_word, options, ..., preprocess}.
         benchmarks: Benchmarks to evaluate on (and whose vocabulary selects the concept words).
@@ -234,6 +235,7 @@ class ReproduceConfig:
     checkpoints: str = "checkpoints"
     reports: str = "reports"
     corpus: Union[list[str], str] = "gcide"
+    linguistic: Optional[str] = None
     skipgram: SkipgramConfig = field(default_factory=SkipgramConfig)
     sources: dict[str, SourceConfig] = field(default_factory=default_sources)
     benchmarks: list[str] = field(default_factory=lambda: ["ws353", "men"])
@@ -263,8 +265,14 @@ class ReproduceConfig:
         if not isinstance(self.sources, dict):
             raise UserError(f"sources: expected a mapping name -> settings, got {self.sources!r}")
         self.sources = {name: _source(name, spec) for name, spec in self.sources.items()}
-        if not self.corpus:
+        if not self.corpus and self.linguistic is None:
             raise UserError("corpus: none given; e.g. corpus: gcide, or a list of text files / folders")
+        if self.linguistic is not None:
+            from pathlib import Path
+
+            if not Path(self.linguistic).is_file():
+                raise UserError(f"linguistic: {self.linguistic}: no such file; give word2vec text/binary or gensim "
+                                ".kv vectors, or drop the key to train skip-gram")
         bad = [f for f in self.force if f not in FORCEABLE]
         if bad:
             raise UserError(f"force: unknown stage(s) {', '.join(bad)}; stages are {', '.join(FORCEABLE)}")

@@ -3,6 +3,7 @@
 | stage            | reads                    | module that does the work                                  |
 | ---------------- | ------------------------ | ---------------------------------------------------------- |
 | skipgram         | corpus files             | mmlightning.text.skipgram.train_skipgram (+ RelatednessCallback) |
+|                  | or `linguistic:` file    | (your own text vectors: converted to word2vec text instead) |
 | shard:<source>   | source root, word lists  | mmlightning.images.write_shards.shard                      |
 | extract:<source> | shard, CNN checkpoint    | mmlightning.features.extract.run_extraction                |
 | bovw:<source>    | shard                    | mmlightning.features.bovw.fit_codebook + run_extraction    |
@@ -36,24 +37,43 @@ def user_files(values) -> tuple[list[str], list[str]]:
 
 
 def corpus_files(cfg) -> list[str]:
-    """The corpus files skip-gram reads, in order (aliases and folders expanded)."""
+    """The corpus files skip-gram reads, in order (aliases and folders expanded); none with `linguistic:`."""
     from mmlightning.text.corpus import resolve_sources
 
+    if getattr(cfg, "linguistic", None):
+        return []
     return [str(p) for p in resolve_sources(cfg.corpus_list)]
 
 
 # ------------------------------------------------------------------------------------------- skipgram
 def _skipgram_settings(cfg, source: Optional[str]) -> dict:
+    if cfg.linguistic:
+        return {"linguistic": "<file>"}   # keyed by the file's content (inputs), not its name
     return {"skipgram": cfg.skipgram.key(), "seed": cfg.seed, "corpus": [Path(f).name for f in corpus_files(cfg)]}
 
 
 def _skipgram_inputs(cfg, source: Optional[str]) -> list:
+    if cfg.linguistic:   # a large gensim .kv keeps its arrays beside it (<file>.vectors.npy, ...)
+        return [cfg.linguistic] + sorted(str(p) for p in Path(cfg.linguistic).parent.glob(Path(cfg.linguistic).name + ".*.npy"))
     return corpus_files(cfg)
+
+
+def _own_vectors(ctx: StageContext) -> dict:
+    """`linguistic:` given: the user's vectors (any format load_vectors reads) as word2vec text in the stage folder."""
+    from mmlightning.vectors import load_vectors
+
+    kv = load_vectors(ctx.cfg.linguistic)
+    path = ctx.dir / "vectors.txt"
+    kv.save_word2vec(path)
+    log.info("linguistic: %d vectors of dimension %d from %s", len(kv), kv.vector_size, ctx.cfg.linguistic)
+    return {"vectors": path}
 
 
 def _skipgram(ctx: StageContext) -> dict:
     from mmlightning.text.skipgram import train_skipgram
 
+    if ctx.cfg.linguistic:
+        return _own_vectors(ctx)
     sg = ctx.cfg.skipgram
     callbacks = []
     if sg.relatedness:
@@ -191,7 +211,12 @@ def _release(ctx: StageContext) -> dict:
     from mmlightning.pipeline.release import write_release
 
     cfg = ctx.cfg
-    settings = {"corpus": cfg.corpus, "skipgram": {**cfg.skipgram.key(), "seed": cfg.seed},
+    text = {"corpus": cfg.corpus, "skipgram": {**cfg.skipgram.key(), "seed": cfg.seed}}
+    if cfg.linguistic:
+        from mmlightning.pipeline.fingerprint import Fingerprints
+
+        text = {"linguistic": {"file": Path(cfg.linguistic).name, **Fingerprints().file(cfg.linguistic)}}
+    settings = {**text,
                 "sources": {k: asdict(v) for k, v in cfg.sources.items()}, "backbone": cfg.backbone,
                 "layer": cfg.layer, "backbone_kwargs": cfg.backbone_kwargs, "alpha": cfg.alpha, "centring": True,
                 "seed": cfg.seed}
