@@ -185,6 +185,7 @@ class EvaluationConfig:
     protocol: bool = True
     source_fusion: list[str] = field(default_factory=lambda: list(SOURCE_FUSIONS))
     dispersion_gate: bool = True
+    html_report: bool = True
 
     def __post_init__(self):
         bad = [f for f in self.source_fusion if f not in SOURCE_FUSIONS]
@@ -224,6 +225,7 @@ class ReproduceConfig:
         protocol: Add the section "tuned on dev, reported on test" (MEN dev/test split; WS353, SimLex-999, ... test-only).
         source_fusion: How the protocol fuses several image sources per word: average and/or concat.
         dispersion_gate: Let the protocol gate the visual part of words with dispersed images (threshold chosen on dev).
+        html_report: Also write reports/index.html (tables, Figure 4, Table 2 with image strips) and a page per source.
         batch_size: Images per batch in feature extraction (small is fastest on a 2-core CPU; 256 on GPUs).
         num_workers: Data-loading worker processes in feature extraction (0 on a 2-core CPU; 8 on GPUs).
         accelerator: Lightning accelerator for extraction (auto, cpu, gpu, cuda, mps).
@@ -251,6 +253,7 @@ class ReproduceConfig:
     protocol: bool = True
     source_fusion: list[str] = field(default_factory=lambda: list(SOURCE_FUSIONS))
     dispersion_gate: bool = True
+    html_report: bool = True
     batch_size: int = 4
     num_workers: int = 0
     accelerator: str = "auto"

@@ -8,6 +8,7 @@
 | extract:<source> | shard, CNN checkpoint    | mmlightning.features.extract.run_extraction                |
 | bovw:<source>    | shard                    | mmlightning.features.bovw.fit_codebook + run_extraction    |
 | evaluate         | skipgram, extract, bovw  | mmlightning.evaluation.systems + evaluation.report         |
+|                  | (+ shard: image strips)  | + evaluation.protocol (dev/test) + evaluation.html (pages)  |
 | release          | skipgram, extract        | mmlightning.pipeline.release.write_release                 |
 
 Settings that only change speed (batch size, workers, devices, progress bars) are not part of a key.
@@ -194,16 +195,21 @@ def _evaluate(ctx: StageContext) -> dict:
 
     ev, linguistic = ctx.cfg.evaluation, str(ctx.output("skipgram")["vectors"])
     visual = visual_files(ctx)
+    aggregates = {name: str(ex["aggregates"]) for name, ex in ctx.per_source("extract").items()}
     ling, vis, benches = load_inputs(linguistic, visual, list(ev.benchmarks))
     result = evaluate_systems(ling, vis, benches, alpha=ev.alpha, missing_visual=ev.missing_visual, n_boot=ev.n_boot,
                               seed=ev.seed, inputs={"linguistic": linguistic, "visual": visual})
     if ev.protocol:
         from mmlightning.evaluation.protocol import run_protocol_files
 
-        aggregates = {name: str(ex["aggregates"]) for name, ex in ctx.per_source("extract").items()}
         result["tuned"] = run_protocol_files(linguistic, visual, aggregates, ev.source_fusion, ev.dispersion_gate,
                                              ev.n_boot, ev.seed)
     paths = write_reports(result, Path(ctx.cfg.reports))
+    if ev.html_report:
+        from mmlightning.evaluation.html import write_html_report
+
+        shards = {name: str(out["shards"]) for name, out in ctx.per_source("shard").items()}
+        paths.update(write_html_report(result, Path(ctx.cfg.reports), shards, aggregates))
     return {"result": result, "paths": {k: str(v) for k, v in paths.items()}}
 
 
@@ -231,6 +237,6 @@ STAGES: tuple[StageDef, ...] = (
              per_source=True),
     StageDef("bovw", reads=("shard",), run=_bovw, settings=_bovw_settings, per_source=True,
              enabled=lambda cfg: cfg.bovw),
-    StageDef("evaluate", reads=("skipgram", "extract", "bovw"), run=_evaluate, cached=False),
+    StageDef("evaluate", reads=("skipgram", "shard", "extract", "bovw"), run=_evaluate, cached=False),
     StageDef("release", reads=("skipgram", "extract"), run=_release, cached=False),
 )
