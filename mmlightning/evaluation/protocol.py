@@ -217,11 +217,9 @@ def run_protocol(linguistic, visual: Mapping[str, object], dispersion: Mapping[s
 
 def protocol_visual(visual: Mapping[str, object]) -> dict[str, object]:
     """One visual system per source for the protocol: its `cnn-mean`, else its first method."""
-    from mmlightning.evaluation.systems import split_name
-
     out: dict[str, object] = {}
     for name, v in visual.items():
-        src, method = split_name(name)
+        src, _, method = name.partition("/")
         if method == "cnn-mean" or src not in out:
             out[src] = v
     return out
@@ -233,7 +231,6 @@ def run_protocol_files(linguistic: str, visual: Mapping[str, str], aggregates: M
     """`run_protocol` on files: text vectors, visual vectors by system name, aggregates.pt by source."""
     from mmlightning.errors import UserError
     from mmlightning.evaluation.dispersion import load_dispersion
-    from mmlightning.evaluation.systems import load_inputs
 
     fusions = list(FUSIONS if fusions is None else fusions)
     bad = [f for f in fusions if f not in FUSIONS]
@@ -243,9 +240,25 @@ def run_protocol_files(linguistic: str, visual: Mapping[str, str], aggregates: M
         raise UserError("protocol: needs at least one visual system (--visual) to tune")
 
     try:
-        ling, vis, _ = load_inputs(linguistic, protocol_visual(visual), [TUNE_ON, *TEST_ONLY])
+        ling, vis = _load(linguistic, protocol_visual(visual))
     except UserError as e:   # e.g. a toy vocabulary without MEN's words: Table 1 stands, the section says why
         log.warning("dev/test protocol skipped: %s", e)
         return {"skipped": str(e)}
     disp = {src: load_dispersion(path) for src, path in (aggregates or {}).items() if gate}
     return run_protocol(ling, vis, disp or None, fusions=fusions, gate=gate, n_boot=n_boot, seed=seed)
+
+
+def _load(linguistic: str, visual: Mapping[str, str]):
+    """Text and visual vectors restricted to the words of MEN and the test-only benchmarks."""
+    from mmlightning.errors import UserError
+    from mmlightning.vectors import load_vectors
+
+    words = set().union(*(load_benchmark(b).words() for b in (TUNE_ON, *TEST_ONLY)))
+    ling = load_vectors(linguistic, restrict_to=words)
+    if not any(ling.lookup(w) is not None for w in load_benchmark(TUNE_ON).words()):
+        raise UserError(f"{linguistic}: no word of MEN, the benchmark the protocol tunes on")
+    vis = {src: load_vectors(path, restrict_to=words) for src, path in visual.items()}
+    empty = [src for src, kv in vis.items() if len(kv) == 0]
+    if empty:
+        raise UserError(f"{visual[empty[0]]}: no word of MEN or the test-only benchmarks")
+    return ling, vis
