@@ -96,11 +96,23 @@ class _RankZero(logging.Filter):
         return os.environ.get("RANK", "0") == "0" or record.levelno >= logging.WARNING
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current `sys.stderr` (not the one of the first call: a test's captured stream closes)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """Library modules log to `logging.getLogger(__name__)`; the CLI shows their messages on stderr, rank 0 only."""
     logger = logging.getLogger("mmlightning")
     if not any(getattr(h, "_mmlightning", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         handler.addFilter(_RankZero())
         handler._mmlightning = True  # type: ignore[attr-defined]
