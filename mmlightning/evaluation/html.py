@@ -45,7 +45,7 @@ def shard_paths(spec: str | os.PathLike) -> list[Path]:
 
 
 def image_index(spec: str | os.PathLike, words: Iterable[str] | None = None, per_word: int = 6) -> dict:
-    """{word: [(tar path, member name), ...]}: up to `per_word` images per word (all words if None)."""
+    """{word: [(tar path, member TarInfo), ...]}: up to `per_word` images per word (all words if None)."""
     wanted = None if words is None else {w.lower() for w in words}
     index: dict[str, list] = {}
     for tar in shard_paths(spec):
@@ -56,7 +56,7 @@ def image_index(spec: str | os.PathLike, words: Iterable[str] | None = None, per
                     if not name.endswith(".json"):
                         continue
                     key = name[: -len(".json")]
-                    img = next((f"{key}.{e}" for e in IMAGE_EXTS if f"{key}.{e}" in members), None)
+                    img = next((members[f"{key}.{e}"] for e in IMAGE_EXTS if f"{key}.{e}" in members), None)
                     if img is None:
                         continue
                     try:
@@ -72,27 +72,28 @@ def image_index(spec: str | os.PathLike, words: Iterable[str] | None = None, per
     return index
 
 
-def thumbnails(refs: list, size: int = 96) -> list[str]:
-    """Data URIs (base64 JPEG, longest side `size`) of the images `refs` [(tar, member)]."""
+def thumbnails(refs: list, size: int = 96, tars: dict | None = None) -> list[str]:
+    """Data URIs (base64 JPEG, longest side `size`) of the images `refs` [(tar path, TarInfo)].
+
+    `tars` {path: open TarFile} is reused across calls (the caller closes them); a bad image is skipped.
+    """
     from PIL import Image
 
-    by_tar: dict = {}
+    tars = {} if tars is None else tars
+    out = []
     for tar, member in refs:
-        by_tar.setdefault(tar, []).append(member)
-    cache = {}
-    for tar, names in by_tar.items():
-        with tarfile.open(tar) as tf:
-            for n in names:
-                try:
-                    im = Image.open(io.BytesIO(tf.extractfile(n).read())).convert("RGB")
-                except Exception as e:  # noqa: BLE001 - a bad image only loses its thumbnail
-                    log.warning("%s:%s: no thumbnail (%s)", tar, n, e)
-                    continue
-                im.thumbnail((size, size))
-                buf = io.BytesIO()
-                im.save(buf, "JPEG", quality=70)
-                cache[(tar, n)] = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-    return [cache[r] for r in refs if r in cache]
+        try:
+            if tar not in tars:
+                tars[tar] = tarfile.open(tar)
+            im = Image.open(io.BytesIO(tars[tar].extractfile(member).read())).convert("RGB")
+        except Exception as e:  # noqa: BLE001 - a bad image only loses its thumbnail
+            log.warning("%s:%s: no thumbnail (%s)", tar, member.name, e)
+            continue
+        im.thumbnail((size, size))
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=70)
+        out.append("data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode())
+    return out
 
 
 def strip(uris: list[str], word: str) -> str:
@@ -172,7 +173,8 @@ def _table2_html(result: dict, thumbs: Mapping[str, Mapping[str, list]]) -> str:
     return "\n".join(out)
 
 
-def source_page(source: str, index: Mapping[str, list], dispersion: Mapping[str, float], per_word: int) -> str:
+def source_page(source: str, index: Mapping[str, list], dispersion: Mapping[str, float], per_word: int,
+                tars: dict | None = None) -> str:
     """One source: every word with images, its dispersion and its image strip (least dispersed first)."""
     def order(w):
         d = dispersion.get(w)
@@ -181,7 +183,7 @@ def source_page(source: str, index: Mapping[str, list], dispersion: Mapping[str,
     rows = []
     for w in sorted(index, key=order):
         d = dispersion.get(w)
-        uris = thumbnails(index[w][:per_word], size=64)
+        uris = thumbnails(index[w][:per_word], size=64, tars=tars)
         rows.append(f"<tr><td>{html.escape(w)}</td><td>{'n/a' if d is None or math.isnan(d) else f'{d:.3f}'}</td>"
                     f"<td>{strip(uris, w)}</td></tr>")
     body = (f"<h1>Images of source {html.escape(source)}</h1><p><a href=\"index.html\">back to the report</a>. "
@@ -201,16 +203,23 @@ def _dispersion_of(path) -> dict[str, float]:
 def write_html_report(result: dict, out_dir: str | os.PathLike, shards: Mapping[str, str] | None = None,
                       aggregates: Mapping[str, str] | None = None, per_word: int = 6) -> dict[str, Path]:
     """Write index.html and source-<name>.html under `out_dir`; returns their paths."""
+    tars: dict = {}
+    try:
+        return _write_pages(result, Path(out_dir), dict(shards or {}), dict(aggregates or {}), per_word, tars)
+    finally:
+        for tf in tars.values():
+            tf.close()
+
+
+def _write_pages(result: dict, out: Path, shards: dict, aggregates: dict, per_word: int, tars: dict) -> dict[str, Path]:
     from mmlightning.evaluation.report import render_markdown
 
-    out = Path(out_dir)
-    shards, aggregates = dict(shards or {}), dict(aggregates or {})
     t2_words = {p[k] for per in result.get("table2", {}).values() for t in per.values()
                 for kind in ("best", "worst") for p in t[kind] for k in ("word1", "word2")}
     thumbs = {}
     for src, spec in shards.items():
         idx = image_index(spec, t2_words, per_word)
-        thumbs[src] = {w: thumbnails(refs) for w, refs in idx.items()}
+        thumbs[src] = {w: thumbnails(refs, tars=tars) for w, refs in idx.items()}
     md = render_markdown(result, tables=("settings", "table1", "diff"))
     fig = out / "figure4_alpha.png"
     fig_html = ""
@@ -227,5 +236,5 @@ def write_html_report(result: dict, out_dir: str | os.PathLike, shards: Mapping[
     for src, spec in shards.items():
         disp = _dispersion_of(aggregates[src]) if src in aggregates else {}
         paths[f"source:{src}"] = out / f"source-{src}.html"
-        write_text(paths[f"source:{src}"], source_page(src, image_index(spec, None, per_word), disp, per_word))
+        write_text(paths[f"source:{src}"], source_page(src, image_index(spec, None, per_word), disp, per_word, tars))
     return paths
