@@ -32,6 +32,7 @@ JSON schema (`evaluation.json`, format "mmlightning-evaluation/1"):
                {word1, word2, gold, gold01, cosine, error = |cosine - gold01|}, gold01 = gold rescaled
                to [0, 1] by the benchmark's min and max
     table2_system: the system the Markdown Table 2 shows
+    tuned (only with `protocol`): the dev/test section, `mmlightning.evaluation.protocol.run_protocol`
 rho, diff and CI values are null where undefined (fewer than 3 usable pairs or a constant side).
 """
 from __future__ import annotations
