@@ -5,7 +5,6 @@ no console error, the images are in the DOM, and a screenshot lands in docs/figu
 """
 import io
 import json
-import re
 import shutil
 import subprocess
 import tarfile
@@ -70,7 +69,7 @@ def test_index_and_source_pages(tmp_path):
     assert page.count("data:image/jpeg;base64,") >= 4                 # strips of Table 2's words
     assert "no images" in page                                         # moon has none
     src = paths["source:pics"].read_text()
-    assert re.search(r"<td>cat</td><td>1\.000</td>", src) and "<td>dog</td><td>n/a</td>" in src
+    assert "<td>cat</td><td>2</td><td>1.000</td>" in src and "<td>dog</td><td>1</td><td>n/a</td>" in src
     assert src.count("<img") == 10                                     # 5 words x 2 images, the bad one skipped
 
 

@@ -173,31 +173,32 @@ def _table2_html(result: dict, thumbs: Mapping[str, Mapping[str, list]]) -> str:
     return "\n".join(out)
 
 
-def source_page(source: str, index: Mapping[str, list], dispersion: Mapping[str, float], per_word: int,
+def source_page(source: str, index: Mapping[str, list], stats: Mapping[str, tuple[float, int]], per_word: int,
                 tars: dict | None = None) -> str:
-    """One source: every word with images, its dispersion and its image strip (least dispersed first)."""
-    def order(w):
-        d = dispersion.get(w)
-        return (d is None or math.isnan(d), d if d is not None else 0.0, w)
+    """One source: every word with images, its image count, dispersion and image strip (least dispersed first)."""
+    def disp(w):
+        d = stats.get(w, (math.nan, 0))[0]
+        return None if math.isnan(d) else d
 
     rows = []
-    for w in sorted(index, key=order):
-        d = dispersion.get(w)
+    for w in sorted(index, key=lambda w: (disp(w) is None, disp(w) or 0.0, w)):
+        d, n = disp(w), stats.get(w, (math.nan, len(index[w])))[1]
         uris = thumbnails(index[w][:per_word], size=64, tars=tars)
-        rows.append(f"<tr><td>{html.escape(w)}</td><td>{'n/a' if d is None or math.isnan(d) else f'{d:.3f}'}</td>"
+        rows.append(f"<tr><td>{html.escape(w)}</td><td>{n}</td><td>{'n/a' if d is None else f'{d:.3f}'}</td>"
                     f"<td>{strip(uris, w)}</td></tr>")
     body = (f"<h1>Images of source {html.escape(source)}</h1><p><a href=\"index.html\">back to the report</a>. "
             f"{len(index)} words with images; image dispersion = mean pairwise cosine distance of a word's image "
             "features (Kiela et al. 2014; n/a below two images), least dispersed first.</p>"
-            f"<table><tr><th>word</th><th>dispersion</th><th>images (up to {per_word})</th></tr>{''.join(rows)}</table>")
+            f"<table><tr><th>word</th><th>images</th><th>dispersion</th><th>images (up to {per_word} shown)</th></tr>{''.join(rows)}</table>")
     return _page(f"mmlightning: {source} images", body)
 
 
-def _dispersion_of(path) -> dict[str, float]:
+def _dispersion_of(path) -> dict[str, tuple[float, int]]:
+    """{word (lower-cased): (dispersion, image count)} from a source's aggregates.pt."""
     from mmlightning.features.aggregates import dispersion, load_aggregates
 
     agg, _ = load_aggregates(path)
-    return {w.lower(): float(d) for w, d in zip(agg.words, dispersion(agg).tolist())}
+    return {w.lower(): (float(d), int(n)) for w, d, n in zip(agg.words, dispersion(agg).tolist(), agg.count.tolist())}
 
 
 def write_html_report(result: dict, out_dir: str | os.PathLike, shards: Mapping[str, str] | None = None,
