@@ -6,7 +6,8 @@ from mmlightning.errors import UserError
 
 
 @pytest.mark.parametrize("name, pairs", [("ws353", 353), ("ws353_similarity", 203), ("ws353_relatedness", 252),
-                                         ("men", 3000), ("simlex999", 999)])
+                                         ("men", 3000), ("simlex999", 999), ("rg65", 65),
+                                         ("mturk287", 287), ("rw", 2034)])
 def test_shipped_sizes(name, pairs):
     b = load_benchmark(name)
     assert len(b) == pairs and b.name == name
@@ -20,10 +21,22 @@ def test_men_vocabulary_and_duplicates_kept():
     assert benchmark_vocabulary(["ws353", "men"]) == ws.words() | load_benchmark("men").words()
 
 
+def test_new_benchmarks_first_pairs_and_paper_default():
+    from mmlightning.benchmarks import PAPER_BENCHMARKS
+    from mmlightning.evaluation.systems import DEFAULT_BENCHMARKS
+
+    assert load_benchmark("rg65").pairs[0] == ("gem", "jewel", 3.94)
+    assert load_benchmark("mturk287").pairs[0] == ("episcopal", "russia", 2.75)   # CRLF file
+    assert load_benchmark("rw").pairs[0] == ("squishing", "squirt", 5.88)
+    assert DEFAULT_BENCHMARKS == list(PAPER_BENCHMARKS) and "rw" not in DEFAULT_BENCHMARKS
+
+
 def test_citations_shipped():
     text = (DATA_DIR / "CITATION.md").read_text()
     for f in SHIPPED.values():
         assert f in text
+    for author in ("Rubenstein", "Radinsky", "Luong"):
+        assert author in text
 
 
 def test_user_file_tab_or_space(tmp_path):

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from mmlightning import cli
@@ -219,3 +220,34 @@ def test_text_only_and_unnamed_source_render(setup):
     assert "| System | toy full |" in text_only and "| Linguistic | " in text_only and "Multi-modal" not in text_only
     plain = render_markdown(evaluate_systems(ling, {"mine": load_vectors(files["clip/cnn-mean"])}, [bench], n_boot=0))
     assert "**mine**" in plain and "| Visual vectors |" in plain and "| Multi-modal vectors |" in plain
+
+
+def test_protocol_option_adds_a_section_and_keeps_table1(tmp_path, capsys):
+    from mmlightning.benchmarks import load_benchmark
+    from mmlightning.features.aggregates import Aggregate, save_aggregates
+
+    words = sorted(load_benchmark("men").words())[:300]
+    rng = np.random.default_rng(0)
+    KeyedVectors(words, rng.normal(size=(300, 6))).save_word2vec(tmp_path / "ling.txt")
+    files, aggs = {}, {}
+    for src, sl in (("tux", slice(0, 120)), ("clip", slice(80, 200))):
+        ws = words[sl]
+        KeyedVectors(ws, rng.normal(size=(len(ws), 4))).save_word2vec(tmp_path / f"{src}.txt")
+        agg = Aggregate(4)
+        agg.update(torch.from_numpy(rng.normal(size=(2 * len(ws), 4))).float(), [[w] for w in ws for _ in range(2)])
+        save_aggregates(tmp_path / f"{src}.pt", agg)
+        files[f"{src}/cnn-mean"], aggs[src] = str(tmp_path / f"{src}.txt"), str(tmp_path / f"{src}.pt")
+    base = ["evaluate", "--linguistic", str(tmp_path / "ling.txt"), "--visual", json.dumps(files),
+            "--benchmarks", "[men]", "--n_boot", "0"]
+    assert _run(base + ["--out", str(tmp_path / "plain")], capsys)[0] == 0
+    code, out, err = _run(base + ["--out", str(tmp_path / "tuned"), "--protocol", "true",
+                                  "--aggregates", json.dumps(aggs)], capsys)
+    assert code == 0, err
+    plain = json.loads((tmp_path / "plain" / "evaluation.json").read_text())
+    tuned = json.loads((tmp_path / "tuned" / "evaluation.json").read_text())
+    assert "tuned" not in plain and tuned.pop("tuned")["best"] is not None
+    assert tuned == plain                                                # Table 1 & co. unchanged
+    assert "all sources + dispersion gate" in out and "Tuned on dev" in (tmp_path / "tuned" / "evaluation.md").read_text()
+    code, _, err = _run(base + ["--out", str(tmp_path / "bad"), "--protocol", "true", "--source_fusion", "[sum]"],
+                        capsys)
+    assert code == 2 and "source_fusion" in err and "Traceback" not in err

@@ -16,7 +16,7 @@ from typing import Callable
 
 from mmlightning.atomic import atomic_path, write_json, write_text
 
-SECTIONS = ("settings", "table1", "diff", "table2")
+SECTIONS = ("settings", "table1", "diff", "table2", "tuned")  # "tuned" only when the result has it
 
 
 def _num(x: float | None, digits: int = 3, sign: bool = False) -> str:
@@ -141,9 +141,11 @@ def settings_markdown(result: dict) -> str:
 
 
 def render_markdown(result: dict, tables: tuple[str, ...] = SECTIONS) -> str:
-    """The chosen sections ("settings", "table1", "diff", "table2") as one Markdown string."""
+    """The chosen sections ("settings", "table1", "diff", "table2", "tuned") as one Markdown string."""
+    from mmlightning.evaluation.tuned_report import tuned_markdown
+
     parts = {"settings": settings_markdown, "table1": table1_markdown, "diff": diff_markdown,
-             "table2": table2_markdown}
+             "table2": table2_markdown, "tuned": tuned_markdown}
     return "\n\n".join(p for p in (parts[t](result) for t in tables) if p) + "\n"
 
 

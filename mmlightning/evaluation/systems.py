@@ -32,6 +32,7 @@ JSON schema (`evaluation.json`, format "mmlightning-evaluation/1"):
                {word1, word2, gold, gold01, cosine, error = |cosine - gold01|}, gold01 = gold rescaled
                to [0, 1] by the benchmark's min and max
     table2_system: the system the Markdown Table 2 shows
+    tuned (only with `protocol`): the dev/test section, `mmlightning.evaluation.protocol.run_protocol`
 rho, diff and CI values are null where undefined (fewer than 3 usable pairs or a constant side).
 """
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Literal, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from mmlightning.benchmarks import SHIPPED, Benchmark, load_benchmark
+from mmlightning.benchmarks import PAPER_BENCHMARKS, Benchmark, load_benchmark
 from mmlightning.errors import UserError
 from mmlightning.evaluation.fusion import fused_pair_cosines
 from mmlightning.evaluation.relatedness import (
@@ -51,7 +52,7 @@ from mmlightning.evaluation.relatedness import (
 from mmlightning.vectors import KeyedVectors, load_vectors
 
 FORMAT = "mmlightning-evaluation/1"
-DEFAULT_BENCHMARKS = list(SHIPPED)
+DEFAULT_BENCHMARKS = list(PAPER_BENCHMARKS)
 LINGUISTIC = "linguistic"
 
 
@@ -240,14 +241,16 @@ def load_inputs(linguistic: str, visual: Mapping[str, str], benchmarks: Sequence
 def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] = None, alpha: float = 0.5,
              benchmarks: Optional[list[str]] = None, oov: Literal["skip", "zero"] = "skip",
              missing_visual: Literal["zero", "text"] = "zero", centring: bool = True, n_boot: int = 1000,
-             seed: int = 0, table2_system: Optional[str] = None, out: str = "reports") -> dict:
+             seed: int = 0, table2_system: Optional[str] = None, out: str = "reports", protocol: bool = False,
+             aggregates: Optional[dict[str, str]] = None, source_fusion: Optional[list[str]] = None,
+             dispersion_gate: bool = True) -> dict:
     """Score linguistic, visual and multi-modal vectors on relatedness benchmarks (Table 1, Figure 4, Table 2).
 
     Args:
         linguistic: word2vec text/binary or gensim KeyedVectors file of the text vectors.
         visual: visual vector files by system name '<source>/<method>', e.g. {"tuxpaint/cnn-mean": "mean.txt"}.
         alpha: weight of the linguistic part in Eq. 1 (1 - alpha for the visual part).
-        benchmarks: shipped benchmark names (ws353, ws353_similarity, ws353_relatedness, men, simlex999) or files; default all shipped.
+        benchmarks: shipped benchmark names (ws353, ws353_similarity, ws353_relatedness, men, simlex999, rg65, mturk287, rw) or files; default the first five.
         oov: a pair with a word missing from a system is left out ("skip") or scored as cosine 0 ("zero").
         missing_visual: multi-modal score of a pair with an imageless word: zero visual part ("zero", Eq. 1) or the text cosine ("text").
         centring: subtract each modality's mean vector before L2 normalisation (Eq. 1; off only for ablations).
@@ -255,6 +258,10 @@ def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] 
         seed: seed of the bootstrap resampling.
         table2_system: system shown in the Markdown Table 2 (default: the first multi-modal one).
         out: output directory for evaluation.md, evaluation.json and figure4_alpha.png.
+        protocol: also tune on MEN dev and report on MEN test + test-only benchmarks (section "tuned").
+        aggregates: aggregates.pt files by source (image dispersion for the protocol's dispersion gate).
+        source_fusion: how the protocol fuses several sources per word: average and/or concat (default both).
+        dispersion_gate: let the protocol try gating dispersed words' visual part (needs aggregates).
     """
     from mmlightning.evaluation.report import render_markdown, write_reports
 
@@ -267,8 +274,12 @@ def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] 
     result = evaluate_systems(ling, vis, benches, alpha=alpha, oov=oov, missing_visual=missing_visual,
                               centring=centring, n_boot=n_boot, seed=seed, table2_system=table2_system,
                               inputs={"linguistic": str(linguistic), "visual": {k: str(v) for k, v in visual.items()}})
+    if protocol:
+        from mmlightning.evaluation.protocol import run_protocol_files
+
+        result["tuned"] = run_protocol_files(linguistic, visual, aggregates, source_fusion, dispersion_gate, n_boot, seed)
     paths = write_reports(result, out)
-    print(render_markdown(result, tables=("table1", "diff")))
+    print(render_markdown(result, tables=("table1", "diff", "tuned")))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return result
 

@@ -18,6 +18,7 @@ from mmlightning.errors import UserError
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 MISSING_VISUAL = ("zero", "text")
+SOURCE_FUSIONS = ("average", "concat")
 FORCEABLE = ("skipgram", "shard", "extract", "bovw", "evaluate", "release")
 
 
@@ -181,8 +182,16 @@ class EvaluationConfig:
     missing_visual: str = "zero"
     n_boot: int = 1000
     seed: int = 0
+    protocol: bool = True
+    source_fusion: list[str] = field(default_factory=lambda: list(SOURCE_FUSIONS))
+    dispersion_gate: bool = True
+    html_report: bool = True
 
     def __post_init__(self):
+        bad = [f for f in self.source_fusion if f not in SOURCE_FUSIONS]
+        if bad or not self.source_fusion:
+            raise UserError(f"source_fusion: {bad or self.source_fusion} is not a non-empty list of "
+                            f"{', '.join(SOURCE_FUSIONS)}")
         if not self.benchmarks:
             raise UserError("benchmarks: none given; e.g. benchmarks: [ws353, men]")
         if not 0.0 <= self.alpha <= 1.0:
@@ -200,6 +209,7 @@ class ReproduceConfig:
         checkpoints: Folder of the cached stage outputs (reused between runs; movable, usable from any folder).
         reports: Folder for Table 1 / Figure 4 / Table 2 (Markdown, JSON, PNG) and the release.
         corpus: Text corpus for skip-gram: gcide (Debian dict-gcide), text8, or paths (.txt, .txt.gz, folders, BNC XML).
+        linguistic: Your own text vectors (word2vec text or binary, gensim .kv) used instead of training skip-gram; keyed by content.
         skipgram: Skip-gram settings (epochs, dim, window, negative, sample, min_count, num_workers, ...).
         sources: Image sources by name, each {source, root, n_per_word, options, ..., preprocess}.
         benchmarks: Benchmarks to evaluate on (and whose vocabulary selects the concept words).
@@ -212,6 +222,10 @@ class ReproduceConfig:
         alpha: Weight of the linguistic part in Eq. 1 (Table 1 and the release).
         missing_visual: Multi-modal score of a pair with an imageless word: zero (Eq. 1) or text (text cosine).
         n_boot: Bootstrap resamples for the 95% confidence intervals.
+        protocol: Add the section "tuned on dev, reported on test" (MEN dev/test split; WS353, SimLex-999, ... test-only).
+        source_fusion: How the protocol fuses several image sources per word: average and/or concat.
+        dispersion_gate: Let the protocol gate the visual part of words with dispersed images (threshold chosen on dev).
+        html_report: Also write reports/index.html (tables, Figure 4, Table 2 with image strips) and a page per source.
         batch_size: Images per batch in feature extraction (small is fastest on a 2-core CPU; 256 on GPUs).
         num_workers: Data-loading worker processes in feature extraction (0 on a 2-core CPU; 8 on GPUs).
         accelerator: Lightning accelerator for extraction (auto, cpu, gpu, cuda, mps).
@@ -223,6 +237,7 @@ class ReproduceConfig:
     checkpoints: str = "checkpoints"
     reports: str = "reports"
     corpus: Union[list[str], str] = "gcide"
+    linguistic: Optional[str] = None
     skipgram: SkipgramConfig = field(default_factory=SkipgramConfig)
     sources: dict[str, SourceConfig] = field(default_factory=default_sources)
     benchmarks: list[str] = field(default_factory=lambda: ["ws353", "men"])
@@ -235,6 +250,10 @@ class ReproduceConfig:
     alpha: float = 0.5
     missing_visual: str = "zero"
     n_boot: int = 1000
+    protocol: bool = True
+    source_fusion: list[str] = field(default_factory=lambda: list(SOURCE_FUSIONS))
+    dispersion_gate: bool = True
+    html_report: bool = True
     batch_size: int = 4
     num_workers: int = 0
     accelerator: str = "auto"
@@ -249,8 +268,14 @@ class ReproduceConfig:
         if not isinstance(self.sources, dict):
             raise UserError(f"sources: expected a mapping name -> settings, got {self.sources!r}")
         self.sources = {name: _source(name, spec) for name, spec in self.sources.items()}
-        if not self.corpus:
+        if not self.corpus and self.linguistic is None:
             raise UserError("corpus: none given; e.g. corpus: gcide, or a list of text files / folders")
+        if self.linguistic is not None:
+            from pathlib import Path
+
+            if not Path(self.linguistic).is_file():
+                raise UserError(f"linguistic: {self.linguistic}: no such file; give word2vec text/binary or gensim "
+                                ".kv vectors, or drop the key to train skip-gram")
         bad = [f for f in self.force if f not in FORCEABLE]
         if bad:
             raise UserError(f"force: unknown stage(s) {', '.join(bad)}; stages are {', '.join(FORCEABLE)}")

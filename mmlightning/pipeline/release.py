@@ -44,11 +44,20 @@ def _release_source(out: Path, name: str, ex: dict, ling, alpha: float) -> dict[
             "backbone": meta.get("backbone"), "layer": meta.get("layer"), "preprocess": meta.get("preprocess")}
 
 
+def _text_line(settings: dict) -> str:
+    """Where the text vectors come from: the user's own file (name, SHA-1) or skip-gram on the corpus."""
+    own = settings.get("linguistic")
+    if own:
+        return f"text vectors: your own file `{own.get('file')}` (sha1 {own.get('sha1')})"
+    return f"text vectors: skip-gram on {settings.get('corpus')}"
+
+
 def card_markdown(files: dict[str, dict], alpha: float, settings: dict) -> str:
     """CARD.md: one table row per source."""
     layer = next(iter(files.values()), {}).get("layer") or settings.get("layer")
     lines = ["# mmlightning release: image embeddings and multi-modal vectors", "",
-             f"alpha = {alpha}, centring = on, backbone = {settings.get('backbone')}, layer = {layer}", "",
+             f"alpha = {alpha}, centring = on, backbone = {settings.get('backbone')}, layer = {layer}",
+             "", _text_line(settings), "",
              "| source | selection (N per word, options) | preprocess | labels with images | image-word pairs | "
              "multi-modal words | dim | files |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]

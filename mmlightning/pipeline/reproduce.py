@@ -61,7 +61,7 @@ def run(cfg: ReproduceConfig) -> dict:
     write_json(Path(cfg.reports) / "run_summary.json", summary)
     from mmlightning.evaluation.report import render_markdown
 
-    log.info("\n%s", render_markdown(evaluation["result"], tables=("table1", "diff")))
+    log.info("\n%s", render_markdown(evaluation["result"], tables=("table1", "diff", "tuned")))
     log.info("%s", summary_table(runner.summary, total))
     return summary
 

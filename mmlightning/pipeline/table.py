@@ -3,10 +3,12 @@
 | stage            | reads                    | module that does the work                                  |
 | ---------------- | ------------------------ | ---------------------------------------------------------- |
 | skipgram         | corpus files             | mmlightning.text.skipgram.train_skipgram (+ RelatednessCallback) |
+|                  | or `linguistic:` file    | (your own text vectors: converted to word2vec text instead) |
 | shard:<source>   | source root, word lists  | mmlightning.images.write_shards.shard                      |
 | extract:<source> | shard, CNN checkpoint    | mmlightning.features.extract.run_extraction                |
 | bovw:<source>    | shard                    | mmlightning.features.bovw.fit_codebook + run_extraction    |
 | evaluate         | skipgram, extract, bovw  | mmlightning.evaluation.systems + evaluation.report         |
+|                  | (+ shard: image strips)  | + evaluation.protocol (dev/test) + evaluation.html (pages)  |
 | release          | skipgram, extract        | mmlightning.pipeline.release.write_release                 |
 
 Settings that only change speed (batch size, workers, devices, progress bars) are not part of a key.
@@ -36,24 +38,43 @@ def user_files(values) -> tuple[list[str], list[str]]:
 
 
 def corpus_files(cfg) -> list[str]:
-    """The corpus files skip-gram reads, in order (aliases and folders expanded)."""
+    """The corpus files skip-gram reads, in order (aliases and folders expanded); none with `linguistic:`."""
     from mmlightning.text.corpus import resolve_sources
 
+    if getattr(cfg, "linguistic", None):
+        return []
     return [str(p) for p in resolve_sources(cfg.corpus_list)]
 
 
 # ------------------------------------------------------------------------------------------- skipgram
 def _skipgram_settings(cfg, source: Optional[str]) -> dict:
+    if cfg.linguistic:
+        return {"linguistic": "<file>"}   # keyed by the file's content (inputs), not its name
     return {"skipgram": cfg.skipgram.key(), "seed": cfg.seed, "corpus": [Path(f).name for f in corpus_files(cfg)]}
 
 
 def _skipgram_inputs(cfg, source: Optional[str]) -> list:
+    if cfg.linguistic:   # a large gensim .kv keeps its arrays beside it (<file>.vectors.npy, ...)
+        return [cfg.linguistic] + sorted(str(p) for p in Path(cfg.linguistic).parent.glob(Path(cfg.linguistic).name + ".*.npy"))
     return corpus_files(cfg)
+
+
+def _own_vectors(ctx: StageContext) -> dict:
+    """`linguistic:` given: the user's vectors (any format load_vectors reads) as word2vec text in the stage folder."""
+    from mmlightning.vectors import load_vectors
+
+    kv = load_vectors(ctx.cfg.linguistic)
+    path = ctx.dir / "vectors.txt"
+    kv.save_word2vec(path)
+    log.info("linguistic: %d vectors of dimension %d from %s", len(kv), kv.vector_size, ctx.cfg.linguistic)
+    return {"vectors": path}
 
 
 def _skipgram(ctx: StageContext) -> dict:
     from mmlightning.text.skipgram import train_skipgram
 
+    if ctx.cfg.linguistic:
+        return _own_vectors(ctx)
     sg = ctx.cfg.skipgram
     callbacks = []
     if sg.relatedness:
@@ -174,10 +195,21 @@ def _evaluate(ctx: StageContext) -> dict:
 
     ev, linguistic = ctx.cfg.evaluation, str(ctx.output("skipgram")["vectors"])
     visual = visual_files(ctx)
+    aggregates = {name: str(ex["aggregates"]) for name, ex in ctx.per_source("extract").items()}
     ling, vis, benches = load_inputs(linguistic, visual, list(ev.benchmarks))
     result = evaluate_systems(ling, vis, benches, alpha=ev.alpha, missing_visual=ev.missing_visual, n_boot=ev.n_boot,
                               seed=ev.seed, inputs={"linguistic": linguistic, "visual": visual})
+    if ev.protocol:
+        from mmlightning.evaluation.protocol import run_protocol_files
+
+        result["tuned"] = run_protocol_files(linguistic, visual, aggregates, ev.source_fusion, ev.dispersion_gate,
+                                             ev.n_boot, ev.seed)
     paths = write_reports(result, Path(ctx.cfg.reports))
+    if ev.html_report:
+        from mmlightning.evaluation.html import write_html_report
+
+        shards = {name: str(out["shards"]) for name, out in ctx.per_source("shard").items()}
+        paths.update(write_html_report(result, Path(ctx.cfg.reports), shards, aggregates))
     return {"result": result, "paths": {k: str(v) for k, v in paths.items()}}
 
 
@@ -185,7 +217,12 @@ def _release(ctx: StageContext) -> dict:
     from mmlightning.pipeline.release import write_release
 
     cfg = ctx.cfg
-    settings = {"corpus": cfg.corpus, "skipgram": {**cfg.skipgram.key(), "seed": cfg.seed},
+    text = {"corpus": cfg.corpus, "skipgram": {**cfg.skipgram.key(), "seed": cfg.seed}}
+    if cfg.linguistic:
+        from mmlightning.pipeline.fingerprint import Fingerprints
+
+        text = {"linguistic": {"file": Path(cfg.linguistic).name, **Fingerprints().file(cfg.linguistic)}}
+    settings = {**text,
                 "sources": {k: asdict(v) for k, v in cfg.sources.items()}, "backbone": cfg.backbone,
                 "layer": cfg.layer, "backbone_kwargs": cfg.backbone_kwargs, "alpha": cfg.alpha, "centring": True,
                 "seed": cfg.seed}
@@ -200,6 +237,6 @@ STAGES: tuple[StageDef, ...] = (
              per_source=True),
     StageDef("bovw", reads=("shard",), run=_bovw, settings=_bovw_settings, per_source=True,
              enabled=lambda cfg: cfg.bovw),
-    StageDef("evaluate", reads=("skipgram", "extract", "bovw"), run=_evaluate, cached=False),
+    StageDef("evaluate", reads=("skipgram", "shard", "extract", "bovw"), run=_evaluate, cached=False),
     StageDef("release", reads=("skipgram", "extract"), run=_release, cached=False),
 )

@@ -1,0 +1,44 @@
+"""`reproduce` with your own text vectors (`linguistic:`) instead of training skip-gram, on the tiny world."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from mmlightning.errors import UserError
+from mmlightning.vectors import KeyedVectors, load_vectors
+
+from pipeline_world import ANIMALS, VEHICLES, cached_statuses, make_world, run_tiny
+
+
+def _own(path, seed, binary):
+    words = ANIMALS + VEHICLES + ["the"]
+    KeyedVectors(words, np.random.default_rng(seed).normal(size=(len(words), 12))).save_word2vec(path, binary=binary)
+    return path
+
+
+def test_own_vectors_replace_skipgram_keyed_by_content(tmp_path):
+    world = make_world(tmp_path / "world")
+    own = _own(tmp_path / "mine.bin", 0, binary=True)
+    first = run_tiny(world, tmp_path / "out", linguistic=str(own))
+    assert cached_statuses(first)["skipgram"] == "ran"
+    rep = json.loads((tmp_path / "out" / "rep" / "evaluation.json").read_text())
+    assert rep["systems"]["linguistic"]["dim"] == 12                     # the user's vectors, not skip-gram's 16
+    ck = next((tmp_path / "out" / "ck").glob("skipgram-*"))
+    assert load_vectors(ck / "vectors.txt").index_to_key == load_vectors(own).index_to_key
+    card = json.loads((tmp_path / "out" / "rep" / "release" / "CARD.json").read_text())
+    assert card["settings"]["linguistic"]["file"] == "mine.bin" and len(card["settings"]["linguistic"]["sha1"]) == 40
+    assert "skipgram" not in card["settings"]
+
+    moved = shutil.copy(own, tmp_path / "renamed.bin")                   # same bytes elsewhere: reused
+    assert set(cached_statuses(run_tiny(world, tmp_path / "out", linguistic=moved)).values()) == {"reused"}
+    changed = _own(tmp_path / "mine.bin", 1, binary=False)               # new content: only text recomputed
+    assert cached_statuses(run_tiny(world, tmp_path / "out", linguistic=str(changed))) == {
+        "skipgram": "ran", "shard:pics": "reused", "extract:pics": "reused", "bovw:pics": "reused"}
+
+
+def test_missing_own_vectors_is_one_line(tmp_path):
+    from mmlightning.pipeline.config import ReproduceConfig
+
+    with pytest.raises(UserError, match="linguistic: .*nope.txt: no such file"):
+        ReproduceConfig(linguistic=str(tmp_path / "nope.txt"))
