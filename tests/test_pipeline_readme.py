@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from mmlightning.cli import main
-from mmlightning.pipeline.readme import BEGIN, END, diff_cell, render_results, replace_block
+from mmlightning.pipeline.readme import (BEGIN, END, TUNED_BEGIN, TUNED_END, diff_cell, render_results,
+                                         render_tuned, replace_block)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "docs" / "figures" / "evaluation_embedded_default.json"
@@ -63,9 +64,12 @@ def test_rewrites_and_checks_the_block_between_the_markers(tmp_path, capsys):
 
 def test_readme_results_equal_what_the_shipped_evaluation_renders():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        pytest.skip("README.md has no results markers yet")
+    assert BEGIN in text and END in text and TUNED_BEGIN in text and TUNED_END in text
     result = json.loads(SHIPPED.read_text(encoding="utf-8"))
+    assert result.get("tuned"), "the shipped evaluation has the dev/test protocol's section"
+    assert replace_block(text, render_tuned(result), begin=TUNED_BEGIN, end=TUNED_END) == text, (
+        "README.md's tuned block differs from docs/figures/evaluation_embedded_default.json: run "
+        "python -m mmlightning report --evaluation docs/figures/evaluation_embedded_default.json --readme README.md")
     assert replace_block(text, render_results(result)) == text, (
         "README.md's results differ from docs/figures/evaluation_embedded_default.json: run "
         "python -m mmlightning report --evaluation docs/figures/evaluation_embedded_default.json --readme README.md")

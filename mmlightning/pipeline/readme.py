@@ -7,7 +7,9 @@
 
 The block lies between `<!-- results:begin -->` and `<!-- results:end -->` in the README: one Table 1
 per image source (rho only; the header gives the pairs of each column), then the multi-modal minus text
-differences with their paired-bootstrap CIs. The full report (CIs, pairs used in every cell) stays
+differences with their paired-bootstrap CIs. Where the README also has `<!-- tuned:begin -->` ...
+`<!-- tuned:end -->` and the evaluation holds the dev/test protocol's section, that block gets the
+systems chosen on MEN dev and their differences on the test pairs. The full report (CIs, pairs used in every cell) stays
 `reports/evaluation.md`.
 """
 from __future__ import annotations
@@ -21,6 +23,10 @@ from mmlightning.atomic import write_text
 from mmlightning.errors import UserError
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+TUNED_BEGIN, TUNED_END = "<!-- tuned:begin -->", "<!-- tuned:end -->"
+# the parts of the dev/test protocol's section that the README shows (evaluation.tuned_report titles)
+TUNED_PARTS = ("Chosen on MEN dev", "Test: minus linguistic [paired 95% CI]",
+               "Test: minus plain CNN-Mean (tuned, same pairs) [paired 95% CI]")
 # source -> (title of its table, short name in column headers)
 TITLES = {"tuxpaint": ("Tux Paint (ImageNet role)", "tux"), "openclipart": ("OpenClipart (ESP Game role)", "oc"),
           "imagenet": ("ImageNet", "imagenet"), "esp": ("ESP Game", "esp")}
@@ -99,12 +105,20 @@ def render_results(result: dict) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def replace_block(text: str, block: str, where: str = "README.md") -> str:
+def render_tuned(result: dict) -> str:
+    """The README's block of the dev/test protocol (chosen systems, test differences); "" without one."""
+    from mmlightning.evaluation.tuned_report import tuned_sections
+
+    sections = tuned_sections(result)
+    return "\n\n".join(f"*{t}*\n\n{sections[t]}" for t in TUNED_PARTS if t in sections) + "\n" if sections else ""
+
+
+def replace_block(text: str, block: str, where: str = "README.md", begin: str = BEGIN, end: str = END) -> str:
     """`text` with the part between the markers replaced by `block`; UserError when the markers are absent."""
-    pattern = re.compile(re.escape(BEGIN) + r"\n.*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.S)
     if not pattern.search(text):
-        raise UserError(f"{where}: no '{BEGIN}' ... '{END}' block; put the two markers around the results tables")
-    return pattern.sub(lambda _: f"{BEGIN}\n{block}\n{END}", text, count=1)
+        raise UserError(f"{where}: no '{begin}' ... '{end}' block; put the two markers around the tables")
+    return pattern.sub(lambda _: f"{begin}\n{block}\n{end}", text, count=1)
 
 
 def report(evaluation: str = "reports/evaluation.json", readme: Optional[str] = None, check: bool = False) -> str:
@@ -126,11 +140,14 @@ def report(evaluation: str = "reports/evaluation.json", readme: Optional[str] = 
         raise UserError(f"{path}: not JSON ({e})") from None
     block = render_results(result)
     if readme is None:
-        print(block, end="")
+        print(block + ("\n" + render_tuned(result) if result.get("tuned") else ""), end="")
         return block
     md = Path(readme)
     old = md.read_text(encoding="utf-8")
     new = replace_block(old, block, str(md))
+    tuned = render_tuned(result)
+    if tuned and TUNED_BEGIN in old:  # the protocol's block, where the README has one
+        new = replace_block(new, tuned, str(md), TUNED_BEGIN, TUNED_END)
     if check and new != old:
         raise UserError(f"{md}: the results block differs from what {path} renders; run "
                         f"`python -m mmlightning report --evaluation {path} --readme {md}`")
