@@ -207,3 +207,18 @@ def test_real_openclipart_giant_png_is_rendered_small():
     ref = ImageRef(f"/usr/share/openclipart/png/{rel}.png", fallback_svg=f"/usr/share/openclipart/svg/{rel}.svg")
     im = load_image(ref, max_side=256)
     assert max(im.size) == 256 and im.mode == "RGB"
+
+
+def test_min_shards_splits_a_small_source_for_every_worker(esp, tmp_path):
+    """samples_per_shard 1000 on 5 images would make one shard: min_shards 3 makes three smaller ones."""
+    from mmlightning.images.write_shards import shard_size
+
+    assert shard_size(5, 1000, 1) == 1000 and shard_size(5, 1000, 3) == 2 and shard_size(5, 2, 2) == 2
+    assert shard_size(1, 1000, 8) == 1
+    root, bench, words = esp
+    path = shard("esp", str(tmp_path / "out"), root=str(root), words=str(words), benchmarks=[str(bench)],
+                 n_per_word=5, seed=3, max_side=64, samples_per_shard=1000, min_shards=3, workers=1)
+    m = json.loads(path.read_text())
+    assert len(m["shards"]) == 3 and m["samples"] == 5
+    with pytest.raises(UserError, match="min_shards"):
+        shard("esp", str(tmp_path / "bad"), root=str(root), words=str(words), min_shards=0)

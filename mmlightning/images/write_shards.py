@@ -62,6 +62,7 @@ def shard(
     options: Optional[dict] = None,
     workers: int = 2,
     overwrite: bool = False,
+    min_shards: int = 1,
 ) -> Path:
     """Select up to N images per word from an image source and write WebDataset shards + manifest.json.
 
@@ -79,21 +80,22 @@ def shard(
         options: Source options, e.g. {all_senses: true, backoff: true} (imagenet), {description: nouns, subtree: true} (tuxpaint; `subtree` for every labelled source), {max_per_group: 10, max_keyword_files: 300} (openclipart).
         workers: Threads decoding / rendering images.
         overwrite: Replace shards of different settings found in output_dir.
+        min_shards: At least this many shards when there are enough images (smaller shards than
+            samples_per_shard if needed), so that every loader worker of every rank has whole shards to read.
 
     Returns:
         The path of the written manifest.json.
     """
-    if n_per_word < 1 or samples_per_shard < 1 or max_side < 16:
-        raise UserError("shard: n_per_word and samples_per_shard must be >= 1 and max_side >= 16")
+    if n_per_word < 1 or samples_per_shard < 1 or max_side < 16 or min_shards < 1:
+        raise UserError("shard: n_per_word, samples_per_shard and min_shards must be >= 1 and max_side >= 16")
     out = Path(output_dir or f"checkpoints/shards/{source}")
     vocab = resolve_words(words, benchmarks)
     src = open_source(source, root, **(options or {}))
     print(f"shard: {len(vocab)} words, source {source}, N={n_per_word}, seed={seed}")
     sel = src.candidates(vocab, n_per_word, seed)
     plan = plan_samples(sel)
-    settings = {"format": FORMAT, "source": source, "root": root, "options": options or {},
-                "n_per_word": n_per_word, "seed": seed, "max_side": max_side,
-                "samples_per_shard": samples_per_shard, "prefix": prefix}
+    settings = _settings(source, root, options, n_per_word, seed, max_side,
+                         shard_size(len(plan), samples_per_shard, min_shards), prefix, min_shards)
     fingerprint = _fingerprint(settings, plan)
     manifest_path = out / "manifest.json"
     record = ResumableOutput(out, {"format": FORMAT, "fingerprint": fingerprint}, what="shard run",
@@ -148,6 +150,21 @@ def _begin(record: ResumableOutput, manifest_path: Path, fingerprint: str, overw
     manifest_path.unlink(missing_ok=True)
     for tmp in out.glob(".*.tmp"):  # atomic writes a killed run left half-done
         tmp.unlink()
+
+
+def _settings(source, root, options, n_per_word, seed, max_side, samples_per_shard, prefix, min_shards) -> dict:
+    """What the shards depend on (their fingerprint); min_shards only when used, so older shards keep theirs."""
+    settings = {"format": FORMAT, "source": source, "root": root, "options": options or {},
+                "n_per_word": n_per_word, "seed": seed, "max_side": max_side,
+                "samples_per_shard": samples_per_shard, "prefix": prefix}
+    return {**settings, "min_shards": min_shards} if min_shards != 1 else settings
+
+
+def shard_size(n_samples: int, samples_per_shard: int, min_shards: int) -> int:
+    """Samples per shard: `samples_per_shard`, smaller where that would give fewer than `min_shards` shards."""
+    if min_shards <= 1:
+        return samples_per_shard
+    return max(1, min(samples_per_shard, -(-n_samples // min_shards)))
 
 
 def resolve_words(words: str | None, benchmarks: list[str]) -> list[str]:

@@ -100,6 +100,7 @@ class SourceConfig:
         n_per_word: N, the most images selected per word.
         max_side: Longest side, in pixels, of the stored images.
         samples_per_shard: Images per tar shard.
+        min_shards: At least this many shards (smaller ones if needed): set it to devices x loader workers.
         prefix: Shard file name prefix.
         options: Source options, e.g. {subtree: true} (see `shard --help`).
         workers: Threads decoding / rendering images (not part of the cache key).
@@ -114,6 +115,7 @@ class SourceConfig:
     n_per_word: int = 20
     max_side: int = 512
     samples_per_shard: int = 256
+    min_shards: int = 1
     prefix: str = "shard"
     options: Optional[dict] = None
     workers: int = 2
@@ -129,6 +131,7 @@ class SourceConfig:
             raise UserError(f"{where}.source: unknown image source {self.source!r}; choose one of {', '.join(SOURCES)}")
         _at_least(f"{where}.n_per_word", self.n_per_word, 1)
         _at_least(f"{where}.samples_per_shard", self.samples_per_shard, 1)
+        _at_least(f"{where}.min_shards", self.min_shards, 1)
         _at_least(f"{where}.max_side", self.max_side, 16)
         _at_least(f"{where}.workers", self.workers, 1)
         if self.preprocess is not None:

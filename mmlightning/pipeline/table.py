@@ -93,6 +93,8 @@ def _skipgram(ctx: StageContext) -> dict:
 def _shard_settings(cfg, source: Optional[str]) -> dict:
     spec = cfg.sources[source].shard_args()
     spec.pop("workers")
+    if spec.get("min_shards") == 1:  # the default is not part of the key: caches made before the option stay valid
+        spec.pop("min_shards")
     root, words = spec.pop("root"), spec.pop("words")
     named = set(user_files(cfg.benchmarks + [words])[0])  # the rest are files, keyed by content (inputs)
     return {**spec, "root": None if root is None else "<folder>", "words": words if words in named else "<file>",
