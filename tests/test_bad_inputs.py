@@ -33,10 +33,6 @@ WORDS = ["cat", "dog", "car", "bus", "tree"]
 PAIRS = [("cat", "dog", 9.0), ("car", "bus", 8.5), ("cat", "car", 2.0), ("dog", "tree", 3.0), ("bus", "tree", 1.0)]
 
 
-def xfail_on(branch: str):
-    return pytest.mark.xfail(reason=f"fixed on branch {branch}", strict=False)
-
-
 # ------------------------------------------------------------------------------------------ running the CLI
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
     """`mmlightning.cli.main(argv)` in-process -> (exit code, stdout, stderr); a parser's SystemExit counts."""
