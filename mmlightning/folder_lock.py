@@ -5,11 +5,14 @@
 
 The lock is `fcntl.flock` on `<folder>/.lock` (released by the kernel when the holder dies, so a killed
 run never leaves a stale lock); the file holds the holder's description (command, pid, host, start time).
+Forked children (data-loader workers) share the lock: when the recorded holder is dead but its orphaned
+workers are still exiting, `acquire` waits for them (up to `orphan_wait_s`) instead of refusing.
 """
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -22,9 +25,10 @@ LOCK = ".lock"
 class FolderLock:
     """An exclusive, non-blocking lock on a folder (created if missing)."""
 
-    def __init__(self, folder: str | os.PathLike, what: str = "mmlightning"):
+    def __init__(self, folder: str | os.PathLike, what: str = "mmlightning", orphan_wait_s: float = 60.0):
         self.path = Path(folder) / LOCK
         self.what = what
+        self.orphan_wait_s = orphan_wait_s
         self.fd: int | None = None
 
     def acquire(self) -> "FolderLock":
@@ -33,16 +37,22 @@ class FolderLock:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "another process"
-            os.close(fd)
-            raise UserError(f"{self.path}: {holder} is writing this folder; wait for it to finish "
-                            f"or use another folder") from None
+        deadline = time.monotonic() + self.orphan_wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+                if _holder_dead(holder) and time.monotonic() < deadline:
+                    time.sleep(0.5)  # a killed run's loader workers still hold it; they exit within seconds
+                    continue
+                os.close(fd)
+                raise UserError(f"{self.path}: {holder} is writing this folder; wait for it to finish "
+                                f"or use another folder") from None
         os.ftruncate(fd, 0)
-        os.write(fd, f"{self.what} (pid {os.getpid()} on {socket.gethostname()}, since "
-                     f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode())
+        os.pwrite(fd, f"{self.what} (pid {os.getpid()} on {socket.gethostname()}, since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode(), 0)
         self.fd = fd
         return self
 
@@ -61,3 +71,17 @@ class FolderLock:
 
     def __del__(self) -> None:
         self.release()
+
+
+def _holder_dead(holder: str) -> bool:
+    """True when the description names a process of this host that no longer exists."""
+    m = re.search(r"\(pid (\d+) on (\S+),", holder)
+    if m is None or m.group(2) != socket.gethostname():
+        return False
+    try:
+        os.kill(int(m.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -1,5 +1,6 @@
 """The `shard` command: WebDataset shards + manifest in the docs/FORMATS.md format, resumable, with coverage."""
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -222,3 +223,37 @@ def test_min_shards_splits_a_small_source_for_every_worker(esp, tmp_path):
     assert len(m["shards"]) == 3 and m["samples"] == 5
     with pytest.raises(UserError, match="min_shards"):
         shard("esp", str(tmp_path / "bad"), root=str(root), words=str(words), min_shards=0)
+
+
+def test_lock_waits_for_the_orphans_of_a_dead_holder_but_not_for_a_live_one(tmp_path):
+    """A killed run's loader workers keep its flock for a moment: the next run waits for them, not for a live run."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from mmlightning.folder_lock import FolderLock
+
+    def hold(pid: int, seconds: float) -> subprocess.Popen:
+        code = (f"import fcntl, os, time; fd = os.open({str(tmp_path / '.lock')!r}, os.O_RDWR | os.O_CREAT); "
+                f"fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); "
+                f"os.write(fd, b'predict (pid {pid} on {socket.gethostname()}, since now)'); "
+                f"print('held', flush=True); time.sleep({seconds})")
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "held"
+        return proc
+
+    dead = hold(2 ** 22 + 12345, 1.5)  # a pid that does not exist: the holder is "dead", its orphan exits soon
+    t0 = time.monotonic()
+    with FolderLock(tmp_path, "predict", orphan_wait_s=20):
+        assert 0.5 < time.monotonic() - t0 < 15
+    dead.wait()
+    alive = hold(os.getpid(), 30)  # a live holder: refused at once
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(UserError, match="is writing this folder"):
+            FolderLock(tmp_path, "predict", orphan_wait_s=20).acquire()
+        assert time.monotonic() - t0 < 5
+    finally:
+        alive.kill()
+        alive.wait()
