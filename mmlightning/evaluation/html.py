@@ -153,21 +153,19 @@ def _page(title: str, body: str) -> str:
 # ------------------------------------------------------------------------------------ pages
 def _table2_html(result: dict, thumbs: Mapping[str, Mapping[str, list]]) -> str:
     """Table 2 with, for each word, the image strip of every source that has images for it."""
+    from mmlightning.evaluation.report import table2_pairs
+
     system = result["table2_system"]
     out = [f"<h2>Table 2: best and worst pairs of {html.escape(system)}, with the images that ground each word</h2>"]
-    for bench, per_system in result["table2"].items():
-        t = per_system.get(system)
-        if not t:
-            continue
+    for bench, pairs in table2_pairs(result):
         rows = []
-        for kind in ("best", "worst"):
-            for p in t[kind]:
-                cells = [kind, f"{p['gold']:g}", f"{p['cosine']:.3f}"]
-                for w in (p["word1"], p["word2"]):
-                    strips = "<br>".join(f"{html.escape(s)}: {strip(tw.get(w.lower(), []), w)}"
-                                         for s, tw in thumbs.items() if tw.get(w.lower()))
-                    cells.append(f"<b>{html.escape(w)}</b><br>{strips or strip([], w)}")
-                rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        for kind, p in pairs:
+            cells = [kind, f"{p['gold']:g}", f"{p['cosine']:.3f}"]
+            for w in (p["word1"], p["word2"]):
+                strips = "<br>".join(f"{html.escape(s)}: {strip(tw.get(w.lower(), []), w)}"
+                                     for s, tw in thumbs.items() if tw.get(w.lower()))
+                cells.append(f"<b>{html.escape(w)}</b><br>{strips or strip([], w)}")
+            rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         out.append(f"<h3>{html.escape(bench)}</h3><table><tr><th></th><th>gold</th><th>cosine</th>"
                    f"<th>word 1</th><th>word 2</th></tr>{''.join(rows)}</table>")
     return "\n".join(out)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Iterator, Callable
 
 from mmlightning.atomic import atomic_path, write_json, write_text
 
@@ -109,18 +109,22 @@ def diff_markdown(result: dict) -> str:
     return "\n\n".join([title, *out]) if out else ""
 
 
+def table2_pairs(result: dict) -> Iterator[tuple[str, list[tuple[str, dict]]]]:
+    """(benchmark, [("best" | "worst", pair), ...]) of Table 2's system, for each benchmark that has it."""
+    system = result["table2_system"]
+    for bench, per_system in result["table2"].items():
+        t = per_system.get(system)
+        if t:
+            yield bench, [(kind, p) for kind in ("best", "worst") for p in t[kind]]
+
+
 def table2_markdown(result: dict) -> str:
     """Table 2: 5 best and 5 worst pairs per benchmark for the chosen system."""
     system = result["table2_system"]
     out = [f"### Table 2: best and worst pairs of {_header(system)} (|cosine - gold rescaled to [0, 1]|)"]
-    for bench, per_system in result["table2"].items():
-        t = per_system.get(system)
-        if not t:
-            continue
-        rows = []
-        for kind in ("best", "worst"):
-            rows += [[kind, p["word1"], p["word2"], f"{p['gold']:g}", _num(p["gold01"]), _num(p["cosine"]),
-                      _num(p["error"])] for p in t[kind]]
+    for bench, pairs in table2_pairs(result):
+        rows = [[kind, p["word1"], p["word2"], f"{p['gold']:g}", _num(p["gold01"]), _num(p["cosine"]),
+                 _num(p["error"])] for kind, p in pairs]
         out.append(f"**{bench}**\n\n" + _table(["", "word 1", "word 2", "gold", "gold [0,1]", "cosine", "error"], rows))
     return "\n\n".join(out)
 
