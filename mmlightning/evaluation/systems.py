@@ -8,7 +8,7 @@
 
     # from Python (the `reproduce` command does this):
     result = evaluate_systems(ling_kv, {"tuxpaint/cnn-mean": kv1, "openclipart/cnn-mean": kv2})
-    paths = write_reports(result, "reports")        # evaluation.md / evaluation.json / figure4_alpha.png
+    paths = report.write_reports(result, "reports")  # mmlightning.evaluation.report: .md / .json / figure4_alpha.png
 
 Visual systems are named `<source>/<method>` (e.g. `tuxpaint/bovw`); Table 1 groups columns by them.
 Rows: each benchmark x {full, relevant:<source> for each source, relevant:all when several sources}.
@@ -283,9 +283,3 @@ def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] 
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return result
 
-
-def write_reports(result: dict, out_dir: str = "reports") -> dict:
-    """Write evaluation.md, evaluation.json and figure4_alpha.png under `out_dir`; returns their paths."""
-    from mmlightning.evaluation.report import write_reports as _write
-
-    return _write(result, out_dir)

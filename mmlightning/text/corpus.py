@@ -44,14 +44,17 @@ class EncodedCorpus:
     def n_tokens(self) -> int:
         return int(self.tokens.shape[0])
 
-    def vocab_hash(self) -> str:
-        """A short fingerprint of the vocabulary (words in order) to match checkpoints against."""
-        return hashlib.sha1("\n".join(self.words).encode()).hexdigest()[:16]
-
     def sentence_ids(self) -> np.ndarray:
         """int32 (N,): the sentence index of every token."""
-        lengths = np.diff(self.sentences)
-        return np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
+        return sentence_ids(self.sentences, self.n_tokens)
+
+
+def sentence_ids(sentences: np.ndarray, n_tokens: int) -> np.ndarray:
+    """int32 (N,): the sentence index of every token, from offsets int64 (S + 1,)."""
+    lengths = np.diff(np.asarray(sentences, dtype=np.int64))
+    ids = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
+    assert len(ids) == n_tokens, (len(ids), n_tokens)
+    return ids
 
 
 def cache_key(files: Sequence[Path], min_count: int, max_vocab: int | None) -> str:

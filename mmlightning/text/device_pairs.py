@@ -20,20 +20,13 @@ import math
 import numpy as np
 import torch
 
+from mmlightning.text.corpus import sentence_ids
 from mmlightning.text.sgns import alias_table, keep_probabilities
 
 
 def stretch_seed(seed: int, epoch: int, stretch: int) -> int:
     """A 63-bit generator seed for (seed, epoch, stretch), independent of ranks and devices."""
     return int(np.random.SeedSequence([seed, epoch, stretch]).generate_state(1, np.uint64)[0]) >> 1
-
-
-def sentence_ids(sentences: np.ndarray, n_tokens: int) -> np.ndarray:
-    """int32 (N,): the sentence index of every token, from offsets int64 (S + 1,)."""
-    lengths = np.diff(np.asarray(sentences, dtype=np.int64))
-    ids = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
-    assert len(ids) == n_tokens, (len(ids), n_tokens)
-    return ids
 
 
 def window_pairs(ids: torch.Tensor, sent: torch.Tensor, b: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
