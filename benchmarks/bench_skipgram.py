@@ -186,7 +186,7 @@ def main() -> None:
     p.add_argument("--hogwild-threads", type=int, default=1)
     p.add_argument("--num-workers", type=int, default=2, help="our DataLoader workers (pairs + Hogwild training)")
     p.add_argument("--compile", type=lambda s: s.lower() in ("1", "true", "yes"), default=True)
-    p.add_argument("--pairs", choices=["auto", "host", "device"], default="auto", help="where our pairs are made")
+    p.add_argument("--pairs", choices=["auto", "host", "device", "native"], default="auto", help="where our pairs are made")
     p.add_argument("--batch-pairs", type=int, default=1024, help="pairs per update (host pairs)")
     p.add_argument("--device-batch-pairs", type=int, default=4096, help="pairs per update (device pairs)")
     p.add_argument("--accelerator", default="cpu")

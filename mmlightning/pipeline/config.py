@@ -56,6 +56,8 @@ class SkipgramConfig:
         min_lr: Final learning rate.
         chunk_words: Words per training chunk.
         compile: torch.compile the update step.
+        pairs: Where pairs are made: host (numpy + torch update; the embedded default's vectors), native (the
+            compiled kernel: several times faster, other random streams), auto (native where it builds).
         model_kwargs: Further SkipGram arguments (e.g. hogwild_threads).
         progress_bar: Show the training progress bar (not part of the cache key).
         relatedness: Benchmarks scored after every epoch into the stage's metrics.csv (not part of the cache key).
@@ -72,6 +74,7 @@ class SkipgramConfig:
     min_lr: float = 0.0001
     chunk_words: int = 16384
     compile: bool = True
+    pairs: str = "host"
     model_kwargs: dict = field(default_factory=dict)
     progress_bar: bool = True
     relatedness: list[str] = field(default_factory=lambda: ["ws353", "men", "simlex999"])
@@ -83,10 +86,15 @@ class SkipgramConfig:
             _at_least(f"skipgram.{name}", getattr(self, name), 0)
         if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
             raise UserError(f"skipgram: lr {self.lr} / min_lr {self.min_lr} must satisfy 0 <= min_lr <= lr, lr > 0")
+        if self.pairs not in ("host", "native", "auto"):
+            raise UserError(f"skipgram.pairs: must be host, native or auto, got {self.pairs!r}")
 
     def key(self) -> dict:
         """The settings the vectors depend on (the progress bar and the per-epoch scoring do not)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("progress_bar", "relatedness")}
+        key = {k: v for k, v in asdict(self).items() if k not in ("progress_bar", "relatedness")}
+        if key["pairs"] == "host":  # the default is not part of the key: caches made before the option stay valid
+            key.pop("pairs")
+        return key
 
 
 @dataclass

@@ -4,20 +4,24 @@
       class_path: mmlightning.text.data.SkipGramDataModule
       init_args: {corpus: [gcide], min_count: 5, window: 5, negative: 5, sample: 0.001, pairs: auto}
 
-`pairs: host` (the default on CPU): numpy makes the pairs of each 16k-word chunk (`chunk_words`) in the
-DataLoader workers or the training process; a chunk is one Lightning batch. `pairs: device` (the
+`pairs: native` (the default on CPU, where a C compiler is found): a chunk of `chunk_words` corpus words
+is one Lightning batch {'tokens': (n,) int32, 'sent': (n,) int32, 'seed', ...}; the compiled kernel
+(native.py) makes its pairs and trains them at once, word2vec.c's way. `pairs: host`: numpy makes the
+pairs of each chunk in the DataLoader workers or the training process (and torch trains them). `pairs: device` (the
 default when the trainer's root device is an accelerator): the corpus is copied to the device once, the
 DataLoader only names a stretch of `stretch_words` corpus positions per step, and `on_after_batch_transfer`
 turns it into that stretch's pairs and negatives on the device (device_pairs.py). Either way a batch is
-{'input': (P,), 'output': (P, K+1), 'chunk', 'n_chunks', 'words', 'epoch'}, and the pairs depend only
-on (seed, epoch, chunk): not on the number of workers or ranks.
+{'input': (P,), 'output': (P, K+1), 'chunk', 'n_chunks', 'words', 'epoch'} (or the native chunk), and
+the pairs depend only on (seed, epoch, chunk): not on the number of workers or ranks.
 
-What the model needs from here goes through two public methods: `vocabulary()` (words and counts,
-after `setup`) and `hogwild()` (the `WorkerTraining` slot through which DataLoader workers train, when
-they can: CPU, one process, num_workers > 0, host pairs).
+What the model needs from here goes through three public methods: `vocabulary()` (words and counts,
+after `setup`), `sampling()` (what the native kernel samples with) and `hogwild()` (the `WorkerTraining`
+slot through which DataLoader workers train, when they can: CPU, one process, num_workers > 0, host or
+native pairs).
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Callable, Iterator, Literal
 
@@ -28,8 +32,11 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mmlightning.errors import UserError
 from mmlightning.text.corpus import EncodedCorpus, load_encoded, prepare_corpus
-from mmlightning.text.device_pairs import DevicePairs
+from mmlightning.text.device_pairs import DevicePairs, stretch_seed
+from mmlightning.text.native import NativeKernel, Sampling
 from mmlightning.text.sgns import alias_table, draw_negatives, keep_probabilities, make_pairs
+
+log = logging.getLogger(__name__)
 
 
 class WorkerTraining:
@@ -45,7 +52,7 @@ class WorkerTraining:
         self.train_fn: Callable | None = None
 
     def attach(self, syn0: torch.Tensor, syn1: torch.Tensor, train_fn: Callable) -> None:
-        """Share (V, D) tables (moved to shared memory) and `train_fn(syn0, syn1, inp, out, epoch, chunk, n)`."""
+        """Share (V, D) tables (moved to shared memory) and `train_fn(syn0, syn1, batch) -> dict` (fields to send back)."""
         syn0.share_memory_()
         syn1.share_memory_()
         self.tables, self.train_fn = (syn0, syn1), train_fn
@@ -58,14 +65,18 @@ class WorkerTraining:
 class PairChunks(IterableDataset):
     """Host pairs: one dict per corpus chunk {'input': (P,), 'output': (P, K+1), 'chunk', 'n_chunks', 'words', 'epoch'}.
 
+    With `native`, a chunk is its words instead: {'tokens': (n,) int32, 'sent': (n,) int32 sentence ids,
+    'seed': the chunk's 63-bit seed, ...}, for the compiled kernel to make and train its pairs.
+
     Chunks (of `chunk_words` corpus words) go round-robin to (rank, worker) slots; the chunk list is
     padded with empty chunks so every slot yields the same number. Randomness is seeded by
     (seed, epoch, chunk). Each iteration is one epoch: the first is `first_epoch`, then one more each time.
     """
 
     def __init__(self, corpus_dir: str, window: int, negative: int, sample: float, chunk_words: int,
-                 seed: int, rank: int = 0, world_size: int = 1, workers: WorkerTraining | None = None):
-        self.corpus_dir = corpus_dir
+                 seed: int, rank: int = 0, world_size: int = 1, workers: WorkerTraining | None = None,
+                 native: bool = False):
+        self.corpus_dir, self.native = corpus_dir, native
         self.window, self.negative, self.sample = window, negative, sample
         self.chunk_words, self.seed = chunk_words, seed
         self.rank, self.world_size = rank, world_size
@@ -94,6 +105,11 @@ class PairChunks(IterableDataset):
         """The pairs of chunk `c` in epoch `epoch` (seeded by both)."""
         enc = self._corpus()
         lo, hi = c * self.chunk_words, min((c + 1) * self.chunk_words, enc.n_tokens)
+        if self.native:
+            ids = np.asarray(enc.tokens[lo:hi], dtype=np.int32)  # (n,), empty for a padding chunk
+            sent = np.searchsorted(enc.sentences, np.arange(lo, max(hi, lo)), side="right").astype(np.int32)  # (n,)
+            return {"native": True, "tokens": torch.from_numpy(ids), "sent": torch.from_numpy(sent),
+                    "seed": stretch_seed(self.seed, epoch, c), "chunk": c, "words": max(hi - lo, 0), "epoch": epoch}
         rng = np.random.default_rng([self.seed, epoch, c])
         if lo >= hi:  # padding chunk
             centre = context = np.zeros(0, np.int64)
@@ -117,9 +133,12 @@ class PairChunks(IterableDataset):
         for c in range(slot, n, slots):
             item = self.chunk(c, epoch)
             item["n_chunks"] = n
-            if hogwild:  # train here, lock-free on the shared tables; send back a sample for the loss
-                self.workers.train_fn(*self.workers.tables, item["input"], item["output"], epoch, c, n)
-                item["input"], item["output"] = item["input"][:256].clone(), item["output"][:256].clone()
+            if hogwild:  # train here, lock-free on the shared tables; send back only what the step logs
+                item.update(self.workers.train_fn(*self.workers.tables, item))
+                if self.native:
+                    del item["tokens"], item["sent"]
+                else:
+                    item["input"], item["output"] = item["input"][:256].clone(), item["output"][:256].clone()
                 item["trained"] = True
             yield item
 
@@ -149,7 +168,7 @@ class SkipGramDataModule(pl.LightningDataModule):
     def __init__(self, corpus: list[str] | str = "gcide", cache_dir: str = "checkpoints/corpus_cache",
                  min_count: int = 5, max_vocab: int | None = None, window: int = 5, negative: int = 5,
                  sample: float = 1e-3, chunk_words: int = 16384, num_workers: int = 2, seed: int = 1,
-                 download: bool = False, pairs: Literal["auto", "host", "device"] = "auto",
+                 download: bool = False, pairs: Literal["auto", "host", "device", "native"] = "auto",
                  stretch_words: int = 1 << 20):
         """
         Args:
@@ -164,8 +183,9 @@ class SkipGramDataModule(pl.LightningDataModule):
             num_workers: DataLoader worker processes making host pairs, and training on CPU (0: all in the training process).
             seed: seed of sub-sampling, windows and negatives.
             download: allow downloading text8 if it is named and missing.
-            pairs: where pairs are made: 'host' (numpy, per chunk), 'device' (torch, on the trainer's device,
-                per stretch), 'auto' (device on an accelerator, host on CPU).
+            pairs: where pairs are made: 'native' (the compiled kernel, which also trains them; CPU only),
+                'host' (numpy, per chunk), 'device' (torch, on the trainer's device, per stretch), 'auto'
+                (device on an accelerator; on CPU native, or host where no C compiler builds the kernel).
             stretch_words: corpus words per Lightning batch with device pairs.
         """
         super().__init__()
@@ -177,8 +197,8 @@ class SkipGramDataModule(pl.LightningDataModule):
                 raise UserError(f"data.{name}: must be >= {low}, got {value}")
         if sample < 0:
             raise UserError(f"data.sample: must be >= 0, got {sample}")
-        if pairs not in ("auto", "host", "device"):
-            raise UserError(f"data.pairs: must be auto, host or device, got {pairs!r}")
+        if pairs not in ("auto", "host", "device", "native"):
+            raise UserError(f"data.pairs: must be auto, host, device or native, got {pairs!r}")
         self.corpus = corpus
         self.encoded: EncodedCorpus | None = None
         self.dataset: PairChunks | Stretches | None = None
@@ -190,11 +210,12 @@ class SkipGramDataModule(pl.LightningDataModule):
                        download=self.hparams.download, progress=True)
 
     def pair_mode(self) -> str:
-        """'host' or 'device': `pairs`, with 'auto' resolved by the trainer's root device."""
-        if self.hparams.pairs != "auto":
-            return self.hparams.pairs
+        """'native', 'host' or 'device': `pairs`, with 'auto' resolved by the trainer's root device."""
         root = self.trainer.strategy.root_device.type if self.trainer is not None else "cpu"
-        return "host" if root == "cpu" else "device"
+        mode = self.hparams.pairs
+        if mode == "native" and root != "cpu":
+            raise UserError(f"data.pairs: native trains on the CPU; the trainer's device is {root} (use device or auto)")
+        return resolve_pairs(mode, root)
 
     def setup(self, stage: str | None = None) -> None:
         if self.encoded is not None:
@@ -209,13 +230,20 @@ class SkipGramDataModule(pl.LightningDataModule):
             self.dataset = Stretches(self.device_pairs)
         else:
             self.dataset = PairChunks(str(self.encoded.path), h.window, h.negative, h.sample, h.chunk_words,
-                                      h.seed, rank, world, workers=self._workers)
+                                      h.seed, rank, world, workers=self._workers, native=self.pair_mode() == "native")
 
     def vocabulary(self) -> tuple[list[str], np.ndarray]:
         """(words, counts int64 (V,)) of the encoded corpus, most frequent first (after `setup`)."""
         if self.encoded is None:
             raise RuntimeError("SkipGramDataModule.vocabulary() before setup()")
         return self.encoded.words, self.encoded.counts
+
+    def sampling(self) -> Sampling:
+        """What the native kernel samples with: keep probabilities, the alias table, window, negatives (after `setup`)."""
+        if self.encoded is None:
+            raise RuntimeError("SkipGramDataModule.sampling() before setup()")
+        h, counts = self.hparams, self.encoded.counts
+        return Sampling(keep_probabilities(counts, h.sample), alias_table(counts), h.window, h.negative)
 
     def hogwild(self) -> WorkerTraining | None:
         """The slot through which DataLoader workers train (Hogwild), or None where they cannot."""
@@ -244,6 +272,22 @@ class SkipGramDataModule(pl.LightningDataModule):
             self.device_pairs.to(device)  # once: the whole corpus lives on the device from here on
         inp, out = self.device_pairs.pairs(int(batch["chunk"]), int(batch["epoch"]))
         return {**batch, "input": inp, "output": out, "device_pairs": True}
+
+
+def resolve_pairs(pairs: str, device_type: str) -> str:
+    """'auto' made concrete for a device type: device on an accelerator; on CPU native if the kernel builds, else host."""
+    if pairs != "auto":
+        if pairs == "native" and NativeKernel.load() is None:
+            raise UserError(f"data.pairs: native needs the compiled kernel, which could not be built "
+                            f"({NativeKernel.why_not}); use pairs: host")
+        return pairs
+    if device_type != "cpu":
+        return "device"
+    if NativeKernel.load() is None:
+        log.warning("the native skip-gram kernel could not be built (%s); making pairs with numpy (slower)",
+                    NativeKernel.why_not)
+        return "host"
+    return "native"
 
 
 def _one_thread(_worker_id: int) -> None:

@@ -41,6 +41,7 @@ import torch.distributed as dist
 
 from mmlightning.errors import UserError
 from mmlightning.text.data import PairChunks, SkipGramDataModule  # noqa: F401 (configs name them here too)
+from mmlightning.text.native import NativeKernel, NativeTrainer
 from mmlightning.text.sgns import (ChunkTrainer, alias_table, draw_negatives, keep_probabilities,  # noqa: F401
                                    linear_lr, make_pairs, negative_probabilities, sgns_loss, sgns_update)
 from mmlightning.vectors import KeyedVectors
@@ -96,6 +97,7 @@ class SkipGram(pl.LightningModule):
         self._pool = None
         self._chunk_trainer: ChunkTrainer | None = None
         self._device_trainer: ChunkTrainer | None = None
+        self._native: NativeTrainer | None = None
         self._warm = False
         self._synced: list[torch.Tensor] | None = None
         self._t0 = None
@@ -115,10 +117,16 @@ class SkipGram(pl.LightningModule):
         # device pairs: compiled on CPU only; on CUDA one captured graph per sub-batch (launch-bound otherwise)
         self._device_trainer = ChunkTrainer(h.device_batch_pairs, h.lr, h.min_lr, epochs, h.compile and root == "cpu",
                                             root, graphs=h.cuda_graphs)
+        self._native = None
+        if callable(getattr(dm, "pair_mode", None)) and dm.pair_mode() == "native":  # (its setup has built the kernel)
+            self._native = NativeTrainer(NativeKernel.load(), dm.sampling(), h.lr, h.min_lr, epochs)
         workers = dm.hogwild() if callable(getattr(dm, "hogwild", None)) else None
         if h.hogwild_workers and workers is not None:  # workers fork after this and update the very same memory
-            self._chunk_trainer.warm_up(len(self.words), h.dim, workers.negative + 1)  # compile once, here
-            workers.attach(self.syn0.data, self.syn1.data, self._chunk_trainer)
+            if self._native is not None:
+                workers.attach(self.syn0.data, self.syn1.data, self._native)
+            else:
+                self._chunk_trainer.warm_up(len(self.words), h.dim, workers.negative + 1)  # compile once, here
+                workers.attach(self.syn0.data, self.syn1.data, partial(_train_host, self._chunk_trainer))
 
     def set_vocabulary(self, words: Sequence[str], counts: np.ndarray) -> None:
         """Create word2vec-initialised tables for `words` (no-op if they exist for the same words)."""
@@ -157,11 +165,17 @@ class SkipGram(pl.LightningModule):
         return self._chunk_trainer.lr_at(self.current_epoch, epoch_fraction)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        inp, out = batch["input"].to(self.device), batch["output"].to(self.device)  # (P,), (P, K+1)
         chunk, n_chunks = int(batch["chunk"]), int(batch["n_chunks"])
         if "epoch" in batch and int(batch["epoch"]) != self.current_epoch:
             raise RuntimeError(f"pairs of epoch {int(batch['epoch'])} in epoch {self.current_epoch}")
         syn0, syn1 = self.syn0.data, self.syn1.data
+        if batch.get("native", False):  # the compiled kernel makes and trains the chunk's pairs
+            if self._native is None:
+                raise RuntimeError("a native chunk, but the datamodule's pair mode is not native")
+            stats = batch if batch.get("trained", False) else self._native(syn0, syn1, batch)
+            self._after_step(batch, batch_idx, None, None, chunk, n_chunks, loss=stats.get("loss"))
+            return
+        inp, out = batch["input"].to(self.device), batch["output"].to(self.device)  # (P,), (P, K+1)
         if batch.get("device_pairs", False):  # one large stretch, large sub-batches, in this process
             self._device_trainer(syn0, syn1, inp, out, self.current_epoch, chunk, n_chunks)
         elif not batch.get("trained", False):  # else a Hogwild worker has trained on it already
@@ -184,8 +198,9 @@ class SkipGram(pl.LightningModule):
             train()
             self._warm = n > 1
 
-    def _after_step(self, batch: dict[str, Any], batch_idx: int, inp, out, chunk: int, n_chunks: int) -> None:
-        """Count the step, sync ranks, log words/s, lr and (every 50 steps) a loss sample."""
+    def _after_step(self, batch: dict[str, Any], batch_idx: int, inp, out, chunk: int, n_chunks: int,
+                    loss: float | None = None) -> None:
+        """Count the step, sync ranks, log words/s, lr and (every 50 steps) a loss sample (`loss`, or of inp/out)."""
         B = self.hparams.batch_pairs
 
         self.optimizers().step()  # counts the step; changes nothing (see configure_optimizers)
@@ -197,9 +212,12 @@ class SkipGram(pl.LightningModule):
                  prog_bar=True, on_step=True, on_epoch=False, batch_size=1, rank_zero_only=True)
         self.log("lr", self.lr_at((chunk + 1) / n_chunks), on_step=True, on_epoch=False, batch_size=1,
                  rank_zero_only=True)
-        if batch_idx % 50 == 0 and len(inp):
-            with torch.no_grad():
-                loss = sgns_loss(self.syn0.data, self.syn1.data, inp[:B], out[:B])
+        if batch_idx % 50 == 0 and (loss is not None or len(inp)):
+            if loss is None:
+                with torch.no_grad():
+                    loss = sgns_loss(self.syn0.data, self.syn1.data, inp[:B], out[:B])
+            elif loss != loss:  # nan: a padding chunk, nothing sampled
+                return
             self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=1,
                      rank_zero_only=True)
 
@@ -248,6 +266,13 @@ class SkipGram(pl.LightningModule):
             raise UserError(f"checkpoint: its vocabulary ({len(info['words'])} words, {info['vocab_hash']}) is not "
                             f"this corpus's ({len(self.words)} words, {self.vocab_hash}); same corpus and "
                             "min_count are needed to resume")
+
+
+def _train_host(trainer: ChunkTrainer, syn0: torch.Tensor, syn1: torch.Tensor, batch: dict[str, Any]) -> dict:
+    """A Hogwild worker's training of one host-pairs chunk (nothing to send back)."""
+    trainer(syn0, syn1, batch["input"], batch["output"], int(batch["epoch"]), int(batch["chunk"]),
+            int(batch["n_chunks"]))
+    return {}
 
 
 def _vocab_hash(words: Sequence[str]) -> str:
@@ -301,12 +326,16 @@ def train_skipgram(output_dir: str | os.PathLike = "checkpoints/skipgram", corpu
     from pytorch_lightning.loggers import CSVLogger
     from mmlightning.atomic import write_json
 
+    from mmlightning.text.data import resolve_pairs
+
     output_dir = Path(output_dir)
+    if accelerator == "cpu":  # auto on a CPU: native where the kernel builds (recorded: it changes the vectors)
+        pairs = resolve_pairs(pairs, "cpu")
     settings = json.loads(json.dumps(
         {"corpus": corpus, "epochs": epochs, "dim": dim, "window": window, "negative": negative,
          "sample": sample, "min_count": min_count, "lr": lr, "min_lr": min_lr, "seed": seed,
          "chunk_words": chunk_words, "model_kwargs": model_kwargs,
-         **({"pairs": pairs} if pairs != "auto" else {})}, default=str))  # (auto: the settings of older runs)
+         **({"pairs": pairs} if pairs not in ("auto", "host") else {})}, default=str))  # (as older runs')
     vectors, done = output_dir / "vectors.txt", output_dir / "settings.json"
     ckpt_dir = output_dir / "ckpt"
     started, last = output_dir / "settings.started.json", ckpt_dir / "last.ckpt"

@@ -1,0 +1,202 @@
+"""The compiled SGNS kernel (sgns_kernel.c): built once per machine with the system's C compiler, called via ctypes.
+
+    from mmlightning.text.native import NativeKernel
+    kernel = NativeKernel.load()                   # None (with the reason in NativeKernel.why_not) without a compiler
+    pairs = kernel.train(syn0, syn1, ids, sent, keep, table, window=5, negative=5, lr0=0.025, lr1=0.02,
+                         seed=stretch_seed(1, 0, 3))
+    listed = kernel.list_pairs(ids, sent, keep, table, window=5, negative=5, seed=...)   # (P, 2 + K), no training
+
+Why a hand-written kernel: on a CPU the torch update (gathers, a batched dot, two index_add_) spends its
+time moving (B, K+1, D) temporaries, and the numpy pairs cost as much again; word2vec.c's loop (one pair
+at a time, the vectors in cache, the dot product and the two axpy in SIMD registers) does neither.
+
+The build: `cc -O3 -march=native -fopenmp-simd -shared` into `$MMLIGHTNING_NATIVE_DIR` (default
+~/.cache/mmlightning/native), the file named by a hash of the source, the flags, the compiler and this
+CPU's flags, written atomically (compile to a temporary name, rename). A cached build is used only if it
+loads and reports the source hash it was built from; else it is rebuilt. ctypes releases the GIL for the
+call, so threads and DataLoader worker processes train at once (Hogwild, as word2vec's threads).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmlightning.text.sgns import linear_lr
+
+log = logging.getLogger(__name__)
+SOURCE = Path(__file__).with_name("sgns_kernel.c")
+FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fPIC", "-shared", "-std=c11"]
+_i64, _f64, _u64, _i32 = ctypes.c_int64, ctypes.c_double, ctypes.c_uint64, ctypes.c_int32
+_p = ctypes.c_void_p
+
+
+def _cpu_signature() -> str:
+    """The CPU's model and flags (a build with -march=native runs only where these match)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return os.uname().machine
+    keep = [l for l in lines if l.startswith(("model name", "flags", "Features", "CPU part"))]
+    return "\n".join(sorted(set(keep))) or os.uname().machine
+
+
+def build_dir() -> Path:
+    """Where builds are kept: $MMLIGHTNING_NATIVE_DIR, else ~/.cache/mmlightning/native."""
+    env = os.environ.get("MMLIGHTNING_NATIVE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "mmlightning" / "native"
+
+
+class NativeKernel:
+    """The loaded kernel. `load()` builds or reuses it; `train` and `list_pairs` wrap its one C function."""
+
+    why_not: str = ""  # why the last load() gave None
+    _loaded: "NativeKernel | None" = None
+
+    def __init__(self, lib: ctypes.CDLL):
+        self.lib = lib
+        lib.mml_init()
+        fn = lib.mml_train_stretch
+        fn.restype = _i64
+        fn.argtypes = [_p, _p, _i64, _i64, _p, _p, _i64, _p, _p, _p, _i32, _i32, _f64, _f64, _u64, _i64, _p,
+                       _p, _i64]
+        self._fn = fn
+
+    @classmethod
+    def load(cls) -> "NativeKernel | None":
+        """The kernel of this process (built on first use, cached per machine), or None if it cannot be built."""
+        if cls._loaded is None:
+            try:
+                cls._loaded = cls(_build_or_reuse())
+            except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+                cls.why_not = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+                return None
+        return cls._loaded
+
+    def train(self, syn0: torch.Tensor, syn1: torch.Tensor, ids: np.ndarray, sent: np.ndarray, keep: np.ndarray,
+              table: tuple[np.ndarray, np.ndarray], window: int, negative: int, lr0: float, lr1: float, seed: int,
+              loss_every: int = 64) -> tuple[int, float]:
+        """Train (V, D) float32 CPU tables in place on one stretch; returns (pairs trained, mean sampled loss)."""
+        V, D = syn0.shape
+        if syn0.dtype != torch.float32 or syn0.device.type != "cpu" or not syn0.is_contiguous() \
+                or not syn1.is_contiguous() or syn1.shape != syn0.shape:
+            raise ValueError("native kernel: needs contiguous float32 CPU tables of one shape")
+        ids, sent = np.ascontiguousarray(ids, np.int32), np.ascontiguousarray(sent, np.int32)
+        loss = np.zeros(2)
+        n = self._call(syn0.data_ptr(), syn1.data_ptr(), V, D, ids, sent, keep, table, window, negative, lr0, lr1,
+                       seed, loss_every, loss, None, 0)
+        return n, float(loss[0] / loss[1]) if loss[1] else float("nan")
+
+    def list_pairs(self, ids: np.ndarray, sent: np.ndarray, keep: np.ndarray, table: tuple[np.ndarray, np.ndarray],
+                   window: int, negative: int, seed: int) -> np.ndarray:
+        """int64 (P, 2 + K) rows (centre, context, K negatives) the stretch would train, in order; trains nothing."""
+        ids, sent = np.ascontiguousarray(ids, np.int32), np.ascontiguousarray(sent, np.int32)
+        cap = max(len(ids) * 2 * window, 1)
+        out = np.zeros((cap, 2 + negative), np.int64)
+        n = self._call(None, None, len(keep), 1, ids, sent, keep, table, window, negative, 0.0, 0.0, seed, 0, None,
+                       out, cap)
+        return out[:n]
+
+    def _call(self, p0, p1, V, D, ids, sent, keep, table, window, negative, lr0, lr1, seed, loss_every, loss,
+              out, cap) -> int:
+        keep = np.ascontiguousarray(keep, np.float64)
+        accept, alias = (np.ascontiguousarray(table[0], np.float64), np.ascontiguousarray(table[1], np.int64))
+        if not (len(keep) == len(accept) == len(alias) == V) or len(ids) != len(sent):
+            raise ValueError("native kernel: keep / alias table / ids / sentence ids of inconsistent lengths")
+        if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= V):
+            raise ValueError(f"native kernel: word ids outside 0..{V - 1}")
+        ptr = (lambda a: None if a is None else a.ctypes.data)
+        n = self._fn(p0, p1, V, D, ptr(ids), ptr(sent), len(ids), ptr(keep), ptr(accept), ptr(alias), window,
+                     negative, lr0, lr1, seed & 0xFFFFFFFFFFFFFFFF, loss_every, ptr(loss), ptr(out), cap)
+        if n < 0:
+            raise RuntimeError(f"native kernel: error {n} ({'pair buffer too small' if n == -1 else 'dim > 4096'})")
+        return int(n)
+
+
+def _source_hash(cc: str) -> str:
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
+    h = hashlib.sha1()
+    for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.encode(), _cpu_signature().encode()):
+        h.update(part)
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def _build_or_reuse() -> ctypes.CDLL:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise RuntimeError("no C compiler (cc or gcc) on PATH")
+    key = _source_hash(cc)
+    target = build_dir() / f"sgns_kernel-{key}.so"
+    if target.is_file():
+        lib = _open(target, key)
+        if lib is not None:
+            return lib
+        log.warning("%s: not the build it claims to be; rebuilding", target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        res = subprocess.run([cc, *FLAGS, f'-DMML_SOURCE_HASH="{key}"', "-o", tmp, str(SOURCE), "-lm"],
+                             capture_output=True, text=True, timeout=300)
+        if res.returncode:
+            raise RuntimeError(f"{cc} failed on {SOURCE.name}: {(res.stderr or res.stdout).strip()[:300]}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    log.info("built the native SGNS kernel: %s", target)
+    lib = _open(target, key)
+    if lib is None:
+        raise RuntimeError(f"{target}: the fresh build does not report its source hash")
+    return lib
+
+
+def _open(path: Path, key: str) -> ctypes.CDLL | None:
+    """The library at `path` if it loads and reports `key` as its source hash, else None."""
+    try:
+        lib = ctypes.CDLL(str(path))
+        lib.mml_source_hash.restype = ctypes.c_char_p
+        return lib if lib.mml_source_hash().decode() == key else None
+    except (OSError, AttributeError):
+        return None
+
+
+@dataclass
+class Sampling:
+    """What the kernel samples with: keep (V,) float64 probabilities, the alias table of unigram^0.75, window, K."""
+
+    keep: np.ndarray
+    table: tuple[np.ndarray, np.ndarray]
+    window: int
+    negative: int
+
+
+class NativeTrainer:
+    """Trains native chunks {'tokens', 'sent', 'seed', 'epoch', 'chunk', 'n_chunks'} on (V, D) tables, in place.
+
+    The learning rate runs linearly over the whole run, as ChunkTrainer's: chunk c of n in epoch e spans
+    progress (e + c / n) / epochs .. (e + (c + 1) / n) / epochs. Returns {'loss': mean sampled loss, 'pairs'}.
+    """
+
+    def __init__(self, kernel: NativeKernel, sampling: Sampling, lr: float, min_lr: float, max_epochs: int):
+        self.kernel, self.sampling = kernel, sampling
+        self.lr, self.min_lr, self.max_epochs = lr, min_lr, max_epochs
+
+    def __call__(self, syn0: torch.Tensor, syn1: torch.Tensor, batch: dict) -> dict:
+        s, e = self.sampling, int(batch["epoch"])
+        c, n = int(batch["chunk"]), int(batch["n_chunks"])
+        lr0 = linear_lr((e + c / n) / self.max_epochs, self.lr, self.min_lr)
+        lr1 = linear_lr((e + (c + 1) / n) / self.max_epochs, self.lr, self.min_lr)
+        pairs, loss = self.kernel.train(syn0, syn1, np.asarray(batch["tokens"]), np.asarray(batch["sent"]), s.keep,
+                                        s.table, s.window, s.negative, lr0, lr1, int(batch["seed"]))
+        return {"loss": loss, "pairs": pairs}
