@@ -15,6 +15,8 @@ Lightning start-up and torch.compile), words per CPU-second (user + system time 
 workers: the fair number when other jobs share the CPUs), WS353 and MEN Spearman rho (pairs with an
 unknown word skipped), peak memory; then the ratios ours / gensim.
 The machine is shared: the load average before and after is printed too; the ratio is what counts.
+`--background-load N` runs N busy processes for the whole benchmark (both systems alike), to see what
+a shared machine costs each; `--json F` writes the results (the README's table is rendered from them).
 """
 from __future__ import annotations
 
@@ -164,7 +166,7 @@ def run_ours(args) -> dict:
             sys.exit(0)
         kv = model.word_vectors()
     return {"system": f"mmlightning SkipGram (compile={args.compile}, hogwild_threads={args.hogwild_threads}, "
-                      f"data workers={args.num_workers}, pairs={args.pairs}, {args.accelerator} x{args.devices})",
+                      f"data workers={args.num_workers}, pairs={dm.pair_mode()}, {args.accelerator} x{args.devices})",
             "words": n_words, "wall_s": wall, "words_per_s": n_words * args.epochs / wall,
             "cpu_s": cpu, "words_per_cpu_s": n_words * args.epochs / cpu,
             **_scores(kv), "peak_rss_mb": _rss_mb()}
@@ -192,6 +194,8 @@ def main() -> None:
     p.add_argument("--accelerator", default="cpu")
     p.add_argument("--devices", type=int, default=1)
     p.add_argument("--strategy", default="auto")
+    p.add_argument("--background-load", type=int, default=0, help="busy processes running alongside (both systems)")
+    p.add_argument("--json", help="write the results here")
     p.add_argument("--only", choices=["gensim", "ours"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.only:
@@ -201,7 +205,19 @@ def main() -> None:
         print("RESULT " + json.dumps(res))
         return
     _corpus(args)  # build the cache once, untimed
-    print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)", flush=True)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.background_load)]
+    try:
+        results, load = _both(args)
+    finally:
+        for b in busy:
+            b.kill()
+    _report(args, results, load)
+
+
+def _both(args) -> tuple[dict, tuple[float, float]]:
+    before = os.getloadavg()[0]
+    print(f"load average before: {before:.2f} ({os.cpu_count()} CPUs, {args.background_load} busy processes "
+          "alongside)", flush=True)
     results = {}
     for which in ("gensim", "ours"):
         cmd = [sys.executable, __file__, *sys.argv[1:], "--only", which]
@@ -211,7 +227,12 @@ def main() -> None:
             print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
             sys.exit(f"{which} failed")
         results[which] = {**json.loads(lines[-1][7:]), "peak_pss_mb": pss}
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    after = os.getloadavg()[0]
+    print(f"load average after: {after:.2f}")
+    return results, (before, after)
+
+
+def _report(args, results: dict, load: tuple[float, float]) -> None:
     for which, r in results.items():
         print(f"{which:7s} {r['system']}\n        {r['words']} words x {args.epochs} epochs: wall {r['wall_s']:.1f} s, "
               f"{r['words_per_s']:,.0f} words/s; CPU {r['cpu_s']:.1f} s, {r['words_per_cpu_s']:,.0f} words/CPU-s\n"
@@ -222,6 +243,17 @@ def main() -> None:
     print(f"ratio ours/gensim: speed {o['words_per_s'] / g['words_per_s']:.2f}x (wall), "
           f"{o['words_per_cpu_s'] / g['words_per_cpu_s']:.2f}x (per CPU second), "
           f"WS353 rho diff {o['ws353'] - g['ws353']:+.3f}, MEN rho diff {o['men'] - g['men']:+.3f}")
+    print("\n| | wall | words/s | words per CPU-second | WS353 rho | MEN rho | peak PSS (process tree) |\n"
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in (g, o):
+        print(f"| {r['system']} | {r['wall_s']:.1f} s | {r['words_per_s']:,.0f} | {r['words_per_cpu_s']:,.0f} | "
+              f"{r['ws353']:.3f} ({r['ws353_pairs']}) | {r['men']:.3f} ({r['men_pairs']}) | {r['peak_pss_mb']:.0f} MiB |")
+    if args.json:
+        from mmlightning.atomic import write_json
+        write_json(args.json, {"argv": sys.argv[1:], "load_before": load[0], "load_after": load[1],
+                               "background_load": args.background_load, "gensim": g, "ours": o,
+                               "ratio_wall": o["words_per_s"] / g["words_per_s"],
+                               "ratio_cpu": o["words_per_cpu_s"] / g["words_per_cpu_s"]})
 
 
 if __name__ == "__main__":

@@ -135,9 +135,10 @@ def test_fit_with_device_pairs_separates_topics_and_resumes_exactly(tmp_path):
     np.testing.assert_allclose(resumed.vectors, straight.vectors, atol=1e-6)
 
 
-def test_pairs_auto_is_host_on_cpu(tmp_path):
+def test_pairs_host_on_cpu(tmp_path):
     corpus = two_topic_corpus(tmp_path / "c.txt", 50)
-    dm = SkipGramDataModule(corpus=corpus, cache_dir=str(tmp_path / "cache"), min_count=1, num_workers=0)
+    dm = SkipGramDataModule(corpus=corpus, cache_dir=str(tmp_path / "cache"), min_count=1, num_workers=0,
+                            pairs="host")
     dm.trainer = pl.Trainer(accelerator="cpu", logger=False)
     dm.setup("fit")
     assert dm.pair_mode() == "host" and dm.device_pairs is None

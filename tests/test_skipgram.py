@@ -129,12 +129,14 @@ def test_pair_chunks_seeded_and_padded_for_ranks(tmp_path):
 FAST = dict(dim=20, min_count=1, num_workers=0, compile=False, sample=1e-3)
 
 
-def test_fit_separates_two_topics_and_writes_vectors(tmp_path):
+@pytest.mark.parametrize("pairs", ["native", "host"])
+def test_fit_separates_two_topics_and_writes_vectors(tmp_path, pairs):
     corpus = two_topic_corpus(tmp_path / "c.txt")
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        out = train_skipgram(tmp_path / "run", corpus=corpus, epochs=3, cache_dir=tmp_path / "cache", **FAST)
+        out = train_skipgram(tmp_path / "run", corpus=corpus, epochs=3, cache_dir=tmp_path / "cache", pairs=pairs,
+                             **FAST)
         # training runs on intra_op_threads (1) but gives the process its threads back: a later stage in
         # the same process (reproduce's extraction) must not run, nor round, differently
         assert torch.get_num_threads() == 2
@@ -149,7 +151,8 @@ def test_fit_separates_two_topics_and_writes_vectors(tmp_path):
     g = KeyedVectors.load_word2vec_format(str(out))
     np.testing.assert_allclose(g["cat"], kv["cat"])
     mtime = out.stat().st_mtime_ns  # same settings again: the finished run is reused
-    assert train_skipgram(tmp_path / "run", corpus=corpus, epochs=3, cache_dir=tmp_path / "cache", **FAST) == out
+    assert train_skipgram(tmp_path / "run", corpus=corpus, epochs=3, cache_dir=tmp_path / "cache", pairs=pairs,
+                          **FAST) == out
     assert out.stat().st_mtime_ns == mtime
 
 
@@ -175,9 +178,10 @@ class RecordLR(pl.Callback):
         self.epochs.append(int(batch["epoch"]))  # the pair stream's seed epoch
 
 
-def test_resume_after_a_crash_gives_the_uninterrupted_vectors_and_lr_decays(tmp_path):
+@pytest.mark.parametrize("pairs", ["native", "host"])
+def test_resume_after_a_crash_gives_the_uninterrupted_vectors_and_lr_decays(tmp_path, pairs):
     corpus = two_topic_corpus(tmp_path / "c.txt", 600)
-    kw = dict(corpus=corpus, epochs=3, cache_dir=tmp_path / "cache", chunk_words=1000, **FAST)
+    kw = dict(corpus=corpus, epochs=3, cache_dir=tmp_path / "cache", chunk_words=1000, pairs=pairs, **FAST)
     rec = RecordLR()
     straight = load_vectors(train_skipgram(tmp_path / "a", callbacks=[rec], **kw))
     assert rec.lrs == sorted(rec.lrs, reverse=True) and len(rec.lrs) >= 9
@@ -256,9 +260,15 @@ def test_cli_ddp_two_cpu_processes_same_quality(tmp_path):
     assert topic_gap(kv) > 0.3
 
 
-def test_hogwild_workers_train_the_shared_tables(tmp_path):
+@pytest.mark.parametrize("pairs", ["native", "host"])
+def test_hogwild_workers_train_the_shared_tables(tmp_path, pairs):
     """With DataLoader workers, the workers themselves train (lock-free, shared memory): same quality."""
     corpus = two_topic_corpus(tmp_path / "c.txt")
-    kw = {**FAST, "num_workers": 2, "chunk_words": 2000}
-    kv = load_vectors(train_skipgram(tmp_path / "run", corpus=corpus, epochs=5, cache_dir=tmp_path / "cache", **kw))
+    kw = {**FAST, "num_workers": 2, "chunk_words": 2000, "pairs": pairs}
+    seen = []
+    record = type("Rec", (pl.Callback,), {"on_train_batch_end": lambda self, tr, m, out, batch, i: seen.append(batch)})
+    kv = load_vectors(train_skipgram(tmp_path / "run", corpus=corpus, epochs=5, cache_dir=tmp_path / "cache",
+                                     callbacks=[record()], **kw))
     assert topic_gap(kv) > 0.3
+    assert seen and all(b.get("trained") for b in seen)  # the workers trained every chunk ...
+    assert all("tokens" not in b and len(b.get("input", ())) <= 256 for b in seen)  # ... and sent back little

@@ -1,4 +1,4 @@
-"""Skip-gram with negative sampling (word2vec's SGNS) as a LightningModule: gensim's speed on a CPU, and on a GPU.
+"""Skip-gram with negative sampling (word2vec's SGNS) as a LightningModule: past gensim on a CPU, and on a GPU.
 
     python -m mmlightning fit --config configs/skipgram.yaml                 # GCIDE, 100 dims, 5 epochs
     python -m mmlightning fit --config configs/skipgram.yaml --ckpt_path checkpoints/skipgram/ckpt/last.ckpt
@@ -8,9 +8,10 @@
 
 The maths (sub-sampling, dynamic windows, unigram^0.75 negatives, the update, the linear learning rate
 over the whole run) is in sgns.py; input vectors start uniform(-0.5/D, 0.5/D), output vectors at zero;
-the input vectors are the word vectors. The data (data.py) gives batches of pairs, made either on the
-host (numpy, per 16k-word chunk, trained in sub-batches of `batch_pairs`) or on the device (torch, per
-stretch of ~1M words, trained in sub-batches of `device_batch_pairs`).
+the input vectors are the word vectors. The data (data.py) gives batches of either a 16k-word chunk
+that the compiled kernel (native.py, the CPU default) turns into pairs and trains one pair at a time,
+or pairs made on the host (numpy, per chunk, trained in sub-batches of `batch_pairs`) or on the device
+(torch, per stretch of ~1M words, trained in sub-batches of `device_batch_pairs`).
 
 On CPU with `data.num_workers = N > 0` the N DataLoader worker processes also train, Hogwild-style: the
 tables live in shared memory and every worker updates them lock-free, as word2vec's threads do
