@@ -196,8 +196,13 @@ def main() -> None:
     p.add_argument("--strategy", default="auto")
     p.add_argument("--background-load", type=int, default=0, help="busy processes running alongside (both systems)")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--render", nargs="+", metavar="JSON", help="only print the README block of these --json records")
+    p.add_argument("--readme", help="with --render: rewrite this file's bench_skipgram block")
     p.add_argument("--only", choices=["gensim", "ours"], help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.render:
+        print(render(args.render, args.readme))
+        return
     if args.only:
         import torch
         torch.set_num_threads(1) if args.only == "ours" else None
@@ -243,17 +248,48 @@ def _report(args, results: dict, load: tuple[float, float]) -> None:
     print(f"ratio ours/gensim: speed {o['words_per_s'] / g['words_per_s']:.2f}x (wall), "
           f"{o['words_per_cpu_s'] / g['words_per_cpu_s']:.2f}x (per CPU second), "
           f"WS353 rho diff {o['ws353'] - g['ws353']:+.3f}, MEN rho diff {o['men'] - g['men']:+.3f}")
-    print("\n| | wall | words/s | words per CPU-second | WS353 rho | MEN rho | peak PSS (process tree) |\n"
-          "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in (g, o):
-        print(f"| {r['system']} | {r['wall_s']:.1f} s | {r['words_per_s']:,.0f} | {r['words_per_cpu_s']:,.0f} | "
-              f"{r['ws353']:.3f} ({r['ws353_pairs']}) | {r['men']:.3f} ({r['men_pairs']}) | {r['peak_pss_mb']:.0f} MiB |")
+    record = {"argv": [a for a in sys.argv[1:]], "load_before": load[0], "load_after": load[1],
+              "background_load": args.background_load, "gensim": g, "ours": o,
+              "ratio_wall": o["words_per_s"] / g["words_per_s"], "ratio_cpu": o["words_per_cpu_s"] / g["words_per_cpu_s"]}
+    print("\n" + markdown(record))
     if args.json:
         from mmlightning.atomic import write_json
-        write_json(args.json, {"argv": sys.argv[1:], "load_before": load[0], "load_after": load[1],
-                               "background_load": args.background_load, "gensim": g, "ours": o,
-                               "ratio_wall": o["words_per_s"] / g["words_per_s"],
-                               "ratio_cpu": o["words_per_cpu_s"] / g["words_per_cpu_s"]})
+        write_json(args.json, record)
+
+
+BEGIN, END = "<!-- bench_skipgram:begin -->", "<!-- bench_skipgram:end -->"
+PAPER_WORDS = 117e6  # text8 (17M) + the BNC (~100M): Kiela & Bottou's text corpus
+
+
+def markdown(record: dict) -> str:
+    """One run (a --json record) as the README shows it: the command and load, the table, the ratios."""
+    g, o = record["gensim"], record["ours"]
+    argv = [a for a in record["argv"] if not a.startswith("--json") and not a.endswith(".json")]
+    lines = [f"`benchmarks/bench_skipgram.py {' '.join(argv)}` [load {record['load_before']:.1f} before, "
+             f"{record['load_after']:.1f} after]:", "",
+             "| | wall | words/s | words per CPU-second | WS353 rho | MEN rho | peak PSS (process tree) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in (g, o):
+        lines.append(f"| {r['system']} | {r['wall_s']:.1f} s | {r['words_per_s']:,.0f} | {r['words_per_cpu_s']:,.0f} | "
+                     f"{r['ws353']:.3f} ({r['ws353_pairs']}) | {r['men']:.3f} ({r['men_pairs']}) | "
+                     f"{r['peak_pss_mb']:.0f} MiB |")
+    lines += ["", f"Ours / gensim: **{record['ratio_wall']:.2f}x on the wall clock, {record['ratio_cpu']:.2f}x per "
+                  f"CPU-second**; WS353 {o['ws353'] - g['ws353']:+.3f}, MEN {o['men'] - g['men']:+.3f}. "
+                  f"At these rates the paper's corpus (text8 + BNC, ~{PAPER_WORDS / 1e6:.0f}M words) x 5 epochs "
+                  f"would take {PAPER_WORDS * 5 / o['words_per_s'] / 60:.0f} min (gensim "
+                  f"{PAPER_WORDS * 5 / g['words_per_s'] / 60:.0f} min): a projection, not a measurement."]
+    return "\n".join(lines)
+
+
+def render(records: list[str], readme: str | None = None) -> str:
+    """The README block of these --json records; with `readme`, written between the bench_skipgram markers."""
+    from mmlightning.pipeline.readme import replace_block
+    block = "\n\n".join(markdown(json.loads(Path(r).read_text())) for r in records)
+    if readme:
+        from mmlightning.atomic import write_text
+        text = Path(readme).read_text()
+        write_text(readme, replace_block(text, block, readme, BEGIN, END))
+    return block
 
 
 if __name__ == "__main__":
