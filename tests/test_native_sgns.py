@@ -174,3 +174,15 @@ def test_pairs_auto_on_cpu_is_native_and_native_refuses_an_accelerator(tmp_path,
     dm.hparams.pairs = "native"
     with pytest.raises(UserError, match="native trains on the CPU"):
         dm.pair_mode()
+
+
+def test_an_unwritable_build_folder_falls_back_to_the_temporary_folder(fresh_build, monkeypatch, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("MMLIGHTNING_NATIVE_DIR", str(blocker / "sub"))  # under a file: cannot be made
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    assert NativeKernel.load() is not None
+    assert list((tmp_path / "tmp").glob("mmlightning-native-*/sgns_kernel-*.so"))

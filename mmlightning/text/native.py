@@ -142,7 +142,17 @@ def _build_or_reuse() -> ctypes.CDLL:
         if lib is not None:
             return lib
         log.warning("%s: not the build it claims to be; rebuilding", target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(target.parent, os.W_OK):
+            raise PermissionError(f"{target.parent} is not writable")
+    except OSError as e:  # a read-only home: build in the temporary folder instead
+        fallback = Path(tempfile.gettempdir()) / f"mmlightning-native-{os.getuid()}" / target.name
+        log.warning("%s; building the native kernel under %s", e, fallback.parent)
+        fallback.parent.mkdir(parents=True, exist_ok=True)
+        target = fallback
+        if target.is_file() and (lib := _open(target, key)) is not None:
+            return lib
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
