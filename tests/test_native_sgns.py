@@ -186,3 +186,24 @@ def test_an_unwritable_build_folder_falls_back_to_the_temporary_folder(fresh_bui
     monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
     assert NativeKernel.load() is not None
     assert list((tmp_path / "tmp").glob("mmlightning-native-*/sgns_kernel-*.so"))
+
+
+def test_threads_cut_a_chunk_into_parts_that_train_at_once(kernel, tmp_path):
+    from mmlightning.text.skipgram import train_skipgram
+    from mmlightning.vectors import load_vectors
+    from test_skipgram import topic_gap
+
+    ids, sent = np.arange(8192, dtype=np.int32) % 50, np.arange(8192, dtype=np.int32) // 10
+    sampling = Sampling(np.ones(50), alias_table(np.ones(50)), 3, 2)
+    batch = {"tokens": ids, "sent": sent, "seed": 3, "epoch": 0, "chunk": 0, "n_chunks": 1}
+    tables = lambda: (torch.rand(50, 16) - 0.5, torch.zeros(50, 16))  # noqa: E731
+    one = NativeTrainer(kernel, sampling, 0.025, 0.0001, 1)(*tables(), batch)
+    two = NativeTrainer(kernel, sampling, 0.025, 0.0001, 1, threads=4)
+    res = two(*tables(), batch)
+    assert res["pairs"] == pytest.approx(one["pairs"], rel=0.01)  # (pairs across the 3 cuts are lost)
+    assert two._pool is not None
+    two.close()
+    corpus = two_topic_corpus(tmp_path / "c.txt")
+    kv = load_vectors(train_skipgram(tmp_path / "run", corpus=corpus, epochs=3, cache_dir=tmp_path / "cache",
+                                     dim=20, min_count=1, num_workers=0, chunk_words=8000, hogwild_threads=2))
+    assert topic_gap(kv) > 0.3

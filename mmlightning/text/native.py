@@ -196,17 +196,48 @@ class NativeTrainer:
 
     The learning rate runs linearly over the whole run, as ChunkTrainer's: chunk c of n in epoch e spans
     progress (e + c / n) / epochs .. (e + (c + 1) / n) / epochs. Returns {'loss': mean sampled loss, 'pairs'}.
+    With `threads` > 1 the chunk is cut into that many contiguous parts (each its own seed and share of
+    the learning-rate span) trained at once, lock-free on the same tables (the kernel runs without the GIL);
+    pairs across a cut are lost, as across chunks, and the result depends on the number of threads.
     """
 
-    def __init__(self, kernel: NativeKernel, sampling: Sampling, lr: float, min_lr: float, max_epochs: int):
+    def __init__(self, kernel: NativeKernel, sampling: Sampling, lr: float, min_lr: float, max_epochs: int,
+                 threads: int = 1):
         self.kernel, self.sampling = kernel, sampling
-        self.lr, self.min_lr, self.max_epochs = lr, min_lr, max_epochs
+        self.lr, self.min_lr, self.max_epochs, self.threads = lr, min_lr, max_epochs, threads
+        self._pool = None
 
     def __call__(self, syn0: torch.Tensor, syn1: torch.Tensor, batch: dict) -> dict:
         s, e = self.sampling, int(batch["epoch"])
         c, n = int(batch["chunk"]), int(batch["n_chunks"])
         lr0 = linear_lr((e + c / n) / self.max_epochs, self.lr, self.min_lr)
         lr1 = linear_lr((e + (c + 1) / n) / self.max_epochs, self.lr, self.min_lr)
-        pairs, loss = self.kernel.train(syn0, syn1, np.asarray(batch["tokens"]), np.asarray(batch["sent"]), s.keep,
-                                        s.table, s.window, s.negative, lr0, lr1, int(batch["seed"]))
-        return {"loss": loss, "pairs": pairs}
+        ids, sent, seed = np.asarray(batch["tokens"]), np.asarray(batch["sent"]), int(batch["seed"])
+        T = self.threads if len(ids) >= 1024 * self.threads else 1
+        if T == 1:
+            pairs, loss = self.kernel.train(syn0, syn1, ids, sent, s.keep, s.table, s.window, s.negative, lr0, lr1,
+                                            seed)
+            return {"loss": loss, "pairs": pairs}
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(self.threads)
+        cuts = np.linspace(0, len(ids), T + 1).astype(int)
+        span = lambda f: lr0 + (lr1 - lr0) * f / len(ids)  # noqa: E731 (the rate at corpus position f)
+        futures = [self._pool.submit(self.kernel.train, syn0, syn1, ids[a:b], sent[a:b], s.keep, s.table, s.window,
+                                     s.negative, span(a), span(b), _part_seed(seed, p))
+                   for p, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]))]
+        results = [f.result() for f in futures]
+        losses = [loss for _, loss in results if loss == loss]
+        return {"loss": float(np.mean(losses)) if losses else float("nan"), "pairs": sum(p for p, _ in results)}
+
+
+    def close(self) -> None:
+        """Stop the threads (if any were started)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+
+def _part_seed(seed: int, part: int) -> int:
+    """The seed of part `part` of a chunk cut for threads (part 0 keeps the chunk's own)."""
+    return seed if part == 0 else int(np.random.SeedSequence([seed, part]).generate_state(1, np.uint64)[0]) >> 1

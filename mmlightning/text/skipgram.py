@@ -68,7 +68,8 @@ class SkipGram(pl.LightningModule):
             lr: initial learning rate (word2vec's alpha for skip-gram: 0.025).
             min_lr: final learning rate, reached at the end of the last epoch.
             batch_pairs: pairs per SGD update (sub-batch of a chunk).
-            hogwild_threads: parallel threads updating the shared tables lock-free (1: none).
+            hogwild_threads: parallel threads updating the shared tables lock-free in the training process
+                (1: none); native pairs: each chunk cut into this many parts, trained at once.
             intra_op_threads: torch intra-op threads (1 is fastest for these small ops).
             compile: fuse `sgns_update` into one kernel with torch.compile (falls back to eager if it fails).
             hogwild_workers: on CPU with one device and data.num_workers > 0, the DataLoader workers train
@@ -120,7 +121,8 @@ class SkipGram(pl.LightningModule):
                                             root, graphs=h.cuda_graphs)
         self._native = None
         if callable(getattr(dm, "pair_mode", None)) and dm.pair_mode() == "native":  # (its setup has built the kernel)
-            self._native = NativeTrainer(NativeKernel.load(), dm.sampling(), h.lr, h.min_lr, epochs)
+            self._native = NativeTrainer(NativeKernel.load(), dm.sampling(), h.lr, h.min_lr, epochs,
+                                         threads=h.hogwild_threads)
         workers = dm.hogwild() if callable(getattr(dm, "hogwild", None)) else None
         if h.hogwild_workers and workers is not None:  # workers fork after this and update the very same memory
             if self._native is not None:
@@ -250,6 +252,8 @@ class SkipGram(pl.LightningModule):
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+        if self._native is not None:
+            self._native.close()
         if getattr(self, "_threads_before", None):  # later stages in this process keep their threads
             torch.set_num_threads(self._threads_before)
 
