@@ -10,7 +10,9 @@ linearly over all epochs, 5 epochs. Ours runs with `data.pairs: device`: the cor
 pairs and negatives are made there, one stretch of ~1M words per step. Printed and written as JSON
 (`--out`): words/s on the training loop (ours: from the first to the last step, synchronised; and the
 whole `fit` with start-up), wall seconds, WS353 and MEN Spearman rho (pairs with an unknown word skipped),
-the device, torch version, CPU count and load average. Needs no network and no WordNet.
+the device, torch version, CPU count and load average. Then ours on the same machine's CPUs (`data.pairs:
+native`, `--native-workers`, default every core): the CPU figure against gensim's on the same cores.
+Needs no network and no WordNet.
 """
 from __future__ import annotations
 
@@ -125,6 +127,29 @@ def run_ours(corpus: Path, cache: Path, epochs: int, device: str, seed: int, bat
             "fit_s": round(fit_s, 3), "fit_words_per_s": round(n * epochs / fit_s), **scores(model.word_vectors())}
 
 
+def run_native(corpus: Path, cache: Path, epochs: int, workers: int, seed: int) -> dict:
+    """Ours on the machine's CPUs: the compiled kernel in `workers` Hogwild data-loader workers (data.pairs: native)."""
+    from mmlightning.text.data import SkipGramDataModule
+    from mmlightning.text.skipgram import SkipGram
+    s = SETTINGS
+    dm = SkipGramDataModule(corpus=[str(corpus)], cache_dir=str(cache), min_count=s["min_count"], window=s["window"],
+                            negative=s["negative"], sample=s["sample"], num_workers=workers, seed=seed, pairs="native")
+    model = SkipGram(dim=s["dim"], lr=s["lr"], min_lr=s["min_lr"], seed=seed, output_dir=None)
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(cache))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    t = time.perf_counter()
+    try:
+        trainer.fit(model, datamodule=dm)
+    finally:
+        torch.set_num_threads(threads)
+    fit_s = time.perf_counter() - t
+    n = dm.encoded.n_tokens
+    return {"system": f"mmlightning SkipGram, native kernel on the CPU, {workers} Hogwild workers",
+            "fit_s": round(fit_s, 3), "words_per_s": round(n * epochs / fit_s), **scores(model.word_vectors())}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("corpus", type=Path, help="a .txt.gz (or .txt): one sentence per line, space-separated tokens")
@@ -137,6 +162,8 @@ def main() -> None:
     p.add_argument("--stretch-words", type=int, default=1 << 20)
     p.add_argument("--compile", action="store_true", help="torch.compile the update (CPU only)")
     p.add_argument("--skip-gensim", action="store_true")
+    p.add_argument("--native-workers", type=int, default=os.cpu_count() or 1,
+                   help="also run ours on the CPU (native kernel) with this many workers; 0: not")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
     if not args.corpus.is_file():
@@ -164,6 +191,12 @@ def main() -> None:
             traceback.print_exc()
             res["ours"] = {"error": f"{type(e).__name__}: {e}"}
         print(json.dumps(res["ours"]), flush=True)
+        if args.native_workers:
+            try:
+                res["ours_cpu"] = run_native(corpus, tmp / "cache", args.epochs, args.native_workers, args.seed)
+            except Exception as e:  # no C compiler there, say: keep the other figures
+                res["ours_cpu"] = {"error": f"{type(e).__name__}: {e}"}
+            print(json.dumps(res["ours_cpu"]), flush=True)
     res["load_after"] = os.getloadavg()[0]
     if "gensim" in res and "error" not in res["ours"]:
         g, o = res["gensim"], res["ours"]
@@ -171,7 +204,9 @@ def main() -> None:
         res["ratio_fit_words_per_s"] = round(o["fit_words_per_s"] / g["words_per_s"], 2)
         res["ws353_diff"] = None if None in (o["ws353"], g["ws353"]) else round(o["ws353"] - g["ws353"], 4)
         res["men_diff"] = None if None in (o["men"], g["men"]) else round(o["men"] - g["men"], 4)
-    print(json.dumps({k: v for k, v in res.items() if k not in ("gensim", "ours", "settings")}), flush=True)
+    if "gensim" in res and "words_per_s" in res.get("ours_cpu", {}):
+        res["ratio_cpu_native_words_per_s"] = round(res["ours_cpu"]["words_per_s"] / res["gensim"]["words_per_s"], 2)
+    print(json.dumps({k: v for k, v in res.items() if k not in ("gensim", "ours", "ours_cpu", "settings")}), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(res, indent=2) + "\n")
