@@ -175,6 +175,35 @@ def user_error_message(exc: BaseException) -> str | None:
     return None
 
 
+def check_config_files(args: list[str]) -> None:
+    """Raise UserError('<file>:<line>: ...') for a `--config`/`-c` file that is missing or not YAML.
+
+    jsonargparse would print its whole usage and a message that names "<unicode string>", not the file.
+    """
+    import yaml
+
+    for i, a in enumerate(args):
+        if a in ("--config", "-c") and i + 1 < len(args):
+            path = args[i + 1]
+        elif a.startswith("--config="):
+            path = a.split("=", 1)[1]
+        else:
+            continue
+        try:
+            text = open(path, encoding="utf-8").read()
+        except FileNotFoundError:
+            raise UserError(f"{path}: config file not found") from None
+        except (IsADirectoryError, UnicodeDecodeError) as e:
+            raise UserError(f"{path}: not a readable YAML config ({type(e).__name__})") from None
+        try:
+            yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else path
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise UserError(f"{where}: malformed YAML: {problem}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a user mistake (`UserError`, or an unusable output path) is one line on stderr, exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -184,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cmd = argv[0]
     try:
+        check_config_files(argv[1:])
         if cmd in TRAINER_COMMANDS:
             run_lightning(argv)
         elif cmd in PIPELINE_COMMANDS:

@@ -653,14 +653,22 @@ def test_unknown_command(capsys):
 
 def test_missing_config_file(tmp_path, capsys):
     code, _, err = run(["fit", "--config", tmp_path / "nope.yaml"], capsys)
-    assert_parser_error(code, err, "nope.yaml")
+    assert_user_error(code, err, "fit", "nope.yaml: config file not found")
+    assert err.count("\n") == 1  # one line, not jsonargparse's usage
 
 
-def test_malformed_yaml_config(tmp_path, capsys):
+@pytest.mark.parametrize("cmd, flag", [("evaluate", "--config"), ("fit", "-c"), ("reproduce", "--config=")])
+def test_malformed_yaml_config_names_the_file_and_line(tmp_path, capsys, cmd, flag):
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text("linguistic: [unclosed\n  alpha: : 0.5\n")
-    code, _, err = run(["evaluate", "--config", cfg], capsys)
-    assert_parser_error(code, err, "Problems parsing config", "line 1, column 13")  # (the file is not named)
+    cfg.write_text("alpha: 0.5\nlinguistic: [unclosed\n  alpha: : 0.5\n")
+    args = [cmd, f"{flag}{cfg}"] if flag.endswith("=") else [cmd, flag, cfg]
+    code, _, err = run(args, capsys)
+    assert_user_error(code, err, cmd, f"{cfg}:3: malformed YAML")
+    assert err.count("\n") == 1
+    d = tmp_path / "dir.yaml"
+    d.mkdir()
+    code, _, err = run([cmd, "--config", d], capsys)
+    assert_user_error(code, err, cmd, "dir.yaml: not a readable YAML config")
 
 
 def test_unknown_option(good_vectors, bench, tmp_path, capsys):
