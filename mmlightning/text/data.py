@@ -91,8 +91,9 @@ class PairChunks(IterableDataset):
     def _corpus(self) -> EncodedCorpus:
         if self._enc is None:  # opened lazily in each worker: the memmap is never pickled
             self._enc = load_encoded(self.corpus_dir)
-            self._keep = keep_probabilities(self._enc.counts, self.sample)  # (V,)
-            self._table = alias_table(self._enc.counts)  # (V,), (V,)
+            if not self.native:  # (native chunks are sampled by the kernel, with the model's Sampling)
+                self._keep = keep_probabilities(self._enc.counts, self.sample)  # (V,)
+                self._table = alias_table(self._enc.counts)  # (V,), (V,)
         return self._enc
 
     def n_chunks(self, workers: int = 1) -> int:
