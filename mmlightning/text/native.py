@@ -35,6 +35,7 @@ from mmlightning.text.sgns import linear_lr
 
 log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("sgns_kernel.c")
+MAX_NATIVE_DIM = 4096  # the kernel's gradient buffer (sgns_kernel.c)
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fPIC", "-shared", "-std=c11"]
 _i64, _f64, _u64, _i32 = ctypes.c_int64, ctypes.c_double, ctypes.c_uint64, ctypes.c_int32
 _p = ctypes.c_void_p

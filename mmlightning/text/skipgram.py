@@ -42,7 +42,7 @@ import torch.distributed as dist
 
 from mmlightning.errors import UserError
 from mmlightning.text.data import PairChunks, SkipGramDataModule  # noqa: F401 (configs name them here too)
-from mmlightning.text.native import NativeKernel, NativeTrainer
+from mmlightning.text.native import MAX_NATIVE_DIM, NativeKernel, NativeTrainer
 from mmlightning.text.sgns import (ChunkTrainer, alias_table, draw_negatives, keep_probabilities,  # noqa: F401
                                    linear_lr, make_pairs, negative_probabilities, sgns_loss, sgns_update)
 from mmlightning.vectors import KeyedVectors
@@ -121,6 +121,9 @@ class SkipGram(pl.LightningModule):
                                             root, graphs=h.cuda_graphs)
         self._native = None
         if callable(getattr(dm, "pair_mode", None)) and dm.pair_mode() == "native":  # (its setup has built the kernel)
+            if h.dim > MAX_NATIVE_DIM:
+                raise UserError(f"model.dim: the native kernel trains up to {MAX_NATIVE_DIM} dimensions, got {h.dim}; "
+                                "use data.pairs: host")
             self._native = NativeTrainer(NativeKernel.load(), dm.sampling(), h.lr, h.min_lr, epochs,
                                          threads=h.hogwild_threads)
         workers = dm.hogwild() if callable(getattr(dm, "hogwild", None)) else None
