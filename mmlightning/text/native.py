@@ -119,7 +119,8 @@ class NativeKernel:
         n = self._fn(p0, p1, V, D, ptr(ids), ptr(sent), len(ids), ptr(keep), ptr(accept), ptr(alias), window,
                      negative, lr0, lr1, seed & 0xFFFFFFFFFFFFFFFF, loss_every, ptr(loss), ptr(out), cap)
         if n < 0:
-            raise RuntimeError(f"native kernel: error {n} ({'pair buffer too small' if n == -1 else 'dim > 4096'})")
+            why = {-1: "pair buffer too small", -2: f"dim > {MAX_NATIVE_DIM}", -3: "out of memory"}.get(n, "unknown")
+            raise RuntimeError(f"native kernel: error {n} ({why})")
         return int(n)
 
 
