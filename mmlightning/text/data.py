@@ -1,4 +1,4 @@
-"""The skip-gram data: the corpus (cached as word ids) and its stream of pairs, made on the host or on the device.
+"""The skip-gram data: the corpus (cached as word ids) and its stream of chunks or pairs, for the kernel, host or device.
 
     data:
       class_path: mmlightning.text.data.SkipGramDataModule
@@ -7,10 +7,10 @@
 `pairs: native` (the default on CPU, where a C compiler is found): a chunk of `chunk_words` corpus words
 is one Lightning batch {'tokens': (n,) int32, 'sent': (n,) int32, 'seed', ...}; the compiled kernel
 (native.py) makes its pairs and trains them at once, word2vec.c's way. `pairs: host`: numpy makes the
-pairs of each chunk in the DataLoader workers or the training process (and torch trains them). `pairs: device` (the
-default when the trainer's root device is an accelerator): the corpus is copied to the device once, the
-DataLoader only names a stretch of `stretch_words` corpus positions per step, and `on_after_batch_transfer`
-turns it into that stretch's pairs and negatives on the device (device_pairs.py). Either way a batch is
+pairs of each chunk in the DataLoader workers or the training process (and torch trains them).
+`pairs: device` (the default when the trainer's root device is an accelerator): the corpus is copied to
+the device once, the DataLoader only names a stretch of `stretch_words` corpus positions per step, and
+`on_after_batch_transfer` turns it into that stretch's pairs and negatives on the device (device_pairs.py). Either way a batch is
 {'input': (P,), 'output': (P, K+1), 'chunk', 'n_chunks', 'words', 'epoch'} (or the native chunk), and
 the pairs depend only on (seed, epoch, chunk): not on the number of workers or ranks.
 
@@ -275,6 +275,9 @@ class SkipGramDataModule(pl.LightningDataModule):
         return {**batch, "input": inp, "output": out, "device_pairs": True}
 
 
+_warned: list[bool] = []  # the fallback is said once per process
+
+
 def resolve_pairs(pairs: str, device_type: str) -> str:
     """'auto' made concrete for a device type: device on an accelerator; on CPU native if the kernel builds, else host."""
     if pairs != "auto":
@@ -285,8 +288,10 @@ def resolve_pairs(pairs: str, device_type: str) -> str:
     if device_type != "cpu":
         return "device"
     if NativeKernel.load() is None:
-        log.warning("the native skip-gram kernel could not be built (%s); making pairs with numpy (slower)",
-                    NativeKernel.why_not)
+        if not _warned:
+            log.warning("the native skip-gram kernel could not be built (%s); making pairs with numpy (slower)",
+                        NativeKernel.why_not)
+            _warned.append(True)
         return "host"
     return "native"
 
