@@ -257,3 +257,12 @@ def test_lock_waits_for_the_orphans_of_a_dead_holder_but_not_for_a_live_one(tmp_
     finally:
         alive.kill()
         alive.wait()
+
+
+# ---------------------------------------------------------------- hostile inputs (issue 22)
+
+
+def test_item08_word_list_with_a_bom(tmp_path):
+    words = tmp_path / "w.txt"
+    words.write_bytes(b"\xef\xbb\xbfdog\ncat\n")
+    assert resolve_words(str(words), []) == ["cat", "dog"]

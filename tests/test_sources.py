@@ -416,3 +416,44 @@ def test_undecodable_and_transparent_images(tmp_path):
     clear = img(tmp_path / "clear.png", size=(1000, 10), color=(255, 0, 0, 0))
     im = load_image(ImageRef(str(clear)), max_side=100)
     assert im.mode == "RGB" and im.size == (100, 1) and im.getpixel((0, 0)) == (255, 255, 255)
+
+
+# ---------------------------------------------------------------- hostile inputs (issue 22)
+
+BOM = b"\xef\xbb\xbf"
+
+
+def test_item08_label_files_with_a_bom_keep_their_first_tag(tmp_path):
+    """ESP .desc, ImageNet words.txt / wordnet.is_a.txt and Tux Paint descriptions saved with a UTF-8 BOM."""
+    esp = tmp_path / "esp"
+    img(esp / "images" / "1.jpg", fmt="JPEG")
+    (esp / "labels").mkdir()
+    (esp / "labels" / "1.jpg.desc").write_bytes(BOM + b"dog\ngrass\n")
+    sel = open_source("esp", str(esp)).candidates(["dog", "grass"], 10, 0)
+    assert [Path(r.path).name for r in sel.by_word.get("dog", [])] == ["1.jpg"] and not sel.skipped
+    assert [Path(r.path).name for r in sel.by_word.get("grass", [])] == ["1.jpg"]
+
+    net = tmp_path / "imagenet"
+    img(net / "train" / "n00000110" / "a.JPEG", fmt="JPEG")
+    img(net / "train" / "n00000111" / "b.JPEG", fmt="JPEG")
+    (net / "wordnet.is_a.txt").write_bytes(BOM + b"n00000110 n00000111\n")
+    (net / "words.txt").write_bytes(BOM + b"n00000110\tdog\nn00000111\tpuppy\n")
+    sel = open_source("imagenet", str(net), backoff=False).candidates(["dog"], 10, 0)
+    assert {r.label for r in sel.by_word.get("dog", [])} == {"n00000110", "n00000111"}
+
+    stamps = tmp_path / "stamps"
+    img(stamps / "food" / "thing.png")
+    (stamps / "food" / "thing.txt").write_bytes(BOM + "A lemon.\n".encode())
+    labels = open_source("tuxpaint", str(stamps)).images([])[0].labels
+    assert labels == {"thing", "lemon"}
+
+
+def test_item_minor_empty_esp_label_file_is_a_counted_skip(tmp_path):
+    img(tmp_path / "images" / "1.jpg", fmt="JPEG")
+    img(tmp_path / "images" / "2.jpg", fmt="JPEG")
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "1.jpg.desc").write_text("dog\n")
+    (tmp_path / "labels" / "2.jpg.desc").write_text("\n  \n")
+    sel = open_source("esp", str(tmp_path)).candidates(["dog"], 10, 0)
+    assert [Path(r.path).name for r in sel.by_word["dog"]] == ["1.jpg"]
+    assert [(Path(s["path"]).name, "empty label file" in s["reason"]) for s in sel.skipped] == [("2.jpg", True)]

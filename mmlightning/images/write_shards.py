@@ -178,7 +178,7 @@ def resolve_words(words: str | None, benchmarks: list[str]) -> list[str]:
         if not path.is_file():
             raise UserError(f"{words}: no such word list, and not a shipped benchmark ({', '.join(SHIPPED)})")
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM is not part of a word
         except UnicodeDecodeError as e:
             raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
         content = [(i, ln.strip()) for i, ln in enumerate(lines, 1) if ln.strip() and not ln.startswith("#")]

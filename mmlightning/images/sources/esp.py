@@ -12,8 +12,8 @@ Layouts, detected in this order (the one found is logged and stored in the selec
 
 Tags and concept words are both lemmatised with NLTK's WordNet lemmatizer (as in the paper), so the
 tag "dogs" serves the word "dog". The tag file of `x.jpg` is `x.jpg.desc` (the datasets' own naming) or
-`x.desc`. An image without a tag file, or whose tag file is not UTF-8, is skipped and listed with the
-reason; the run goes on.
+`x.desc`. An image without a tag file, or whose tag file is empty or not UTF-8, is skipped and listed with
+the reason; the run goes on. A UTF-8 byte-order mark at the start of a tag file is ignored.
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ class EspSource(LabelledSource):
         """The tags of one .desc file; raises ValueError with the reason when it is not UTF-8 text."""
         data = desc.read_bytes()
         try:
-            text = data.decode("utf-8")
+            text = data.decode("utf-8-sig")  # a byte-order mark is not part of the first tag
         except UnicodeDecodeError as e:
             raise ValueError(f"{desc}: not UTF-8 text ({e.reason} at byte {e.start})") from None
         return [line.strip().lower() for line in text.splitlines() if line.strip()]
@@ -83,8 +83,10 @@ class EspSource(LabelledSource):
                 skipped.append({"path": path, "reason": str(e)})
                 continue
             labels = frozenset(lemma(t.replace(" ", "_")) for t in tags)
-            if labels:
-                refs.append(ImageRef(path, labels))
+            if not labels:
+                skipped.append({"path": path, "reason": f"empty label file {self.labels_dir.name}/{desc.name}"})
+                continue
+            refs.append(ImageRef(path, labels))
         return refs
 
     def describe(self, refs: list[ImageRef]) -> dict:

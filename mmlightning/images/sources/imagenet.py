@@ -117,7 +117,7 @@ def check_synsets(train: Path) -> None:
 
 def _read_lines(path: Path, split: bool = True):
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM is not part of the first wnid
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:

@@ -53,7 +53,7 @@ class TuxPaintSource(LabelledSource):
         if not txt.is_file():
             return ""
         try:
-            text = txt.read_bytes().decode("utf-8")
+            text = txt.read_bytes().decode("utf-8-sig")
         except UnicodeDecodeError as e:
             skipped.append({"path": str(txt), "reason": f"description not UTF-8 ({e.reason}); name used alone"})
             return ""
