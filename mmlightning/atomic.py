@@ -3,6 +3,7 @@
     with atomic_path("out/vectors.txt") as tmp:   # write to tmp, renamed over the target on success
         save(tmp)
     write_json("out/report.json", {"rho": 0.7})
+    safe_child("reports/release", source, "mean.txt")   # a path built from names that stays in the folder
 """
 from __future__ import annotations
 
@@ -12,6 +13,25 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+from mmlightning.errors import UserError
+
+
+def safe_child(folder: str | os.PathLike, *names: str, what: str = "name") -> Path:
+    """`folder/names[0]/names[1]/...`, each name a plain file name that cannot leave `folder`.
+
+    A name built from input (a source, a word, a shard) that is empty, `.`, `..`, or holds a path separator
+    or a NUL byte is a one-line UserError naming it and the folder it would have escaped.
+    """
+    path = Path(folder)
+    for name in names:
+        name = str(name)
+        if name in ("", ".", "..") or "/" in name or "\0" in name or (os.altsep and os.altsep in name) \
+                or os.sep in name:
+            raise UserError(f"{what} {name!r} is not a plain name (a path built from it would leave {folder}); "
+                            f"use letters, digits, '-', '_' or '.'")
+        path = path / name
+    return path
 
 
 @contextmanager

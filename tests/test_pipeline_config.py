@@ -38,6 +38,13 @@ def test_cache_key_leaves_out_what_does_not_change_the_vectors():
     ({"sources": {"x": {"source": "folder", "n_per_word": 0}}}, "sources.x.n_per_word"),
     ({"sources": {"x": {"source": "folder", "colour": 1}}}, "sources.x: unknown key(s) colour"),
     ({"sources": {"x": {"source": "folder", "preprocess": "nope"}}}, "unknown preprocessing scheme 'nope'"),
+    ({"sources": {"../../esc": {"source": "folder"}}}, "sources: '../../esc' is not a plain name"),
+    ({"sources": {"a/b": {"source": "folder"}}}, "sources: 'a/b' is not a plain name"),
+    ({"sources": {"..": {"source": "folder"}}}, "sources: '..' is not a plain name"),
+    ({"sources": {".": {"source": "folder"}}}, "sources: '.' is not a plain name"),
+    ({"sources": {"": {"source": "folder"}}}, "sources: '' is not a plain name"),
+    ({"sources": {"/abs": {"source": "folder"}}}, "sources: '/abs' is not a plain name"),
+    ({"sources": {"new\nline": {"source": "folder"}}}, "is not a plain name"),
     ({"alpha": -0.1}, "alpha: -0.1 is outside [0, 1]"),
     ({"missing_visual": "one"}, "missing_visual"),
     ({"n_boot": -1}, "n_boot"),
@@ -53,6 +60,11 @@ def test_bad_values_are_one_line_errors(settings, message):
     with pytest.raises(UserError) as e:
         ReproduceConfig(**settings)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_plain_source_names_pass():
+    cfg = ReproduceConfig(sources={"pics-2_v.1": {"source": "folder", "root": "x"}, "..x": {"source": "folder"}})
+    assert list(cfg.sources) == ["pics-2_v.1", "..x"]
 
 
 def test_command_line_overrides_keep_the_yaml_spelling(capsys, monkeypatch):

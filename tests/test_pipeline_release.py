@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from mmlightning.errors import UserError
 from mmlightning.evaluation.relatedness import MIN_BOOT_PAIRS, bootstrap_ci, paired_difference, score_cosines
 from mmlightning.pipeline.release import write_release
 from pipeline_world import first_run, make_world
@@ -45,6 +46,18 @@ def test_release_holds_only_this_runs_files(first, tmp_path):
     assert files == ["CARD.json", "CARD.md", "pics/max.txt", "pics/mean.txt", "pics/multimodal_alpha0.7.txt"]
     assert not (rel / "gone").exists()
     assert json.loads((rel / "CARD.json").read_text())["files"] == json.loads(json.dumps(card["files"]))
+
+
+def test_release_refuses_a_source_name_that_leaves_its_folder(first, tmp_path):
+    """Defence in depth behind the config's check: no path built from a source name escapes the release."""
+    world, out, summary = first
+    ck = out / "ck"
+    extract = next(ck.glob("extract-pics-*"))
+    ex = {"aggregates": extract / "aggregates.pt", "mean": extract / "mean.txt", "max": extract / "max.txt"}
+    vectors = str(next(ck.glob("skipgram-*/vectors.txt")))
+    with pytest.raises(UserError, match="not a plain name"):
+        write_release(tmp_path / "rep" / "release", vectors, {"../../esc": ex}, alpha=0.5, settings={})
+    assert not (tmp_path / "esc").exists() and not list(tmp_path.rglob("mean.txt"))
 
 
 def test_fewer_than_ten_pairs_give_no_bootstrap_ci():

@@ -122,7 +122,8 @@ def test_cli_reports_bad_settings_in_one_line(tmp_path, capsys):
                        "unknown preprocessing scheme 'nope'"),
                       (["--skipgram.epochs", "0"], "skipgram.epochs"),
                       (["--alpha", "1.5"], "alpha"),
-                      (["--force", "[nope]"], "unknown stage(s) nope")]:
+                      (["--force", "[nope]"], "unknown stage(s) nope"),
+                      (["--sources", '{"../../esc": {"source": "folder", "root": "x"}}'], "not a plain name")]:
         rc = main(["reproduce", "--checkpoints", str(tmp_path / "ck"), *args])
         err = capsys.readouterr().err.strip()
         assert rc == 2 and len(err.splitlines()) == 1 and msg in err, (args, err)

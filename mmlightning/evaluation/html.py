@@ -22,7 +22,7 @@ import tarfile
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from mmlightning.atomic import write_text
+from mmlightning.atomic import safe_child, write_text
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +234,6 @@ def _write_pages(result: dict, out: Path, shards: dict, aggregates: dict, per_wo
     write_text(paths["index"], _page("mmlightning report", body))
     for src, spec in shards.items():
         disp = _dispersion_of(aggregates[src]) if src in aggregates else {}
-        paths[f"source:{src}"] = out / f"source-{src}.html"
+        paths[f"source:{src}"] = safe_child(out, f"source-{src}.html", what="source")
         write_text(paths[f"source:{src}"], source_page(src, image_index(spec, None, per_word), disp, per_word, tars))
     return paths

@@ -11,6 +11,7 @@ builds these classes from YAML / the command line and checks the types; the valu
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional, Union
 
@@ -20,6 +21,7 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 MISSING_VISUAL = ("zero", "text")
 SOURCE_FUSIONS = ("average", "concat")
 FORCEABLE = ("skipgram", "shard", "extract", "bovw", "evaluate", "release")
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def _at_least(where: str, value: Any, low: float, what: str = "") -> None:
@@ -306,6 +308,9 @@ class ReproduceConfig:
 
 
 def _source(name: str, spec) -> SourceConfig:
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name) or name in (".", ".."):
+        raise UserError(f"sources: {name!r} is not a plain name (it names the source's folders and files); use "
+                        f"letters, digits, '-', '_' or '.', e.g. imagenet_train")
     where = f"sources.{name}"
     if isinstance(spec, dict) and not spec.get("source"):
         raise UserError(f"{where}: needs at least `source:` (tuxpaint, openclipart, imagenet, esp, folder)")

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mmlightning.atomic import atomic_path, write_json, write_text
+from mmlightning.atomic import atomic_path, safe_child, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,13 @@ def _release_source(out: Path, name: str, ex: dict, ling, alpha: float) -> dict[
     from mmlightning.vectors import load_vectors
 
     agg, meta = load_aggregates(ex["aggregates"])
-    mean_p, max_p = out / name / "mean.txt", out / name / "max.txt"
+    mean_p, max_p = safe_child(out, name, "mean.txt", what="source"), safe_child(out, name, "max.txt", what="source")
     for src, dst in ((ex["mean"], mean_p), (ex["max"], max_p)):  # written by the extract stage
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
     mean_kv = load_vectors(mean_p)
     mm = fuse_keyed(ling, mean_kv, words=mean_kv.index_to_key, alpha=alpha)
-    mm_p = out / name / f"multimodal_alpha{alpha:g}.txt"
+    mm_p = safe_child(out, name, f"multimodal_alpha{alpha:g}.txt", what="source")
     mm.save_word2vec(mm_p)
     return {"visual_mean": str(mean_p), "visual_max": str(max_p), "multimodal": str(mm_p),
             "labels_with_images": len(mean_kv), "labels_with_text_and_images": len(mm),

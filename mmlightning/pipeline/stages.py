@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from mmlightning.atomic import safe_child
 from mmlightning.errors import UserError
 from mmlightning.pipeline.fingerprint import Fingerprints
 from mmlightning.resumable import ResumableOutput
@@ -136,7 +137,7 @@ def _planned(cfg, row: StageDef, src, per_source: set[str], done: list[Planned],
                     "inputs": [fp.of(path) for path in row.inputs(cfg, src)],
                     "reads": {lbl: have[lbl].key for lbl in reads}}
         p.key = settings_key(p.record)
-        p.dir = root / f"{label.replace(':', '-')}-{p.key}"
+        p.dir = safe_child(root, f"{label.replace(':', '-')}-{p.key}", what="stage")
     return p
 
 
