@@ -1,24 +1,30 @@
 """mmlightning: multi-modal word semantics (Kiela & Bottou, EMNLP 2014) with PyTorch Lightning.
 
-Library modules (vectors I/O, fusion, relatedness, image sources, CNN backbones, BOVW) are plain
-Python/torch; the training and extraction loops are LightningModules driven by `python -m mmlightning`.
+    import mmlightning as mm
+    text = mm.load_vectors("vectors.txt")
+    grounded = mm.fuse(text, mm.extract_visual("photos/", "out/visual")["cnn-mean"])
+    mm.evaluate(grounded, ["men", "ws353"])       # [{"benchmark": "men", "rho": ..., ...}, ...]
+
+The public API (`mmlightning/api.py`) is what this module exports; everything else is reachable by its
+module path but may change. Names resolve on first use, so `import mmlightning` stays light (no torch).
+The command line is `python -m mmlightning` (`mmlightning/cli.py`).
 """
 
 __version__ = "0.1.0"
 
-
-def _quiet_third_party() -> None:
-    """Drop Lightning's advertising tips and one torch deprecation it triggers; keep every other message."""
-    import logging
-    import warnings
-
-    class _NoTips(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return not str(record.msg).startswith("💡 Tip")
-
-    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
-        logging.getLogger(name).addFilter(_NoTips())
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+__all__ = ["KeyedVectors", "load_vectors", "save_vectors", "as_keyed_vectors", "fuse", "evaluate",
+           "train_skipgram", "write_shards", "extract_visual", "UserError"]
 
 
-_quiet_third_party()
+def __getattr__(name: str):
+    if name == "UserError":
+        from mmlightning.errors import UserError
+        return UserError
+    if name in __all__:
+        from mmlightning import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'mmlightning' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

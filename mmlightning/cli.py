@@ -204,10 +204,32 @@ def check_config_files(args: list[str]) -> None:
             raise UserError(f"{where}: malformed YAML: {problem}") from None
 
 
+class _NoTips(logging.Filter):
+    """Drops Lightning's advertising tips ("\N{ELECTRIC LIGHT BULB} Tip: ..."); every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip")
+
+
+def quiet_third_party() -> None:
+    """Drop Lightning's tips and one torch deprecation it triggers; keep every other message.
+
+    Called by `main` only: importing the library leaves the user's logging and warning filters alone.
+    """
+    import warnings
+
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTips) for f in logger.filters):
+            logger.addFilter(_NoTips())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a user mistake (`UserError`, or an unusable output path) is one line on stderr, exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging()
+    quiet_third_party()
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0

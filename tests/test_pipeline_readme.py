@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from mmlightning.cli import main
-from mmlightning.pipeline.readme import (BEGIN, END, TUNED_BEGIN, TUNED_END, diff_cell, render_results,
-                                         render_tuned, replace_block)
+from mmlightning.pipeline.readme import (BEGIN, END, HEADLINE_BEGIN, TUNED_BEGIN, TUNED_END, diff_cell,
+                                         render_blocks, render_headline, render_results)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "docs" / "figures" / "evaluation_embedded_default.json"
@@ -62,14 +62,37 @@ def test_rewrites_and_checks_the_block_between_the_markers(tmp_path, capsys):
     assert main(["report", "--evaluation", str(tmp_path / "none.json")]) == 2
 
 
-def test_readme_results_equal_what_the_shipped_evaluation_renders():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert BEGIN in text and END in text and TUNED_BEGIN in text and TUNED_END in text
+@pytest.mark.parametrize("name, markers", [("README.md", [HEADLINE_BEGIN]),
+                                           ("docs/results.md", [BEGIN, TUNED_BEGIN])])
+def test_shipped_blocks_equal_what_the_shipped_evaluation_renders(name, markers):
+    text = (ROOT / name).read_text(encoding="utf-8")
+    assert all(m in text for m in markers)
     result = json.loads(SHIPPED.read_text(encoding="utf-8"))
     assert result.get("tuned"), "the shipped evaluation has the dev/test protocol's section"
-    assert replace_block(text, render_tuned(result), begin=TUNED_BEGIN, end=TUNED_END) == text, (
-        "README.md's tuned block differs from docs/figures/evaluation_embedded_default.json: run "
-        "python -m mmlightning report --evaluation docs/figures/evaluation_embedded_default.json --readme README.md")
-    assert replace_block(text, render_results(result)) == text, (
-        "README.md's results differ from docs/figures/evaluation_embedded_default.json: run "
-        "python -m mmlightning report --evaluation docs/figures/evaluation_embedded_default.json --readme README.md")
+    assert render_blocks(text, result, name) == text, (
+        f"{name}'s result blocks differ from docs/figures/evaluation_embedded_default.json: run python -m "
+        "mmlightning report --evaluation docs/figures/evaluation_embedded_default.json --readme '[README.md, docs/results.md]'")
+
+
+def test_headline_names_dev_choice_and_its_test_difference():
+    result = synthetic()
+    assert "Chosen on MEN dev" not in render_headline(result)
+    result["tuned"] = {"best": "cnn-mean:tuxpaint", "test": {"men_test": {"cnn-mean:tuxpaint": {
+        "rho": 0.61, "vs_linguistic": {"diff": 0.03, "ci95": [0.01, 0.05], "pairs": 900}}}}}
+    lines = render_headline(result).splitlines()
+    assert lines[2] == "| Tux Paint (ImageNet role) | men full (2995) | 0.544 | 0.600 | +0.004 [-0.016, +0.024] |"
+    assert lines[-1] == ("Chosen on MEN dev, measured on MEN test: **tuxpaint: CNN-Mean (tuned)**, "
+                         "+0.030 [+0.010, +0.050]* over text on 900 pairs (rho 0.610).")
+
+
+def test_report_rewrites_several_files_and_leaves_text_around_blocks(tmp_path):
+    ev = tmp_path / "evaluation.json"
+    ev.write_text(json.dumps(synthetic()))
+    a, b = tmp_path / "a.md", tmp_path / "b.md"
+    a.write_text(f"top\n{HEADLINE_BEGIN}\nold\n<!-- headline:end -->\nbottom\n")
+    b.write_text(f"x\n{BEGIN}\nold\n{END}\ny\n")
+    assert main(["report", "--evaluation", str(ev), "--readme", f"[{a}, {b}]"]) == 0
+    assert a.read_text().startswith("top\n" + HEADLINE_BEGIN + "\n| source |") and a.read_text().endswith("bottom\n")
+    assert "**Tux Paint" in b.read_text() and b.read_text().endswith(f"{END}\ny\n")
+    assert main(["report", "--evaluation", str(ev), "--readme", f"[{a}, {b}]", "--check", "true"]) == 0
+    assert main(["report", "--evaluation", str(ev), "--readme", str(tmp_path / "none.md")]) == 2

@@ -1,29 +1,32 @@
-"""The README's result tables, rendered from an `evaluation.json` instead of copied by hand.
+"""The README's and docs' result tables, rendered from an `evaluation.json` instead of copied by hand.
 
-    python -m mmlightning report --evaluation reports/evaluation.json                   # print the block
-    python -m mmlightning report --evaluation reports/evaluation.json --readme README.md          # rewrite it
+    python -m mmlightning report --evaluation reports/evaluation.json                   # print the blocks
     python -m mmlightning report --evaluation docs/figures/evaluation_embedded_default.json \
-        --readme README.md --check true                                                  # fail if stale
+        --readme '[README.md, docs/results.md]'                                          # rewrite them
+    python -m mmlightning report --evaluation docs/figures/evaluation_embedded_default.json \
+        --readme '[README.md, docs/results.md]' --check true                             # fail if stale
 
-The block lies between `<!-- results:begin -->` and `<!-- results:end -->` in the README: one Table 1
-per image source (rho only; the header gives the pairs of each column), then the multi-modal minus text
-differences with their paired-bootstrap CIs. Where the README also has `<!-- tuned:begin -->` ...
-`<!-- tuned:end -->` and the evaluation holds the dev/test protocol's section, that block gets the
-systems chosen on MEN dev and their differences on the test pairs. The full report (CIs, pairs used in every cell) stays
-`reports/evaluation.md`.
+A Markdown file may hold any of three blocks, each between its markers: `<!-- headline:begin -->` ...
+`<!-- headline:end -->` (the README's summary: text against multi-modal CNN-Mean per source on MEN and
+WS353, and the system chosen on MEN dev measured on MEN test); `<!-- results:begin -->` ...
+`<!-- results:end -->` (one Table 1 per image source, rho only, the header giving the pairs of each
+column, then the multi-modal minus text differences with their paired-bootstrap CIs); and
+`<!-- tuned:begin -->` ... `<!-- tuned:end -->` (the dev/test protocol's chosen systems and their
+differences on the test pairs). The full report (CIs, pairs used in every cell) stays `reports/evaluation.md`.
 """
 from __future__ import annotations
 
 import math
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from mmlightning.atomic import write_text
 from mmlightning.errors import UserError
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 TUNED_BEGIN, TUNED_END = "<!-- tuned:begin -->", "<!-- tuned:end -->"
+HEADLINE_BEGIN, HEADLINE_END = "<!-- headline:begin -->", "<!-- headline:end -->"
 # the parts of the dev/test protocol's section that the README shows (evaluation.tuned_report titles)
 TUNED_PARTS = ("Chosen on MEN dev", "Test: minus linguistic [paired 95% CI]",
                "Test: minus plain CNN-Mean (tuned, same pairs) [paired 95% CI]")
@@ -105,6 +108,36 @@ def render_results(result: dict) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _no_n(cell: str) -> str:
+    return cell.rsplit(" n=", 1)[0]
+
+
+def render_headline(result: dict) -> str:
+    """The README's summary: per source, text vs multi-modal CNN-Mean on MEN / WS353; dev's choice on MEN test."""
+    t1 = result["table1"]
+    lines = ["| source | pairs | Text | Multi-modal CNN-Mean | difference [paired 95% CI] |", "|---|---|---:|---:|---|"]
+    for source, methods in (result.get("sources") or {}).items():
+        if "cnn-mean" not in methods:
+            continue
+        for bench, sub in (("men", "full"), ("men", f"relevant:{source}"), ("ws353", f"relevant:{source}")):
+            cells = t1.get(bench, {}).get(sub)
+            if not cells:
+                continue
+            mm = cells[f"multimodal:{source}/cnn-mean"]
+            lines.append(f"| {TITLES.get(source, (source,))[0]} | {bench} {sub} ({mm['vs_linguistic']['pairs']}) | "
+                         f"{_rho(cells['linguistic']['rho'])} | {_rho(mm['rho'])} | {_no_n(diff_cell(mm['vs_linguistic']))} |")
+    tuned = result.get("tuned") or {}
+    best = tuned.get("best")
+    test = (tuned.get("test") or {}).get("men_test", {}).get(best or "", {})
+    if best and test.get("vs_linguistic"):
+        from mmlightning.evaluation.tuned_report import label
+
+        lines += ["", f"Chosen on MEN dev, measured on MEN test: **{label(best)}**, "
+                      f"{_no_n(diff_cell(test['vs_linguistic']))} over text on {test['vs_linguistic']['pairs']} pairs "
+                      f"(rho {_rho(test['rho'])})."]
+    return "\n".join(lines) + "\n"
+
+
 def render_tuned(result: dict) -> str:
     """The README's block of the dev/test protocol (chosen systems, test differences); "" without one."""
     from mmlightning.evaluation.tuned_report import tuned_sections
@@ -121,13 +154,30 @@ def replace_block(text: str, block: str, where: str = "README.md", begin: str = 
     return pattern.sub(lambda _: f"{begin}\n{block}\n{end}", text, count=1)
 
 
-def report(evaluation: str = "reports/evaluation.json", readme: Optional[str] = None, check: bool = False) -> str:
-    """Render the README's result tables from an evaluation.json (print them, or rewrite / check README's block).
+def render_blocks(text: str, result: dict, where: str) -> str:
+    """`text` with each of the three blocks it holds re-rendered; UserError when it holds none."""
+    renderers = ((HEADLINE_BEGIN, HEADLINE_END, render_headline), (BEGIN, END, render_results),
+                 (TUNED_BEGIN, TUNED_END, render_tuned))
+    found = [(b, e, f) for b, e, f in renderers if b in text]
+    if not found:
+        raise UserError(f"{where}: no '{BEGIN}' ... '{END}' block (nor a headline or tuned block); "
+                        f"put the two markers around the tables")
+    for begin, end, render in found:
+        block = render(result)
+        if block:
+            text = replace_block(text, block, where, begin, end)
+    return text
+
+
+def report(evaluation: str = "reports/evaluation.json", readme: Union[str, list[str], None] = None,
+           check: bool = False) -> str:
+    """Render the result tables from an evaluation.json (print them, or rewrite / check the files' blocks).
 
     Args:
         evaluation: evaluation.json written by `reproduce` or `evaluate`.
-        readme: A Markdown file whose block between `<!-- results:begin -->` and `<!-- results:end -->` is rewritten.
-        check: With --readme: do not write; fail (exit 2) when the block differs from what is rendered.
+        readme: Markdown files (e.g. [README.md, docs/results.md]) whose headline / results / tuned blocks
+            are rewritten.
+        check: With --readme: do not write; fail (exit 2) when a block differs from what is rendered.
     """
     import json
 
@@ -142,15 +192,16 @@ def report(evaluation: str = "reports/evaluation.json", readme: Optional[str] = 
     if readme is None:
         print(block + ("\n" + render_tuned(result) if result.get("tuned") else ""), end="")
         return block
-    md = Path(readme)
-    old = md.read_text(encoding="utf-8")
-    new = replace_block(old, block, str(md))
-    tuned = render_tuned(result)
-    if tuned and TUNED_BEGIN in old:  # the protocol's block, where the README has one
-        new = replace_block(new, tuned, str(md), TUNED_BEGIN, TUNED_END)
-    if check and new != old:
-        raise UserError(f"{md}: the results block differs from what {path} renders; run "
-                        f"`python -m mmlightning report --evaluation {path} --readme {md}`")
-    if not check and new != old:
-        write_text(md, new)
+    files = [readme] if isinstance(readme, str) else list(readme)
+    for md in map(Path, files):
+        try:
+            old = md.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"{md}: no such file") from None
+        new = render_blocks(old, result, str(md))
+        if check and new != old:
+            raise UserError(f"{md}: a result block differs from what {path} renders; run "
+                            f"`python -m mmlightning report --evaluation {path} --readme '[{', '.join(files)}]'`")
+        if not check and new != old:
+            write_text(md, new)
     return block
