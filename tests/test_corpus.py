@@ -1,5 +1,7 @@
 """Corpus readers (text, gzip, folders, BNC XML, GCIDE) and the encoded-corpus cache, on tiny fixtures."""
 import gzip
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +141,69 @@ def test_bad_inputs_are_one_line_user_errors(tmp_path, monkeypatch):
         C.resolve_sources("text8")
     (tmp_path / "text8").write_text(" anarchism originated as a term")
     assert C.resolve_sources("text8") == [Path("text8")]
+
+
+def test_a_same_size_edit_with_the_mtime_restored_is_not_the_cached_corpus(tmp_path):
+    src = Path(make_text(tmp_path, "cat sat on the mat\ncat sat\n"))
+    st = src.stat()
+    assert C.prepare_corpus(str(src), tmp_path / "cache", min_count=1).words[:2] == ["cat", "sat"]
+    src.write_text("dog ran on the rug\ndog ran\n")  # same size; the mtime put back (cp -p, rsync -t, touch -r)
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert src.stat().st_size == st.st_size
+    assert C.prepare_corpus(str(src), tmp_path / "cache", min_count=1).words[:2] == ["dog", "ran"]
+
+
+def _cached(tmp_path, text="b a a c\nb a c\nc c\n"):
+    src = make_text(tmp_path, text)
+    enc = C.prepare_corpus(src, tmp_path / "cache", min_count=1)
+    return src, enc.path
+
+
+def test_a_tampered_cache_is_rebuilt_not_reused(tmp_path, caplog):
+    src, folder = _cached(tmp_path)
+    vocab = folder / "vocab.tsv"
+    vocab.write_text(vocab.read_text().replace("a\t", "x\t"))  # same size, other words
+    with caplog.at_level(logging.WARNING):
+        enc = C.prepare_corpus(src, tmp_path / "cache", min_count=1)
+    assert enc.words == ["c", "a", "b"] and "rebuilding" in caplog.text and str(vocab) in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["ids", "truncated", "sentences"])
+def test_a_corrupted_token_cache_is_rebuilt_before_training(tmp_path, damage, caplog):
+    src, folder = _cached(tmp_path)
+    tokens = folder / "tokens.u32"
+    if damage == "ids":  # same size, ids beyond the vocabulary
+        np.full(9, 0xFFFFFFF0, np.uint32).tofile(tokens)
+    elif damage == "truncated":
+        tokens.write_bytes(tokens.read_bytes()[:9])
+    else:
+        np.array([0, 7, 3, 8], np.int64).tofile(folder / "sentences.i64")
+    with caplog.at_level(logging.WARNING):
+        enc = C.prepare_corpus(src, tmp_path / "cache", min_count=1)
+    assert enc.tokens.tolist() == [2, 1, 1, 0, 2, 1, 0, 0, 0] and enc.sentences.tolist() == [0, 4, 7, 9]
+    assert "rebuilding" in caplog.text
+
+
+def test_a_corrupted_token_cache_is_one_line_when_opened_directly(tmp_path):
+    _, folder = _cached(tmp_path)
+    np.full(9, 0xFFFFFFF0, np.uint32).tofile(folder / "tokens.u32")
+    with pytest.raises(UserError, match=r"tokens.u32: .*delete the folder"):
+        C.load_encoded(folder)
+    (folder / "tokens.u32").write_bytes(b"\0" * 10)
+    with pytest.raises(UserError, match=r"tokens.u32: .*size"):
+        C.load_encoded(folder)
+
+
+def test_train_skipgram_on_a_corrupted_token_cache_rebuilds_it(tmp_path):
+    from mmlightning.text.skipgram import train_skipgram
+    from mmlightning.vectors import load_vectors
+
+    src, folder = _cached(tmp_path, "the cat sat on the mat\n" * 30)
+    tokens = folder / "tokens.u32"
+    np.full(tokens.stat().st_size // 4, 1 << 30, np.uint32).tofile(tokens)
+    out = train_skipgram(tmp_path / "run", corpus=src, epochs=1, cache_dir=tmp_path / "cache", dim=8, min_count=1,
+                         num_workers=0, pairs="host", compile=False, progress_bar=False)
+    assert len(load_vectors(out).index_to_key) == 5
 
 
 @pytest.mark.slow

@@ -139,7 +139,7 @@ def fresh_build(tmp_path, monkeypatch):
 def test_a_cached_build_is_checked_before_it_is_used(fresh_build, caplog):
     import shutil
     so = fresh_build / f"sgns_kernel-{native._source_hash(shutil.which('cc') or shutil.which('gcc'))}.so"
-    fresh_build.mkdir()
+    fresh_build.mkdir(mode=0o700)  # (a folder writable by others is not used at all: test_native_cache.py)
     so.write_bytes(b"not a library")  # a damaged cache entry (written before any process has loaded it)
     with caplog.at_level(logging.WARNING):
         assert NativeKernel.load() is not None

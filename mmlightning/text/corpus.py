@@ -5,13 +5,18 @@
     enc.sentences   # int64 (S + 1,): sentence s is tokens[sentences[s]:sentences[s + 1]]
     enc.words, enc.counts   # vocabulary, most frequent first (ties: first seen first), int64 (V,)
 
-The cache folder is keyed by the files (path, size, mtime), min_count, max_vocab and the tokeniser
-version; it is written in a temporary folder and renamed into place, so a killed run leaves no half cache.
+The cache folder is keyed by the files' contents (their SHA-256, hashed on every run: cheap next to
+training), paths, min_count, max_vocab and the tokeniser version; it is written in a temporary folder and
+renamed into place, so a killed run leaves no half cache. meta.json records the SHA-256 of the cache's own
+files: before a cache is reused they are checked against it (and the ids against the vocabulary), and a
+cache that fails is set aside and rebuilt. `load_encoded` (the DataLoader workers' view) checks sizes and
+ids only, and names the bad file in a UserError.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -26,7 +31,9 @@ from mmlightning.errors import UserError
 from mmlightning.text.readers import (GCIDE_PATH, CorpusStats, find_text8, iter_sentences,  # noqa: F401 (re-exported)
                                       resolve_sources)
 
-CACHE_VERSION = 1  # bump when tokenisation changes: old caches are then ignored
+CACHE_VERSION = 2  # bump when tokenisation or the cache's layout changes: old caches are then ignored
+CACHE_FILES = ("tokens.u32", "sentences.i64", "vocab.tsv")  # hashed into meta.json, checked before reuse
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,13 +65,21 @@ def sentence_ids(sentences: np.ndarray, n_tokens: int) -> np.ndarray:
 
 
 def cache_key(files: Sequence[Path], min_count: int, max_vocab: int | None) -> str:
-    """Key of an encoded corpus: the files (path, size, mtime), settings and tokeniser version."""
-    h = hashlib.sha1()
+    """Key of an encoded corpus: the files (path, size, SHA-256 of the contents), settings and tokeniser version."""
+    h = hashlib.sha256()
     for f in files:
-        st = f.stat()
-        h.update(f"{f.resolve()}|{st.st_size}|{int(st.st_mtime)}\n".encode())
+        h.update(f"{f.resolve()}|{f.stat().st_size}|{file_sha256(f)}\n".encode())
     h.update(f"min_count={min_count}|max_vocab={max_vocab}|v{CACHE_VERSION}".encode())
-    return h.hexdigest()[:16]
+    return h.hexdigest()[:20]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's contents (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def prepare_corpus(sources, cache_dir: str | os.PathLike = "checkpoints/corpus_cache", min_count: int = 5,
@@ -79,8 +94,12 @@ def prepare_corpus(sources, cache_dir: str | os.PathLike = "checkpoints/corpus_c
     files = resolve_sources(sources, download)
     key = cache_key(files, min_count, max_vocab)
     final = Path(cache_dir) / key
-    if (final / "meta.json").is_file():
-        return load_encoded(final)
+    if final.exists():
+        try:
+            return _open_encoded(final, check_hashes=True)
+        except BadCache as e:
+            log.warning("%s; rebuilding the corpus cache", e)
+            _set_aside(final, str(e))
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
     try:
@@ -153,22 +172,82 @@ def _encode(files: list[Path], out: Path, min_count: int, max_vocab: int | None,
     meta = {"format": "mmlightning-corpus/1", "files": stats.files, "min_count": min_count,
             "max_vocab": max_vocab, "raw_tokens": stats.tokens, "raw_vocab": len(first_id),
             "tokens": int(keep.sum()), "vocab": len(words), "sentences": int(len(new_lengths)),
-            "replaced_bytes": stats.replaced, "replaced_by_file": stats.replaced_by_file}
+            "replaced_bytes": stats.replaced, "replaced_by_file": stats.replaced_by_file,
+            "sha256": {name: file_sha256(out / name) for name in CACHE_FILES}}
     write_json(out / "meta.json", meta)
 
 
+class BadCache(Exception):
+    """A corpus cache that cannot be used as it is (message: the bad file and what is wrong)."""
+
+
 def load_encoded(folder: str | os.PathLike) -> EncodedCorpus:
-    """Open a cached encoded corpus (tokens memory-mapped, read-only)."""
-    folder = Path(folder)
+    """Open a cached encoded corpus (tokens memory-mapped, read-only); UserError naming the file if it is damaged."""
+    try:
+        return _open_encoded(Path(folder), check_hashes=False)
+    except BadCache as e:
+        raise UserError(f"{e}; delete the folder {folder} to rebuild it") from None
+
+
+def _open_encoded(folder: Path, check_hashes: bool) -> EncodedCorpus:
+    """The cache in `folder`, its sizes, offsets and ids checked (and its files' SHA-256, if asked); else BadCache."""
     try:
         meta = json.loads((folder / "meta.json").read_text())
+        n, n_sent, n_vocab = int(meta["tokens"]), int(meta["sentences"]), int(meta["vocab"])
         words, counts = read_vocab(folder / "vocab.tsv")
-    except (OSError, ValueError) as e:
-        raise UserError(f"{folder}: unreadable corpus cache ({e}); delete the folder to rebuild it") from None
-    n = meta["tokens"]
+    except (OSError, ValueError, KeyError, TypeError, UserError) as e:
+        raise BadCache(f"{folder}: unreadable corpus cache ({e})") from None
+    if check_hashes:
+        _check_hashes(folder, meta)
+    _check_size(folder / "tokens.u32", 4 * n, f"{n} tokens")
+    _check_size(folder / "sentences.i64", 8 * (n_sent + 1), f"{n_sent} sentences")
+    if len(words) != n_vocab:
+        raise BadCache(f"{folder / 'vocab.tsv'}: {len(words)} words, meta.json says {n_vocab}")
     tokens = np.memmap(folder / "tokens.u32", dtype=np.uint32, mode="r", shape=(n,)) if n else np.zeros(0, np.uint32)
     sentences = np.fromfile(folder / "sentences.i64", dtype=np.int64)
+    if not len(sentences) or sentences[0] != 0 or sentences[-1] != n or (np.diff(sentences) < 0).any():
+        raise BadCache(f"{folder / 'sentences.i64'}: sentence offsets not increasing from 0 to {n}")
+    top = int(tokens.max()) if n else 0
+    if top >= n_vocab:
+        raise BadCache(f"{folder / 'tokens.u32'}: word id {top} outside the vocabulary of {n_vocab} words")
     return EncodedCorpus(words, counts, tokens, sentences, meta, folder)
+
+
+def _check_size(path: Path, expected: int, what: str) -> None:
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise BadCache(f"{path}: {e.strerror or e}") from None
+    if size != expected:
+        raise BadCache(f"{path}: size {size} bytes, expected {expected} ({what})")
+
+
+def _check_hashes(folder: Path, meta: dict) -> None:
+    recorded = meta.get("sha256")
+    if not isinstance(recorded, dict):
+        raise BadCache(f"{folder / 'meta.json'}: no SHA-256 of the cache's files")
+    for name in CACHE_FILES:
+        try:
+            ok = file_sha256(folder / name) == recorded.get(name)
+        except OSError as e:
+            raise BadCache(f"{folder / name}: {e.strerror or e}") from None
+        if not ok:
+            raise BadCache(f"{folder / name}: contents differ from what was written (SHA-256 mismatch)")
+
+
+def _set_aside(folder: Path, why: str) -> None:
+    """Move a bad cache folder out of the way (renamed, then deleted); UserError if it cannot be moved."""
+    aside = None
+    try:
+        aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.bad.", dir=folder.parent))
+        os.replace(folder, aside)  # (over the empty folder just made: atomic)
+    except FileNotFoundError:  # another process set it aside first
+        pass
+    except OSError as e:
+        raise UserError(f"{why}; it cannot be replaced ({e.strerror or e}): delete {folder}") from None
+    finally:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def read_vocab(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:

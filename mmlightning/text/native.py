@@ -12,17 +12,24 @@ at a time, the vectors in cache, the dot product and the two axpy in SIMD regist
 
 The build: `cc -O3 -march=native -fopenmp-simd -shared` into `$MMLIGHTNING_NATIVE_DIR` (default
 ~/.cache/mmlightning/native), the file named by a hash of the source, the flags, the compiler and this
-CPU's flags, written atomically (compile to a temporary name, rename). A cached build is used only if it
-loads and reports the source hash it was built from; else it is rebuilt. ctypes releases the GIL for the
-call, so threads and DataLoader worker processes train at once (Hogwild, as word2vec's threads).
+CPU's flags, written atomically (compile to a temporary name, rename), with its size and SHA-256 in
+`sgns_kernel-<key>.json` beside it. A folder is used only if it is yours, not a symbolic link, and not
+writable by group or others (new ones are made mode 0700); else the temporary folder's
+`mmlightning-native-<uid>` under the same rule, else a fresh private folder for this process only. A
+cached build is opened only if its size and SHA-256 match its record (a truncated or damaged library
+would crash the process in `dlopen`, before any check could run) and then only used if it reports the
+source hash it was built from; else it is rebuilt. ctypes releases the GIL for the call, so threads and
+DataLoader worker processes train at once (Hogwild, as word2vec's threads).
 """
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmlightning.atomic import write_json
 from mmlightning.text.sgns import linear_lr
 
 log = logging.getLogger(__name__)
@@ -138,23 +146,53 @@ def _build_or_reuse() -> ctypes.CDLL:
     if not cc:
         raise RuntimeError("no C compiler (cc or gcc) on PATH")
     key = _source_hash(cc)
-    target = build_dir() / f"sgns_kernel-{key}.so"
-    if target.is_file():
-        lib = _open(target, key)
-        if lib is not None:
-            return lib
-        log.warning("%s: not the build it claims to be; rebuilding", target)
+    folder, scratch = _private_folder()
+    target = folder / f"sgns_kernel-{key}.so"
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not os.access(target.parent, os.W_OK):
-            raise PermissionError(f"{target.parent} is not writable")
-    except OSError as e:  # a read-only home: build in the temporary folder instead
-        fallback = Path(tempfile.gettempdir()) / f"mmlightning-native-{os.getuid()}" / target.name
-        log.warning("%s; building the native kernel under %s", e, fallback.parent)
-        fallback.parent.mkdir(parents=True, exist_ok=True)
-        target = fallback
-        if target.is_file() and (lib := _open(target, key)) is not None:
-            return lib
+        if not scratch and target.exists():
+            lib = _open_verified(target, key)
+            if lib is not None:
+                return lib
+        return _build(cc, key, target)
+    finally:
+        if scratch:  # the library stays mapped once loaded
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _private_folder() -> tuple[Path, bool]:
+    """A folder for builds that only this user can write: (folder, True if made for this process only)."""
+    for folder in (build_dir(), Path(tempfile.gettempdir()) / f"mmlightning-native-{os.getuid()}"):
+        why = _why_not_private(folder)
+        if why is None:
+            return folder, False
+        log.warning("%s: not used for the native kernel's builds", why)
+    fresh = Path(tempfile.mkdtemp(prefix="mmlightning-native-"))  # mode 0700
+    log.warning("building the native kernel in %s, for this process only", fresh)
+    return fresh, True
+
+
+def _why_not_private(folder: Path) -> str | None:
+    """None if `folder` (made mode 0700 if missing) is a real folder of this user that only it can write; else why."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(folder)
+    except OSError as e:
+        return f"{folder}: {e.strerror or e}"
+    if stat.S_ISLNK(st.st_mode):
+        return f"{folder} is a symbolic link"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{folder} is not a folder"
+    if st.st_uid != os.getuid():
+        return f"{folder} is owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{folder} is writable by group or others (mode {stat.S_IMODE(st.st_mode):o}; chmod go-w it to use it)"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not writable"
+    return None
+
+
+def _build(cc: str, key: str, target: Path) -> ctypes.CDLL:
+    """Compile the kernel to a temporary name, open it, then rename it to `target` with its record beside it."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
@@ -162,14 +200,39 @@ def _build_or_reuse() -> ctypes.CDLL:
                              capture_output=True, text=True, timeout=300)
         if res.returncode:
             raise RuntimeError(f"{cc} failed on {SOURCE.name}: {(res.stderr or res.stdout).strip()[:300]}")
+        record = _file_record(Path(tmp))
+        lib = _open(Path(tmp), key)  # opened under the temporary name: no other process writes that file
+        if lib is None:
+            raise RuntimeError(f"{target}: the fresh build does not report its source hash")
         os.replace(tmp, target)
+        write_json(_record_path(target), record)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     log.info("built the native SGNS kernel: %s", target)
-    lib = _open(target, key)
+    return lib
+
+
+def _record_path(target: Path) -> Path:
+    return target.with_suffix(".json")
+
+
+def _file_record(path: Path) -> dict:
+    data = path.read_bytes()
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _open_verified(target: Path, key: str) -> ctypes.CDLL | None:
+    """The cached build at `target` if its size and SHA-256 match its record and it reports `key`, else None."""
+    try:
+        record = json.loads(_record_path(target).read_text())
+        ok = isinstance(record, dict) and record.get("size") == target.stat().st_size \
+            and _file_record(target) == {"size": record["size"], "sha256": record.get("sha256")}
+    except (OSError, ValueError):
+        ok = False
+    lib = _open(target, key) if ok else None
     if lib is None:
-        raise RuntimeError(f"{target}: the fresh build does not report its source hash")
+        log.warning("%s: not the build its record describes (damaged, or no record); rebuilding", target)
     return lib
 
 
