@@ -266,3 +266,52 @@ def test_item08_word_list_with_a_bom(tmp_path):
     words = tmp_path / "w.txt"
     words.write_bytes(b"\xef\xbb\xbfdog\ncat\n")
     assert resolve_words(str(words), []) == ["cat", "dog"]
+
+
+def _shard_within(timeout, fifos, *args, **kwargs):
+    """shard(...) in a daemon thread; a regression that blocks on a FIFO fails the test instead of hanging it."""
+    import threading
+
+    box = {}
+
+    def run():
+        try:
+            box["value"] = shard(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - handed back to the test
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        for fifo in fifos:  # free the stuck reader: open the FIFO for writing and close it
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+        t.join(5)
+        pytest.fail(f"shard did not return within {timeout} s (blocked on a FIFO?)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def test_item12_fifo_in_a_word_folder_and_the_size_cap(tmp_path):
+    root = tmp_path / "photos"
+    img(root / "cat" / "a.png")
+    img(root / "dog" / "b.png")
+    noisy = Image.frombytes("RGB", (64, 64), os.urandom(64 * 64 * 3))
+    noisy.save(root / "dog" / "big.png")                       # ~12 kB, over a 0.005 MiB cap
+    os.mkfifo(root / "cat" / "zz.png")
+    words = tmp_path / "w.txt"
+    words.write_text("cat\ndog\n")
+    kw = dict(root=str(root), words=str(words), benchmarks=[], workers=1)
+    m = json.loads(_shard_within(10, [root / "cat" / "zz.png"], "folder", str(tmp_path / "out"), **kw).read_text())
+    assert m["word_counts"] == {"cat": 1, "dog": 2}
+    assert [(Path(s["path"]).name, "not a regular file" in s["reason"]) for s in m["skipped"]] == [("zz.png", True)]
+    m = json.loads(shard("folder", str(tmp_path / "capped"), max_image_mb=0.005, **kw).read_text())
+    assert m["word_counts"] == {"cat": 1, "dog": 1} and m["max_image_mb"] == 0.005
+    reasons = {Path(s["path"]).name: s["reason"] for s in m["skipped"]}
+    assert "larger than the 0.005 MiB cap" in reasons["big.png"]
+    with pytest.raises(UserError, match="max_image_mb"):
+        shard("folder", str(tmp_path / "bad"), max_image_mb=0, **kw)

@@ -457,3 +457,143 @@ def test_item_minor_empty_esp_label_file_is_a_counted_skip(tmp_path):
     sel = open_source("esp", str(tmp_path)).candidates(["dog"], 10, 0)
     assert [Path(r.path).name for r in sel.by_word["dog"]] == ["1.jpg"]
     assert [(Path(s["path"]).name, "empty label file" in s["reason"]) for s in sel.skipped] == [("2.jpg", True)]
+
+
+def _release_fifo(fifo: Path) -> None:
+    """Unblock a reader stuck opening `fifo` (a regression): open it for writing and close it at once."""
+    import os
+
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass
+
+
+def call_with_timeout(fn, fifos=(), timeout=10.0):
+    """fn() in a daemon thread; fails (and frees a reader stuck on `fifos`) when it has not returned in time."""
+    import threading
+
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed back to the test
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        for fifo in fifos:
+            _release_fifo(fifo)
+        t.join(5)
+        pytest.fail(f"did not return within {timeout} s (blocked on a FIFO?)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def special_files(folder: Path, stem: str, ext: str = ".png") -> tuple[Path, Path]:
+    """A FIFO and a symlink to /dev/zero named like images in `folder`."""
+    import os
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fifo = folder / f"{stem}_fifo{ext}"
+    os.mkfifo(fifo)
+    (folder / f"{stem}_zero{ext}").symlink_to("/dev/zero")
+    return fifo, folder / f"{stem}_zero{ext}"
+
+
+def assert_special_skipped(refs, skipped, *paths):
+    listed = {Path(r.path).name for r in refs}
+    reasons = {Path(s["path"]).name: s["reason"] for s in skipped}
+    for p in paths:
+        assert p.name not in listed
+        assert "not a regular file" in reasons.get(p.name, ""), (p.name, reasons)
+
+
+def test_item12_sources_list_only_regular_files(tmp_path):
+    """A FIFO or a link to a device named like an image is a counted skip in every source; a link to a file is kept."""
+    folder = tmp_path / "folder"
+    img(folder / "cat" / "1.png")
+    img(tmp_path / "elsewhere" / "2.png")
+    (folder / "cat" / "2.png").symlink_to(tmp_path / "elsewhere" / "2.png")
+    bad = special_files(folder / "cat", "zz")
+    sel = open_source("folder", str(folder)).candidates(["cat"], 10, 0)
+    assert sorted(Path(r.path).name for r in sel.by_word["cat"]) == ["1.png", "2.png"]
+    assert_special_skipped(sel.by_word["cat"], sel.skipped, *bad)
+
+    esp = tmp_path / "esp"
+    img(esp / "images" / "1.jpg", fmt="JPEG")
+    bad = special_files(esp / "images", "zz", ".jpg")
+    (esp / "labels").mkdir()
+    for name in ("1.jpg", *(p.name for p in bad)):
+        (esp / "labels" / f"{name}.desc").write_text("dog\n")
+    fifo_desc = esp / "labels" / "2.jpg.desc"
+    img(esp / "images" / "2.jpg", fmt="JPEG")
+    __import__("os").mkfifo(fifo_desc)
+    sel = call_with_timeout(lambda: open_source("esp", str(esp)).candidates(["dog"], 10, 0), [fifo_desc])
+    assert [Path(r.path).name for r in sel.by_word["dog"]] == ["1.jpg"]
+    assert_special_skipped(sel.by_word["dog"], sel.skipped, *bad)
+    assert any(s["path"].endswith("2.jpg") and "not a regular file" in s["reason"] for s in sel.skipped)
+
+    stamps = tmp_path / "stamps"
+    img(stamps / "animals" / "cat.png")
+    bad = special_files(stamps / "animals", "dog")
+    skipped = []
+    refs = open_source("tuxpaint", str(stamps)).images(skipped)
+    assert [Path(r.path).name for r in refs] == ["cat.png"]
+    assert_special_skipped(refs, skipped, *bad)
+
+    clip = tmp_path / "openclipart"
+    img(clip / "png" / "animals" / "cat.png")
+    svg(clip / "svg" / "animals" / "cat.svg", "cat")
+    bad = special_files(clip / "png" / "animals", "dog")
+    for p in bad:
+        svg(clip / "svg" / "animals" / f"{p.stem}.svg", "dog")
+    skipped = []
+    refs = open_source("openclipart", str(clip)).images(skipped)
+    assert [Path(r.path).name for r in refs] == ["cat.png"]
+    assert_special_skipped(refs, skipped, *bad)
+
+    net = tmp_path / "imagenet"
+    img(net / "train" / "n02084071" / "a.JPEG", fmt="JPEG")
+    bad = special_files(net / "train" / "n02084071", "b", ".JPEG")
+    sel = open_source("imagenet", str(net), backoff=False).candidates(["dog"], 10, 0)
+    assert_special_skipped(sel.by_word["dog"], sel.skipped, *bad)
+
+
+def test_item12_reading_a_fifo_device_or_huge_file_is_an_image_error(tmp_path):
+    """Never blocks on a FIFO, never reads a device, and a file over the size cap is refused before reading."""
+    import os
+
+    fifo = tmp_path / "zz.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError, match="not a regular file"):
+        call_with_timeout(lambda: load_image(ImageRef(str(fifo))), [fifo])
+    fifo_svg = tmp_path / "zz.svg"
+    os.mkfifo(fifo_svg)
+    with pytest.raises(ImageError, match="not a regular file"):
+        call_with_timeout(lambda: load_image(ImageRef(str(fifo_svg))), [fifo_svg])
+    (tmp_path / "zero.png").symlink_to("/dev/zero")
+    with pytest.raises(ImageError, match="not a regular file"):
+        call_with_timeout(lambda: load_image(ImageRef(str(tmp_path / "zero.png"))))
+    from mmlightning.images.sources.imageio import MAX_IMAGE_BYTES
+
+    assert MAX_IMAGE_BYTES == 64 * 2 ** 20
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as fh:                               # sparse: takes no disk
+        fh.truncate(MAX_IMAGE_BYTES + 1)
+    with pytest.raises(ImageError, match="larger than the 64 MiB cap"):
+        load_image(ImageRef(str(huge)))
+    small = img(tmp_path / "small.png", size=(64, 64))
+    size = small.stat().st_size
+    assert load_image(ImageRef(str(small)), max_bytes=size).size == (64, 64)
+    with pytest.raises(ImageError, match="larger than"):
+        load_image(ImageRef(str(small)), max_bytes=size - 1)
+    with tarfile.open(tmp_path / "a.tar", "w") as tar:           # a tar member over the cap
+        tar.add(small, arcname="small.png")
+    assert load_image(ImageRef(f"{tmp_path / 'a.tar'}::small.png")).size == (64, 64)
+    with pytest.raises(ImageError, match="larger than"):
+        load_image(ImageRef(f"{tmp_path / 'a.tar'}::small.png"), max_bytes=size - 1)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,7 @@ from mmlightning.images.sources.imageio import ImageError, encode_image, load_im
 
 FORMAT = "mmlightning-shards/1"
 PROGRESS = ".progress"  # per-shard records of a run in progress
+DEFAULT_MAX_IMAGE_MB = 64.0  # = imageio.MAX_IMAGE_BYTES
 log = logging.getLogger(__name__)
 
 
@@ -63,6 +65,7 @@ def shard(
     workers: int = 2,
     overwrite: bool = False,
     min_shards: int = 1,
+    max_image_mb: float = 64.0,
 ) -> Path:
     """Select up to N images per word from an image source and write WebDataset shards + manifest.json.
 
@@ -82,12 +85,16 @@ def shard(
         overwrite: Replace shards of different settings found in output_dir.
         min_shards: At least this many shards when there are enough images (smaller shards than
             samples_per_shard if needed), so that every loader worker of every rank has whole shards to read.
+        max_image_mb: The most MiB read from one image file (or tar member); a larger one is a skipped image.
+            Only regular files are read: a FIFO, device or socket named like an image is a skipped image too.
 
     Returns:
         The path of the written manifest.json.
     """
     if n_per_word < 1 or samples_per_shard < 1 or max_side < 16 or min_shards < 1:
         raise UserError("shard: n_per_word, samples_per_shard and min_shards must be >= 1 and max_side >= 16")
+    if not isinstance(max_image_mb, (int, float)) or not 0 < max_image_mb < float("inf"):
+        raise UserError(f"shard: max_image_mb must be a number of MiB > 0, got {max_image_mb!r}")
     out = Path(output_dir or f"checkpoints/shards/{source}")
     vocab = resolve_words(words, benchmarks)
     src = open_source(source, root, **(options or {}))
@@ -95,7 +102,7 @@ def shard(
     sel = src.candidates(vocab, n_per_word, seed)
     plan = plan_samples(sel)
     settings = _settings(source, root, options, n_per_word, seed, max_side,
-                         shard_size(len(plan), samples_per_shard, min_shards), prefix, min_shards)
+                         shard_size(len(plan), samples_per_shard, min_shards), prefix, min_shards, max_image_mb)
     fingerprint = _fingerprint(settings, plan)
     manifest_path = out / "manifest.json"
     record = ResumableOutput(out, {"format": FORMAT, "fingerprint": fingerprint}, what="shard run",
@@ -111,6 +118,7 @@ def shard(
         word_counts = _word_counts(shards)
         manifest = {
             **{k: settings[k] for k in ("format", "source", "root", "options", "n_per_word", "seed", "max_side")},
+            "max_image_mb": max_image_mb,
             "fingerprint": fingerprint,
             "shards": [{"name": s["name"], "samples": s["samples"]} for s in shards],
             "samples": sum(s["samples"] for s in shards),
@@ -152,12 +160,18 @@ def _begin(record: ResumableOutput, manifest_path: Path, fingerprint: str, overw
         tmp.unlink()
 
 
-def _settings(source, root, options, n_per_word, seed, max_side, samples_per_shard, prefix, min_shards) -> dict:
-    """What the shards depend on (their fingerprint); min_shards only when used, so older shards keep theirs."""
+def _settings(source, root, options, n_per_word, seed, max_side, samples_per_shard, prefix, min_shards,
+              max_image_mb=DEFAULT_MAX_IMAGE_MB) -> dict:
+    """What the shards depend on (their fingerprint); min_shards and max_image_mb only when not the default,
+    so older shards keep theirs."""
     settings = {"format": FORMAT, "source": source, "root": root, "options": options or {},
                 "n_per_word": n_per_word, "seed": seed, "max_side": max_side,
                 "samples_per_shard": samples_per_shard, "prefix": prefix}
-    return {**settings, "min_shards": min_shards} if min_shards != 1 else settings
+    if min_shards != 1:
+        settings["min_shards"] = min_shards
+    if max_image_mb != DEFAULT_MAX_IMAGE_MB:
+        settings["max_image_mb"] = max_image_mb
+    return settings
 
 
 def shard_size(n_samples: int, samples_per_shard: int, min_shards: int) -> int:
@@ -213,9 +227,9 @@ def sample_key(index: int, path: str) -> str:
 
 
 def _render(item):
-    ref, max_side = item
+    ref, max_side, max_bytes = item
     try:
-        return encode_image(load_image(ref, max_side), ref.path), None
+        return encode_image(load_image(ref, max_side, max_bytes=max_bytes), ref.path), None
     except ImageError as e:
         return None, str(e)
 
@@ -225,6 +239,7 @@ def write_shards(out: Path, plan, source_name: str, settings: dict, workers: int
     from tqdm import tqdm
 
     size, max_side, prefix = settings["samples_per_shard"], settings["max_side"], settings["prefix"]
+    max_bytes = math.ceil(settings.get("max_image_mb", DEFAULT_MAX_IMAGE_MB) * 2 ** 20)
     records, skipped = [], []
     bar = tqdm(total=len(plan), desc="shard", unit="img")
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -235,7 +250,7 @@ def write_shards(out: Path, plan, source_name: str, settings: dict, workers: int
             if progress.is_file() and (out / name).is_file():
                 done = _read_json(progress)
             else:
-                results = pool.map(_render, [(ref, max_side) for ref, _ in chunk])
+                results = pool.map(_render, [(ref, max_side, max_bytes) for ref, _ in chunk])
                 done = _write_tar(out / name, start, chunk, results, source_name)
                 write_json(progress, done)  # after the shard's rename: a record means a finished shard
             bar.update(len(chunk))

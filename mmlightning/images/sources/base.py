@@ -17,14 +17,18 @@ those labelled lemon): the paper's ImageNet rule, applied to labels instead of s
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import random
 import re
+import stat
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 from mmlightning.errors import UserError
+
+log = logging.getLogger(__name__)
 
 # Function words and label boilerplate never used as labels (image descriptions and titles).
 STOPWORDS = frozenset("""
@@ -153,18 +157,98 @@ def select_by_labels(images: Iterable[ImageRef], words: Iterable[str], n_per_wor
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def walk_files(root, suffixes: Sequence[str], skipped: list[dict]) -> list[str]:
-    """Sorted paths under `root` ending in `suffixes` (case-insensitive), following no symlinked folder.
+# The most bytes read from one file of a source: an image (configurable per run: `shard --max_image_mb`), or a
+# label / description text file (tag lists and descriptions are a few hundred bytes).
+MAX_IMAGE_BYTES = 64 * 2 ** 20
+MAX_TEXT_BYTES = 2 ** 20
 
-    Folders that cannot be listed are recorded in `skipped` and the walk goes on.
+
+class NotReadable(ValueError):
+    """A source file that is not read: not a regular file, over the size cap, or unreadable (the reason)."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def mib(n: float) -> str:
+    """A byte count in MiB for messages: 64 MiB, 0.005 MiB."""
+    return f"{n / 2 ** 20:.4g} MiB"
+
+
+def file_problem(path) -> str | None:
+    """Why `path` (its target, for a symlink) is not a regular file to read, or None when it is one."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f"unreadable: {e.strerror}"
+    return None if stat.S_ISREG(st.st_mode) else f"not a regular file ({_kind(st.st_mode)})"
+
+
+def read_regular(path, max_bytes: int) -> bytes:
+    """The bytes of the regular file `path` (a symlink to one is fine), at most `max_bytes` of them.
+
+    A FIFO, device or socket is refused without blocking (opened non-blocking, checked with fstat on the
+    open descriptor, so a file swapped after listing is caught too); a file over `max_bytes`, or that grows
+    past it while read, is refused. Raises NotReadable with the reason.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        raise NotReadable(f"unreadable: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotReadable(f"not a regular file ({_kind(st.st_mode)})")
+        if st.st_size > max_bytes:
+            raise NotReadable(f"{st.st_size} bytes, larger than the {mib(max_bytes)} cap")
+        os.set_blocking(fd, True)
+        chunks, total = [], 0
+        while chunk := os.read(fd, min(2 ** 20, max_bytes + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise NotReadable(f"grew larger than the {mib(max_bytes)} cap while read")
+        return b"".join(chunks)
+    except OSError as e:
+        raise NotReadable(f"unreadable: {e.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def skip_special(path: str, skipped: list[dict]) -> bool:
+    """True (and the reason recorded in `skipped`, and logged) when `path` is not a regular file to read."""
+    problem = file_problem(path)
+    if problem is None:
+        return False
+    skipped.append({"path": path, "reason": problem})
+    log.warning("skipped %s: %s", path, problem)
+    return True
+
+
+def walk_files(root, suffixes: Sequence[str], skipped: list[dict]) -> list[str]:
+    """Sorted paths of the regular files under `root` ending in `suffixes` (case-insensitive), following no
+    symlinked folder (a symlink to a regular file is listed).
+
+    Folders that cannot be listed, and FIFOs, devices, sockets or broken links named like a wanted file,
+    are recorded in `skipped` (never opened) and the walk goes on.
     """
     def onerror(err: OSError):
         skipped.append({"path": str(err.filename), "reason": f"unreadable folder: {err.strerror}"})
 
+    suffixes = tuple(s.lower() for s in suffixes)
     out = []
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         dirnames.sort()
-        out.extend(os.path.join(dirpath, f) for f in filenames if f.lower().endswith(tuple(suffixes)))
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            if name.lower().endswith(suffixes) and not skip_special(path, skipped):
+                out.append(path)
     return sorted(out)
 
 

@@ -22,7 +22,8 @@ import os
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.images.sources.base import IMAGE_SUFFIXES, ImageRef, LabelledSource, check_flag, default_lemma, walk_files
+from mmlightning.images.sources.base import (IMAGE_SUFFIXES, MAX_TEXT_BYTES, ImageRef, LabelledSource, NotReadable,
+                                             check_flag, default_lemma, read_regular, walk_files)
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,12 @@ class EspSource(LabelledSource):
         self.lemma, self.subtree = lemma, check_flag("esp", "subtree", subtree)
 
     def read_tags(self, desc: Path) -> list[str]:
-        """The tags of one .desc file; raises ValueError with the reason when it is not UTF-8 text."""
-        data = desc.read_bytes()
+        """The tags of one .desc file; raises ValueError with the reason when it is not a regular file of UTF-8
+        text (at most MAX_TEXT_BYTES)."""
+        try:
+            data = read_regular(desc, MAX_TEXT_BYTES)
+        except NotReadable as e:
+            raise ValueError(f"{desc}: {e}") from None
         try:
             text = data.decode("utf-8-sig")  # a byte-order mark is not part of the first tag
         except UnicodeDecodeError as e:
@@ -72,9 +77,9 @@ class EspSource(LabelledSource):
         for path in walk_files(self.images_dir, IMAGE_SUFFIXES, skipped):
             name = os.path.basename(path)
             desc = self.labels_dir / f"{name}.desc"
-            if not desc.is_file():
+            if not os.path.lexists(desc):  # lexists: a FIFO or a link to a device is a skip with its reason
                 desc = self.labels_dir / f"{os.path.splitext(name)[0]}.desc"
-            if not desc.is_file():
+            if not os.path.lexists(desc):
                 skipped.append({"path": path, "reason": f"no label file {self.labels_dir.name}/{name}.desc"})
                 continue
             try:

@@ -6,7 +6,9 @@
 Handles plain files, members of tar archives (`archive.tar::member`), SVGs (rendered with
 `rsvg-convert` from Debian's librsvg2-bin straight at the target size) and huge rasters: a raster over
 `max_pixels` is rendered from its `fallback_svg` when there is one, else refused, before any pixel is
-decoded, so that no image ever takes gigabytes. Every failure is an `ImageError` with a short reason,
+decoded, so that no image ever takes gigabytes. Only regular files are read (a FIFO or device named like
+an image is refused without opening it for a blocking read), and at most `max_bytes` of them (default
+64 MiB; for a tar member, its size in the archive). Every failure is an `ImageError` with a short reason,
 which the caller records as a skipped sample.
 """
 from __future__ import annotations
@@ -21,7 +23,9 @@ from pathlib import Path
 from PIL import Image
 
 from mmlightning.images import preprocess
-from mmlightning.images.sources.base import ImageRef
+from mmlightning.images.sources.base import MAX_IMAGE_BYTES, ImageRef, NotReadable, file_problem, mib, read_regular
+
+__all__ = ["MAX_IMAGE_BYTES", "ImageError", "encode_image", "load_image", "read_bytes", "render_svg"]
 
 MAX_PIXELS = 40_000_000   # larger rasters are rendered from SVG or skipped
 RENDER_TIMEOUT_S = 60
@@ -32,23 +36,42 @@ class ImageError(Exception):
     """An image that cannot be used (undecodable, too large, unreadable); the message is the reason."""
 
 
-def read_bytes(path: str) -> bytes:
-    """The bytes of a file or of a tar member written as `archive.tar::member`."""
+def read_bytes(path: str, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of a regular file or of a tar member written as `archive.tar::member`, at most `max_bytes`."""
     try:
         if "::" in path:
             archive, member = path.split("::", 1)
+            problem = file_problem(archive)
+            if problem:
+                raise ImageError(f"{archive}: {problem}")
             with tarfile.open(archive) as tar:
-                fh = tar.extractfile(member)
+                info = tar.getmember(member)
+                if info.size > max_bytes:
+                    raise ImageError(f"{info.size} bytes, larger than the {mib(max_bytes)} cap")
+                fh = tar.extractfile(info)
                 if fh is None:
                     raise ImageError(f"{member} is not a file in {archive}")
-                return fh.read()
-        return Path(path).read_bytes()
+                data = fh.read(max_bytes + 1)  # a link member's target can be larger than its header says
+                if len(data) > max_bytes:
+                    raise ImageError(f"larger than the {mib(max_bytes)} cap")
+                return data
+        return read_regular(path, max_bytes)
+    except NotReadable as e:
+        raise ImageError(str(e)) from None
     except (OSError, tarfile.TarError, KeyError) as e:
         raise ImageError(f"unreadable: {e}") from None
 
 
-def render_svg(svg: str, max_side: int) -> Image.Image:
-    """Render an SVG so that it fits in max_side x max_side (aspect kept), with rsvg-convert."""
+def render_svg(svg: str, max_side: int, max_bytes: int = MAX_IMAGE_BYTES) -> Image.Image:
+    """Render an SVG so that it fits in max_side x max_side (aspect kept), with rsvg-convert.
+
+    The SVG must be a regular file of at most `max_bytes` (checked before rsvg-convert opens it).
+    """
+    problem = file_problem(svg)
+    if problem:
+        raise ImageError(problem)
+    if (size := Path(svg).stat().st_size) > max_bytes:
+        raise ImageError(f"{size} bytes, larger than the {mib(max_bytes)} cap")
     exe = shutil.which("rsvg-convert")
     if exe is None:
         raise ImageError("SVG needs rsvg-convert (apt-get install librsvg2-bin)")
@@ -92,16 +115,17 @@ def to_rgb(img: Image.Image, max_side: int) -> Image.Image:
     return img
 
 
-def load_image(ref: ImageRef, max_side: int = 512, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def load_image(ref: ImageRef, max_side: int = 512, max_pixels: int = MAX_PIXELS,
+               max_bytes: int = MAX_IMAGE_BYTES) -> Image.Image:
     """The image of `ref` as RGB, longest side <= max_side; raises ImageError with the reason."""
     if ref.path.lower().endswith(".svg"):
-        return render_svg(ref.path, max_side)
-    data = read_bytes(ref.path)
+        return render_svg(ref.path, max_side, max_bytes)
+    data = read_bytes(ref.path, max_bytes)
     try:
         return _decode(data, max_side, max_pixels)
     except ImageError as e:
         if ref.fallback_svg and str(e).startswith("too large"):
-            return render_svg(ref.fallback_svg, max_side)
+            return render_svg(ref.fallback_svg, max_side, max_bytes)
         raise
 
 

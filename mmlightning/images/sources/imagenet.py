@@ -27,7 +27,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.images.sources.base import IMAGE_SUFFIXES, ImageRef, Selection, default_lemma, word_rng
+from mmlightning.images.sources.base import (IMAGE_SUFFIXES, ImageRef, Selection, default_lemma, file_problem,
+                                             skip_special, word_rng)
 
 log = logging.getLogger(__name__)
 
@@ -157,14 +158,23 @@ class ImageNetSource:
         self._listed: dict[str, list[str]] = {}
 
     def images_of(self, wnid: str) -> list[str]:
-        """The image paths of one synset (folder files or tar members), cached; [] when it has none."""
+        """The image paths of one synset (folder files or tar members), cached; [] when it has none.
+
+        Only regular files (or links to them) are listed: a FIFO, device or broken link named like an image,
+        or a `<wnid>.tar` that is not a regular file, is recorded in `skipped` and never opened.
+        """
         if wnid in self._listed:
             return self._listed[wnid]
         out: list[str] = []
         folder, archive = self.train / wnid, self.train / f"{wnid}.tar"
         try:
             if folder.is_dir():
-                out = sorted(str(p) for p in folder.iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES))
+                with os.scandir(folder) as entries:
+                    names = sorted(e.path for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES)
+                                   and (e.is_file(follow_symlinks=False) or not skip_special(e.path, self.skipped)))
+                out = names
+            elif os.path.lexists(archive) and (problem := file_problem(archive)):
+                self.skipped.append({"path": str(archive), "reason": f"synset archive {problem}"})
             elif archive.is_file():
                 with tarfile.open(archive) as tar:
                     out = sorted(f"{archive}::{m.name}" for m in tar.getmembers()

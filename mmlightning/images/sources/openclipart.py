@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.images.sources.base import (ImageRef, LabelledSource, check_flag, content_lemmas, default_lemma, tokens,
-                                      walk_files)
+from mmlightning.images.sources.base import (MAX_IMAGE_BYTES, ImageRef, LabelledSource, NotReadable, check_flag,
+                                             content_lemmas, default_lemma, read_regular, tokens, walk_files)
 
 DEFAULT_ROOT = "/usr/share/openclipart"
 NOT_LABELS = frozenset({"clipart", "clip", "art", "svg", "png", "openclipart", "inkscape", "part",
@@ -55,7 +55,7 @@ def _text(raw: bytes) -> str:
 
 def read_meta(svg: Path) -> ClipMeta | None:
     """Title, subject keywords and author names from an SVG's RDF metadata (None when it has none)."""
-    m = _META.search(svg.read_bytes())
+    m = _META.search(read_regular(svg, MAX_IMAGE_BYTES))  # NotReadable: a FIFO, a device, over 64 MiB
     if m is None:
         return None
     block = m.group(0)
@@ -97,9 +97,9 @@ class OpenClipartSource(LabelledSource):
             rel = os.path.relpath(real, self.root / "png")
             svg = self.root / "svg" / (os.path.splitext(rel)[0] + ".svg")
             try:
-                meta = read_meta(svg) if svg.is_file() else None
-            except OSError as e:
-                skipped.append({"path": path, "reason": f"unreadable SVG metadata: {e.strerror}"})
+                meta = read_meta(svg) if os.path.lexists(svg) else None
+            except NotReadable as e:
+                skipped.append({"path": path, "reason": f"SVG metadata {svg.name}: {e}"})
                 continue
             if meta is None:
                 skipped.append({"path": path, "reason": f"no SVG metadata ({svg.name}), no labels"})

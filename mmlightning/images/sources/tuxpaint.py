@@ -24,8 +24,8 @@ import os
 from pathlib import Path
 
 from mmlightning.errors import UserError
-from mmlightning.images.sources.base import (STOPWORDS, ImageRef, LabelledSource, check_flag, default_lemma, tokens,
-                                      walk_files)
+from mmlightning.images.sources.base import (MAX_TEXT_BYTES, STOPWORDS, ImageRef, LabelledSource, NotReadable,
+                                             check_flag, default_lemma, read_regular, tokens, walk_files)
 
 DEFAULT_ROOT = "/usr/share/tuxpaint/stamps"
 DESCRIPTION_MODES = ("short", "nouns", "all", "none")
@@ -50,15 +50,15 @@ class TuxPaintSource(LabelledSource):
 
     def description_line(self, txt: Path, skipped: list[dict]) -> str:
         """The English (first) line of a stamp description; '' when absent or unreadable (recorded)."""
-        if not txt.is_file():
+        if not os.path.lexists(txt):
             return ""
         try:
-            text = txt.read_bytes().decode("utf-8-sig")
+            text = read_regular(txt, MAX_TEXT_BYTES).decode("utf-8-sig")
         except UnicodeDecodeError as e:
             skipped.append({"path": str(txt), "reason": f"description not UTF-8 ({e.reason}); name used alone"})
             return ""
-        except OSError as e:
-            skipped.append({"path": str(txt), "reason": f"unreadable description: {e.strerror}"})
+        except NotReadable as e:
+            skipped.append({"path": str(txt), "reason": f"description {e}; name used alone"})
             return ""
         lines = text.splitlines()
         return lines[0].strip() if lines else ""
