@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from mmlightning.errors import UserError
 from mmlightning.evaluation.relatedness import MIN_BOOT_PAIRS, bootstrap_ci, paired_difference, score_cosines
 from mmlightning.pipeline.release import write_release
+RECORD = ".release-record.json"
 from pipeline_world import first_run, make_world
 
 
@@ -31,30 +33,65 @@ def test_relatedness_callback_does_not_change_the_vectors(tmp_path):
     assert "relatedness/bench" in metrics.splitlines()[0]
 
 
-def test_release_holds_only_this_runs_files(first, tmp_path):
-    world, out, summary = first
-    ck = out / "ck"
+def _inputs(first):
+    ck = first[1] / "ck"
     extract = next(ck.glob("extract-pics-*"))
     ex = {"aggregates": extract / "aggregates.pt", "mean": extract / "mean.txt", "max": extract / "max.txt"}
-    vectors = str(next(ck.glob("skipgram-*/vectors.txt")))
+    return ex, str(next(ck.glob("skipgram-*/vectors.txt")))
+
+
+def _files(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+SETTINGS = {"backbone": "b", "layer": None}
+
+
+def test_release_holds_only_this_runs_files(first, tmp_path):
+    ex, vectors = _inputs(first)
     rel = tmp_path / "release"
-    write_release(rel, vectors, {"pics": ex, "gone": ex}, alpha=0.5, settings={"backbone": "b", "layer": None})
+    write_release(rel, vectors, {"pics": ex, "gone": ex}, alpha=0.5, settings=SETTINGS)
     assert (rel / "pics" / "multimodal_alpha0.5.txt").is_file() and (rel / "gone" / "mean.txt").is_file()
-    (rel / "notes.txt").write_text("left by hand")
-    card = write_release(rel, vectors, {"pics": ex}, alpha=0.7, settings={"backbone": "b", "layer": None})
-    files = sorted(p.relative_to(rel).as_posix() for p in rel.rglob("*") if p.is_file())
-    assert files == ["CARD.json", "CARD.md", "pics/max.txt", "pics/mean.txt", "pics/multimodal_alpha0.7.txt"]
+    card = write_release(rel, vectors, {"pics": ex}, alpha=0.7, settings=SETTINGS)
+    assert _files(rel) == [RECORD, "CARD.json", "CARD.md", "pics/max.txt", "pics/mean.txt",
+                           "pics/multimodal_alpha0.7.txt"]
     assert not (rel / "gone").exists()
     assert json.loads((rel / "CARD.json").read_text())["files"] == json.loads(json.dumps(card["files"]))
 
 
+def test_release_never_deletes_files_it_did_not_write(first, tmp_path):
+    ex, vectors = _inputs(first)
+    rel = tmp_path / "release"
+    write_release(rel, vectors, {"pics": ex}, alpha=0.5, settings=SETTINGS)
+    (rel / "notes.md").write_text("my notes")
+    (rel / "mythesis").mkdir()
+    (rel / "mythesis" / "chapter1.tex").write_text("\\chapter{One}")
+    before = {f: (rel / f).read_bytes() for f in _files(rel)}
+    with pytest.raises(UserError, match=r"mythesis/chapter1.tex, notes.md .*not written by reproduce") as e:
+        write_release(rel, vectors, {"pics": ex}, alpha=0.7, settings=SETTINGS)
+    assert "\n" not in str(e.value)
+    assert {f: (rel / f).read_bytes() for f in _files(rel)} == before  # nothing written, nothing removed
+    (rel / "notes.md").unlink()
+    shutil.rmtree(rel / "mythesis")
+    (rel / "pics" / "multimodal_alpha0.5.txt").write_text("edited by hand")  # its own file, changed since
+    with pytest.raises(UserError, match=r"pics/multimodal_alpha0.5.txt \(changed since"):
+        write_release(rel, vectors, {"pics": ex}, alpha=0.7, settings=SETTINGS)
+    assert (rel / "pics" / "multimodal_alpha0.5.txt").read_text() == "edited by hand"
+
+
+def test_a_release_of_an_older_version_is_adopted_by_its_card(first, tmp_path):
+    """Written before the record existed: its CARD.json names its files, which are its own."""
+    ex, vectors = _inputs(first)
+    rel = tmp_path / "release"
+    write_release(rel, vectors, {"pics": ex}, alpha=0.5, settings=SETTINGS)
+    (rel / RECORD).unlink()
+    write_release(rel, vectors, {"pics": ex}, alpha=0.7, settings=SETTINGS)
+    assert "pics/multimodal_alpha0.5.txt" not in _files(rel) and "pics/multimodal_alpha0.7.txt" in _files(rel)
+
+
 def test_release_refuses_a_source_name_that_leaves_its_folder(first, tmp_path):
     """Defence in depth behind the config's check: no path built from a source name escapes the release."""
-    world, out, summary = first
-    ck = out / "ck"
-    extract = next(ck.glob("extract-pics-*"))
-    ex = {"aggregates": extract / "aggregates.pt", "mean": extract / "mean.txt", "max": extract / "max.txt"}
-    vectors = str(next(ck.glob("skipgram-*/vectors.txt")))
+    ex, vectors = _inputs(first)
     with pytest.raises(UserError, match="not a plain name"):
         write_release(tmp_path / "rep" / "release", vectors, {"../../esc": ex}, alpha=0.5, settings={})
     assert not (tmp_path / "esc").exists() and not list(tmp_path.rglob("mean.txt"))

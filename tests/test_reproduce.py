@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mmlightning.cli import main
+from mmlightning.errors import UserError
 from mmlightning.pipeline.stages import dependants, force_closure, plan
 from mmlightning.pipeline.table import STAGES
 from pipeline_world import ANIMALS, PAIRS, VEHICLES, cached_statuses, first_run, run_tiny, scores, statuses
@@ -71,6 +72,19 @@ def test_force_recomputes_the_stage_and_its_dependants_only(first, tmp_path):
     assert cached_statuses(forced) == {"skipgram": "reused", "shard:pics": "reused", "extract:pics": "reused",
                                        "bovw:pics": "ran"}
     assert scores(tmp_path / "rep")["table1"] == scores(out / "rep")["table1"]  # recomputed bit for bit
+
+
+def test_files_of_yours_in_the_release_folder_stop_the_run_before_any_stage(first, tmp_path):
+    world, out, _ = first
+    copy_of(first, tmp_path)
+    shutil.copytree(out / "rep", tmp_path / "rep")
+    (tmp_path / "rep" / "release" / "notes.md").write_text("my notes")
+    done = next((tmp_path / "ck").glob("skipgram-*/done.json"))
+    ck_before = (sorted(p.name for p in (tmp_path / "ck").iterdir()), done.stat().st_mtime_ns)
+    with pytest.raises(UserError, match=r"release: notes.md .*not written by reproduce"):
+        run_tiny(world, tmp_path, force=["skipgram"])
+    assert (tmp_path / "rep" / "release" / "notes.md").read_text() == "my notes"
+    assert (sorted(p.name for p in (tmp_path / "ck").iterdir()), done.stat().st_mtime_ns) == ck_before  # no stage ran
 
 
 @pytest.mark.slow  # recomputes shard, extract and bovw (~11 s on 2 cores)

@@ -4,21 +4,29 @@
     <reports>/release/<source>/mean.txt, max.txt          CNN-Mean / CNN-Max visual vectors (word2vec text)
     <reports>/release/<source>/multimodal_alpha<a>.txt    Eq. 1 with this run's alpha
 
-The folder holds exactly this run's files: anything else in it (a multi-modal file of another alpha,
-a source no longer configured) is removed once the new files are written.
+The folder is the release's own: `.release-record.json` lists every file it wrote, with its size and SHA-1.
+A file of an earlier run that this run does not write (a multi-modal file of another alpha, a source no
+longer configured) is removed once the new files are written, and only when the record says the
+release wrote it and its content is unchanged. Anything else in the folder (your notes, a file you
+edited) is never deleted: the run is refused, before its first stage, naming those files
+(`check_release`). A release written before the record existed is recognised by its CARD.json.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from mmlightning.atomic import atomic_path, safe_child, write_json, write_text
+from mmlightning.errors import UserError
 
 log = logging.getLogger(__name__)
 
 FORMAT = "mmlightning-release/1"
+RECORD = ".release-record.json"
 CARD_NOTE = ("Eq. 1: alpha * L2(centre(text)) || (1 - alpha) * L2(centre(CNN-Mean)); centring over the released "
              "words; only words with both a text vector and images are released")
 
@@ -71,19 +79,77 @@ def card_markdown(files: dict[str, dict], alpha: float, settings: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def prune(folder: Path, keep: set[Path]) -> list[Path]:
-    """Remove every file and empty folder under `folder` that is not in `keep`; returns what was removed."""
-    keep = {p.resolve() for p in keep}
-    removed = []
-    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if path.is_file() or path.is_symlink():
-            if path.resolve() not in keep:
-                path.unlink()
-                removed.append(path)
-        elif path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-            removed.append(path)
-    return removed
+def _content(path: Path) -> dict:
+    from mmlightning.pipeline.fingerprint import Fingerprints
+
+    return Fingerprints().file(path)
+
+
+def _record(out: Path) -> dict[str, dict | None]:
+    """{path inside the release: {size, sha1}} of the files the release wrote (None: named by an older card)."""
+    rec_file, card_file = out / RECORD, out / "CARD.json"
+    try:
+        if rec_file.is_file():
+            return dict(json.loads(rec_file.read_text(encoding="utf-8"))["files"])
+        if card_file.is_file():  # written before the record existed: the card names the files
+            card = json.loads(card_file.read_text(encoding="utf-8"))
+            if card.get("format") == FORMAT:
+                named = [Path(f[k]) for f in card.get("files", {}).values()
+                         for k in ("visual_mean", "visual_max", "multimodal") if f.get(k)]
+                return {**{f"{p.parent.name}/{p.name}": None for p in named}, "CARD.json": None, "CARD.md": None}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{rec_file}: unreadable record of the release ({e}); move the folder {out} aside "
+                        f"and rerun") from None
+    return {}
+
+
+def _present(out: Path) -> list[str]:
+    """Every file, link and other non-folder entry under `out` (links not followed), as paths inside it."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(out):
+        base = Path(dirpath)
+        links = [d for d in dirnames if (base / d).is_symlink()]
+        dirnames[:] = sorted(d for d in dirnames if d not in links)
+        found += [(base / n).relative_to(out).as_posix() for n in sorted(filenames + links)]
+    return sorted(f for f in found if f != RECORD)
+
+
+def check_release(out: str | os.PathLike) -> dict[str, dict | None]:
+    """The record of the release folder `out`; a one-line UserError if it holds anything the release did not write.
+
+    A file is the release's own when its record lists it, with the same size and SHA-1 (a file you edited
+    since is yours). Runs before the first stage and again before the release is written.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        return {}
+    record = _record(out)
+    foreign = []
+    for rel in _present(out):
+        if rel not in record or ((out / rel).is_symlink() or not (out / rel).is_file()):
+            foreign.append(rel)
+        elif record[rel] is not None and _content(out / rel) != record[rel]:
+            foreign.append(f"{rel} (changed since reproduce wrote it)")
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise UserError(f"{out}: {shown} not written by reproduce (this folder holds only the release, rewritten "
+                        f"by every run, and nothing else in it is deleted); move them elsewhere, or set reports: "
+                        f"to another folder")
+    return record
+
+
+def _remove_stale(out: Path, stale: list[str]) -> None:
+    """Remove files of an earlier release (checked as the release's own), then their folders left empty."""
+    for rel in stale:
+        path = out / rel
+        if path.is_file():
+            path.unlink()
+            log.info("release: removed %s (an earlier run's, not part of this one)", path)
+        for parent in path.parents:
+            if parent == out or not parent.is_relative_to(out):
+                break
+            if parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
 
 
 def write_release(out: Path, linguistic_path: str, extracted: dict[str, dict], alpha: float, settings: dict) -> dict:
@@ -94,15 +160,18 @@ def write_release(out: Path, linguistic_path: str, extracted: dict[str, dict], a
     from mmlightning.vectors import load_vectors
 
     out = Path(out)
+    old = check_release(out)
     out.mkdir(parents=True, exist_ok=True)
+    new = ["CARD.json", "CARD.md"] + [f"{name}/{f}" for name in extracted
+                                      for f in ("mean.txt", "max.txt", f"multimodal_alpha{alpha:g}.txt")]
+    # the record first names what is about to be written, so that a run killed midway still owns its files
+    write_json(out / RECORD, {"format": FORMAT, "files": {**old, **{rel: None for rel in new}}})
     ling = load_vectors(linguistic_path)
     files = {name: _release_source(out, name, ex, ling, alpha) for name, ex in extracted.items()}
     card = {"format": FORMAT, "settings": settings, "linguistic": str(linguistic_path), "files": files,
             "multimodal": CARD_NOTE}
     write_json(out / "CARD.json", card)
     write_text(out / "CARD.md", card_markdown(files, alpha, settings))
-    keep = {out / "CARD.json", out / "CARD.md"}
-    keep |= {Path(f[k]) for f in files.values() for k in ("visual_mean", "visual_max", "multimodal")}
-    for path in prune(out, keep):
-        log.info("release: removed %s (not part of this run)", path)
+    _remove_stale(out, [rel for rel in old if rel not in new])
+    write_json(out / RECORD, {"format": FORMAT, "files": {rel: _content(out / rel) for rel in new}})
     return card

@@ -22,6 +22,7 @@ from mmlightning.atomic import write_json
 from mmlightning.pipeline.config import ReproduceConfig
 from mmlightning.pipeline.fingerprint import Fingerprints
 from mmlightning.pipeline.preflight import check_inputs, check_writable
+from mmlightning.pipeline.release import check_release
 from mmlightning.pipeline.stages import Runner, force_closure, plan, reusable
 from mmlightning.pipeline.table import STAGES
 
@@ -43,6 +44,7 @@ def run(cfg: ReproduceConfig) -> dict:
     t_start = time.time()
     root = Path(cfg.checkpoints)
     check_inputs(cfg)
+    check_release(Path(cfg.reports) / "release")
     fp = Fingerprints(root / FINGERPRINTS)
     planned = plan(cfg, STAGES, root, fp)
     forced = force_closure(planned, list(cfg.force))
