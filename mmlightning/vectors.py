@@ -5,11 +5,19 @@
     kv = load_vectors("vectors.txt", restrict_to={"cat"})  # only the words needed (fast on 400k x 300)
     kv.lookup("Cat")                                      # index: the word as given, then lower-cased
 
-Accepted inputs: word2vec text (header "count dim"), word2vec binary, gensim KeyedVectors files
-(`.kv` / `.model`, saved with gensim's `save`). Text or binary is told from the first row after the
-header (text: the word, then printable numbers up to a newline), whatever bytes the words hold.
+Accepted inputs, told from the file's first bytes (never from its name):
+  - word2vec text (header "count dim") or binary; text or binary is told from the first row after the
+    header (text: the word, then printable numbers up to a newline), whatever bytes the words hold;
+  - plain arrays: `vectors.npy`, a (V, D) float matrix (`np.save`), with `vectors.vocab.txt` beside it
+    (the same name, suffix `.vocab.txt`): V lines of UTF-8, one word per line, row i's word on line i.
+    Read with `np.load(allow_pickle=False)` (memory-mapped: `restrict_to` copies only the rows needed);
+  - gensim KeyedVectors files (`.kv` / `.model`, gensim's `save`) ONLY with `unsafe_gensim_pickle=True`
+    (CLI: `--unsafe_gensim_pickle true`): that format is a Python pickle, and unpickling a file can run
+    any code in it, so use it only for files you trust. Without it a pickle (first byte 0x80) is refused
+    with one line, and nothing of it is unpickled; gensim's `save_word2vec_format` converts such a file.
 Malformed files raise `UserError` naming file and line: a word count other than the header's (also
-data left after the header's count in a binary file), a row of the wrong length, NaN, or no word at all.
+data left after the header's count in a binary file), a row of the wrong length, NaN, or no word at all;
+for arrays, a matrix that is not 2-D float, or a word list of another length.
 Words that are not UTF-8 are read with U+FFFD and counted; a repeated word keeps its first vector (as
 gensim does); both are logged as one warning each (with `restrict_to`, repeats count among the kept words).
 """
@@ -97,30 +105,50 @@ def save_word2vec(path: str | os.PathLike, keys: Sequence[str], vectors: np.ndar
                 fh.write((k + " " + " ".join(f"{x:.7g}" for x in row.tolist()) + "\n").encode())
 
 
-def load_vectors(path: str | os.PathLike, restrict_to: Iterable[str] | None = None) -> KeyedVectors:
-    """Load word2vec text/binary or a gensim KeyedVectors file; with `restrict_to`, keep only those words.
+NPY_MAGIC = b"\x93NUMPY"
+UNSAFE_FLAG = "--unsafe_gensim_pickle"
+
+
+def load_vectors(path: str | os.PathLike, restrict_to: Iterable[str] | None = None,
+                 unsafe_gensim_pickle: bool = False) -> KeyedVectors:
+    """Load word2vec text/binary, a `.npy` matrix + `.vocab.txt`, or (opt-in) gensim's pickled KeyedVectors.
 
     `restrict_to` words match as given or lower-cased (the lookup rule), so evaluating a huge file on a
-    benchmark parses only the benchmark's rows.
+    benchmark parses only the benchmark's rows. `unsafe_gensim_pickle`: read gensim's native format, which
+    unpickles the file (it can run code: only for files you trust); otherwise such a file is refused unread.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: vectors file not found")
-    wanted = None
-    if restrict_to is not None:
-        wanted = set()
-        for w in restrict_to:
-            wanted.add(w)
-            wanted.add(w.lower())
+    wanted = _wanted(restrict_to)
     with open(path, "rb") as fh:
-        head = fh.read(2)
+        head = fh.read(len(NPY_MAGIC))
     if head[:1] == b"\x80":  # a pickle: gensim's native KeyedVectors.save
+        if not unsafe_gensim_pickle:
+            raise UserError(f"{path}: is a Python pickle (gensim's native format); unpickling can run code, so it "
+                            f"was not read: convert it with gensim's save_word2vec_format, or pass {UNSAFE_FLAG} "
+                            f"true (unpickles: only for files you trust)")
         kv = _load_gensim_native(path)
-    else:
-        kv = _load_word2vec(path, wanted)
-    if wanted is not None and len(kv) and head[:1] == b"\x80":
-        kv = KeyedVectors(*_filter(kv, wanted))
-    return kv
+        return KeyedVectors(*_filter(kv, wanted)) if wanted is not None and len(kv) else kv
+    if head == NPY_MAGIC:
+        return _load_npy(path, wanted)
+    return _load_word2vec(path, wanted)
+
+
+def vocab_path(npy: str | os.PathLike) -> Path:
+    """The word list of a `.npy` matrix: `vectors.npy` -> `vectors.vocab.txt`."""
+    return Path(npy).with_suffix(".vocab.txt")
+
+
+def _wanted(restrict_to: Iterable[str] | None) -> set[str] | None:
+    """The words to keep, as given and lower-cased; None keeps all."""
+    if restrict_to is None:
+        return None
+    wanted = set()
+    for w in restrict_to:
+        wanted.add(w)
+        wanted.add(w.lower())
+    return wanted
 
 
 def _filter(kv: KeyedVectors, wanted: set[str]):
@@ -129,6 +157,7 @@ def _filter(kv: KeyedVectors, wanted: set[str]):
 
 
 def _load_gensim_native(path: Path) -> KeyedVectors:
+    """Unpickles `path` through gensim: only ever called with the caller's explicit opt-in."""
     try:
         from gensim.models import KeyedVectors as GKV
         from gensim.models import Word2Vec
@@ -142,6 +171,46 @@ def _load_gensim_native(path: Path) -> KeyedVectors:
         raise UserError(f"{path}: pickle holds a {type(obj).__name__}, not gensim KeyedVectors")
     _no_words(path, len(obj.index_to_key))
     return KeyedVectors(list(obj.index_to_key), np.asarray(obj.vectors, dtype=np.float32))
+
+
+def _load_npy(path: Path, wanted: set[str] | None) -> KeyedVectors:
+    """A (V, D) float `.npy` matrix and its `.vocab.txt` (V words); never unpickles (allow_pickle=False)."""
+    try:
+        matrix = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:  # object arrays (pickles) and broken headers land here
+        raise UserError(f"{path}: not a plain numeric .npy array (object arrays are pickles: never read) ({e})") from None
+    if matrix.ndim != 2 or matrix.shape[1] == 0 or matrix.dtype.kind != "f":
+        raise UserError(f"{path}: expected a 2-D float matrix (words x dimensions), got shape "
+                        f"{matrix.shape} of {matrix.dtype}")
+    words = _read_vocab(path, matrix.shape[0])
+    check = _WordCheck(vocab_path(path))
+    keys, idx = [], []
+    for i, w in enumerate(words):
+        if (wanted is None or w in wanted) and check.is_new(w, i + 1):
+            keys.append(w)
+            idx.append(i)
+    _no_words(path, len(words))
+    check.warn("line")
+    return _finite(path, keys, np.asarray(matrix[idx], dtype=np.float32))  # (V', D): only these rows are read
+
+
+def _read_vocab(npy: Path, n: int) -> list[str]:
+    """The n words of `npy`'s word list, one per line; UserError naming the line of an empty or spaced word."""
+    path = vocab_path(npy)
+    if not path.is_file():
+        raise UserError(f"{npy}: no word list {path.name} beside it (one word per line, row i's word on line i)")
+    lines = path.read_bytes().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if len(lines) != n:
+        raise UserError(f"{npy}: the matrix has {n} rows but {path.name} lists {len(lines)} words")
+    check = _WordCheck(path)
+    words = [check.decode(raw.rstrip(b"\r"), i) for i, raw in enumerate(lines, start=1)]
+    for i, w in enumerate(words, start=1):
+        if not w or any(c.isspace() for c in w):
+            raise UserError(f"{path}:{i}: word {w!r} is empty or holds whitespace (one word per line, line {i})")
+    check.warn("line")
+    return words
 
 
 def _parse_header(path: Path, line: bytes) -> tuple[int, int]:
@@ -268,6 +337,11 @@ def _read_text(path: Path, fh, n: int, d: int, wanted: set[str] | None) -> Keyed
 def _stack(path: Path, keys: list[str], rows: list[np.ndarray], d: int) -> KeyedVectors:
     """KeyedVectors of the rows read; UserError naming the first word with a NaN or infinite value."""
     vectors = np.stack(rows) if rows else np.zeros((0, d), np.float32)  # (V, d)
+    return _finite(path, keys, vectors)
+
+
+def _finite(path: Path, keys: list[str], vectors: np.ndarray) -> KeyedVectors:
+    """KeyedVectors(keys, vectors); UserError naming the first word with a NaN or infinite value."""
     if not np.isfinite(vectors).all():
         bad = int(np.argwhere(~np.isfinite(vectors).all(1))[0, 0])
         raise UserError(f"{path}: word {keys[bad]!r} has a NaN or infinite value")

@@ -54,7 +54,7 @@ def test_fit_loss_falls_accuracy_rises_and_checkpoint_reloads(tmp_path):
     assert any(r.get("train/skipped") for r in rows)  # the broken file was counted
     ckpt = out / "last.ckpt"
     bb = build_backbone("alexnet1512", checkpoint=str(ckpt), layer="fc7").eval()
-    state = torch.load(ckpt, weights_only=False)
+    state = torch.load(ckpt, weights_only=True)                      # fit's checkpoint holds only plain data
     net = AlexNet1512(num_classes=3, fc_dim=64, width=0.125, dropout=0.0)
     net.load_state_dict({k[4:]: v for k, v in state["state_dict"].items() if k.startswith("net.")})
     x = torch.stack([get_scheme("imagenet")(Image.open(p)) for p in sorted(train.rglob("*_0.JPEG"))])
@@ -75,6 +75,31 @@ def test_network_shapes_and_bad_checkpoint(tmp_path):
         load_network(str(tmp_path / "bad.pt"))
     with pytest.raises(UserError, match="training folder not found"):
         ImageFolderDataModule(str(tmp_path / "none")).num_classes
+
+
+class OpensFile:
+    """Unpickling this creates `path`: the marker that a checkpoint was unpickled with weights_only=False."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_checkpoint_with_code_in_it_is_refused_unrun(tmp_path):
+    net = AlexNet1512(num_classes=3, fc_dim=8, width=0.05)
+    ckpt = {"state_dict": {"net." + k: v for k, v in net.state_dict().items()},
+            "hyper_parameters": {"num_classes": 3, "fc_dim": 8, "width": 0.05, "x": OpensFile(tmp_path / "ran")}}
+    torch.save(ckpt, tmp_path / "evil.ckpt")
+    with pytest.raises(UserError) as e:
+        load_network(str(tmp_path / "evil.ckpt"))
+    assert not (tmp_path / "ran").exists()
+    msg = str(e.value)
+    assert msg.startswith(str(tmp_path / "evil.ckpt")) and "weights_only" in msg and "\n" not in msg
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="junk.ckpt: not a readable alexnet1512 checkpoint"):
+        load_network(str(tmp_path / "junk.ckpt"))
 
 
 def test_top5_with_more_classes_than_k():

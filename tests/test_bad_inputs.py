@@ -701,8 +701,10 @@ EVALUATE_CASES = [
     ("vectors_nan", {"ling.txt": b"2 2\ncat nan 2\ndog 1 2\n"}, ["--linguistic", "{t}/ling.txt"], ["'cat'", "NaN"]),
     ("vectors_binary_truncated", {"ling.bin": binary_vectors([b"cat", b"dog", b"car"])[:-9]},
      ["--linguistic", "{t}/ling.bin"], ["ling.bin", "truncated"]),
+    ("vectors_pickle_refused_without_opt_in", {"ling.txt": __import__("pickle").dumps({"cat": [1.0]}, protocol=2)},
+     ["--linguistic", "{t}/ling.txt"], ["ling.txt", "pickle", "--unsafe_gensim_pickle"]),
     ("vectors_pickle_not_keyedvectors", {"ling.kv": __import__("pickle").dumps({"cat": [1.0]}, protocol=2)},
-     ["--linguistic", "{t}/ling.kv"], ["ling.kv", "not a readable gensim KeyedVectors file"]),
+     ["--linguistic", "{t}/ling.kv", "--unsafe_gensim_pickle", "true"], ["ling.kv", "not a readable gensim KeyedVectors file"]),
     ("vectors_share_no_word_with_benchmark", {"ling.txt": vectors_text(random_rows(["emu", "yak"]))},
      ["--linguistic", "{t}/ling.txt"], ["ling.txt", "no word in common"]),
     ("bad_alpha", {"ling.txt": GOOD}, ["--linguistic", "{t}/ling.txt", "--alpha", "1.5"], ["alpha 1.5", "[0, 1]"]),
@@ -755,6 +757,26 @@ def test_export_of_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
     assert_user_error(code, err, "export", "not a SkipGram checkpoint")
     code, _, err = run(["export", tmp_path / "absent.ckpt"], capsys)
     assert_user_error(code, err, "export", "absent.ckpt", "not found")
+
+
+class OpensFile:
+    """Unpickling this creates `path`: the marker that a file was unpickled."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_export_never_unpickles_code_from_a_checkpoint(tmp_path, capsys):
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"syn0": torch.zeros(1, 2)}, "skipgram": {"words": ["cat"], "counts": [1]},
+                "x": OpensFile(tmp_path / "ran")}, evil)
+    code, _, err = run(["export", evil], capsys)
+    assert not (tmp_path / "ran").exists()
+    assert_user_error(code, err, "export", "evil.ckpt", "weights_only")
+    assert not (tmp_path / "vectors.txt").exists()
 
 
 # --- predict / bovw-codebook

@@ -10,7 +10,7 @@ from mmlightning.benchmarks import Benchmark
 from mmlightning.evaluation.systems import evaluate_systems, split_name, sweep_alphas
 from mmlightning.evaluation.relatedness import score
 from mmlightning.evaluation.report import render_markdown, write_reports
-from mmlightning.vectors import KeyedVectors
+from mmlightning.vectors import KeyedVectors, load_vectors
 
 WORDS = [f"w{i:02d}" for i in range(40)]
 
@@ -251,3 +251,40 @@ def test_protocol_option_adds_a_section_and_keeps_table1(tmp_path, capsys):
     code, _, err = _run(base + ["--out", str(tmp_path / "bad"), "--protocol", "true", "--source_fusion", "[sum]"],
                         capsys)
     assert code == 2 and "source_fusion" in err and "Traceback" not in err
+
+
+class _OpensFile:
+    """Unpickling this creates `path`: the marker that a file was unpickled."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_pickled_vectors_file_is_refused_unless_the_unsafe_flag_is_given(setup, capsys):
+    """gensim's native format is a pickle: read only with --unsafe_gensim_pickle; otherwise nothing is unpickled."""
+    import pickle
+
+    from gensim.models import KeyedVectors as GKV
+
+    tmp, bench, files = setup
+    base = ["evaluate", "--benchmarks", f"[{bench}]", "--n_boot", "0", "--out", str(tmp / "r")]
+    evil = tmp / "evil.txt"
+    evil.write_bytes(pickle.dumps(_OpensFile(tmp / "unpickled"), protocol=4))
+    _bad(base + ["--linguistic", str(evil)], capsys, str(evil), "pickle", "--unsafe_gensim_pickle")
+    _bad(base + ["--linguistic", str(tmp / "ling.txt"), "--visual", json.dumps({"tux/cnn-mean": str(evil)})],
+         capsys, str(evil), "pickle", "--unsafe_gensim_pickle")
+    assert not (tmp / "unpickled").exists()
+    ling = load_vectors(tmp / "ling.txt")
+    g = GKV(vector_size=ling.vector_size)
+    g.add_vectors(ling.index_to_key, ling.vectors)
+    g.save(str(tmp / "ling.kv"))
+    _bad(base + ["--linguistic", str(tmp / "ling.kv")], capsys, "pickle", "--unsafe_gensim_pickle")
+    code, _, err = _run(base + ["--linguistic", str(tmp / "ling.kv"), "--unsafe_gensim_pickle", "true"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp / "r" / "evaluation.json").read_text())["systems"]["linguistic"]["words"] == 38
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", "--help"])
+    assert "unpickles: only for files you trust" in " ".join(capsys.readouterr().out.split())

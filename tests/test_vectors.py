@@ -1,9 +1,21 @@
-"""Vectors I/O: word2vec text/binary round trips with gensim, restricted loading, lookup, bad files."""
+"""Vectors I/O: word2vec text/binary round trips with gensim, restricted loading, lookup, bad files, pickles."""
+import pickle
+
 import numpy as np
 import pytest
 
 from mmlightning.errors import UserError
 from mmlightning.vectors import KeyedVectors, load_vectors
+
+
+class OpensFile:
+    """Unpickling this creates `path`: the marker that a file was unpickled (it must never exist)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
 
 
 @pytest.fixture
@@ -34,10 +46,75 @@ def test_we_read_gensim_text_and_native(kv, tmp_path):
     g.save_word2vec_format(str(tmp_path / "g.txt"))
     g.save(str(tmp_path / "g.kv"))
     for name in ("g.txt", "g.kv"):
-        back = load_vectors(tmp_path / name)
+        back = load_vectors(tmp_path / name, unsafe_gensim_pickle=name.endswith(".kv"))
         assert back.index_to_key == kv.index_to_key
         np.testing.assert_allclose(back.vectors, kv.vectors, rtol=1e-6)
-    assert load_vectors(tmp_path / "g.kv", restrict_to=["cat"]).index_to_key == ["cat"]
+    assert load_vectors(tmp_path / "g.kv", restrict_to=["cat"], unsafe_gensim_pickle=True).index_to_key == ["cat"]
+    with pytest.raises(UserError, match="pickle.*--unsafe_gensim_pickle"):
+        load_vectors(tmp_path / "g.kv")                               # gensim's native format: only when asked
+
+
+@pytest.mark.parametrize("name", ["evil.txt", "evil.kv", "evil.npy"])
+def test_a_pickle_is_refused_and_never_unpickled(tmp_path, name):
+    marker = tmp_path / "unpickled"
+    path = tmp_path / name
+    path.write_bytes(pickle.dumps(OpensFile(marker), protocol=4))    # first byte 0x80, whatever the name
+    with pytest.raises(UserError) as e:
+        load_vectors(path, restrict_to={"cat"})
+    assert not marker.exists()
+    msg = str(e.value)
+    assert msg.startswith(str(path)) and "pickle" in msg and "--unsafe_gensim_pickle" in msg and "\n" not in msg
+
+
+def save_npy_vectors(path, words, matrix):
+    np.save(path, matrix)
+    path.with_suffix(".vocab.txt").write_text("".join(w + "\n" for w in words))
+
+
+def test_npy_matrix_with_a_vocab_file_beside_it(kv, tmp_path):
+    save_npy_vectors(tmp_path / "v.npy", kv.index_to_key, kv.vectors)
+    back = load_vectors(tmp_path / "v.npy")
+    assert back.index_to_key == kv.index_to_key
+    np.testing.assert_array_equal(back.vectors, kv.vectors)
+    small = load_vectors(tmp_path / "v.npy", restrict_to={"Dog", "NAÏVE"})
+    assert small.index_to_key == ["Dog", "naïve"]
+    np.testing.assert_array_equal(small["Dog"], kv.vectors[1])
+    save_npy_vectors(tmp_path / "d.npy", kv.index_to_key, kv.vectors.astype(np.float64))  # any float dtype
+    assert load_vectors(tmp_path / "d.npy").vectors.dtype == np.float32
+
+
+@pytest.mark.parametrize("case, what", [
+    ("no_vocab", "no word list"),
+    ("vocab_too_short", "4 rows but"),
+    ("one_dimensional", "a 2-D"),
+    ("integers", "float"),
+    ("nan", "NaN"),
+    ("empty_word", "line 2"),
+    ("object_array", "pickle"),
+])
+def test_bad_npy_vectors(kv, tmp_path, case, what):
+    marker = tmp_path / "unpickled"
+    path = tmp_path / "v.npy"
+    words, m = list(kv.index_to_key), kv.vectors.copy()
+    if case == "vocab_too_short":
+        words = words[:3]
+    elif case == "one_dimensional":
+        m = m[0]
+    elif case == "integers":
+        m = m.astype(np.int64)
+    elif case == "nan":
+        m[2, 1] = np.nan
+    elif case == "empty_word":
+        words[1] = ""
+    elif case == "object_array":
+        m = np.array([OpensFile(marker)] * 4, dtype=object)
+    save_npy_vectors(path, words, m)
+    if case == "no_vocab":
+        (tmp_path / "v.vocab.txt").unlink()
+    with pytest.raises(UserError) as e:
+        load_vectors(path)
+    assert not marker.exists()
+    assert str(e.value).startswith(str(tmp_path)) and what in str(e.value) and "\n" not in str(e.value)
 
 
 def test_restricted_loading_and_lookup(kv, tmp_path):
@@ -127,7 +204,7 @@ def test_empty_gensim_native_file_is_an_error(tmp_path):
 
     GKV(vector_size=5).save(str(tmp_path / "e.kv"))
     with pytest.raises(UserError, match="no word vectors"):
-        load_vectors(tmp_path / "e.kv")
+        load_vectors(tmp_path / "e.kv", unsafe_gensim_pickle=True)
 
 
 def test_duplicates_keep_the_first_copy_and_are_logged(tmp_path, caplog):

@@ -227,8 +227,11 @@ def protocol_visual(visual: Mapping[str, object]) -> dict[str, object]:
 
 def run_protocol_files(linguistic: str, visual: Mapping[str, str], aggregates: Mapping[str, str] | None = None,
                        fusions: Sequence[str] | None = FUSIONS, gate: bool = True, n_boot: int = 1000,
-                       seed: int = 0) -> dict:
-    """`run_protocol` on files: text vectors, visual vectors by system name, aggregates.pt by source."""
+                       seed: int = 0, unsafe_gensim_pickle: bool = False) -> dict:
+    """`run_protocol` on files: text vectors, visual vectors by system name, aggregates.pt by source.
+
+    `unsafe_gensim_pickle`: also read gensim's native (pickled) vectors; unpickles: only for files you trust.
+    """
     from mmlightning.errors import UserError
     from mmlightning.evaluation.dispersion import load_dispersion
 
@@ -240,7 +243,7 @@ def run_protocol_files(linguistic: str, visual: Mapping[str, str], aggregates: M
         raise UserError("protocol: needs at least one visual system (--visual) to tune")
 
     try:
-        ling, vis = _load(linguistic, protocol_visual(visual))
+        ling, vis = _load(linguistic, protocol_visual(visual), unsafe_gensim_pickle)
     except UserError as e:   # e.g. a toy vocabulary without MEN's words: Table 1 stands, the section says why
         log.warning("dev/test protocol skipped: %s", e)
         return {"skipped": str(e)}
@@ -248,16 +251,17 @@ def run_protocol_files(linguistic: str, visual: Mapping[str, str], aggregates: M
     return run_protocol(ling, vis, disp or None, fusions=fusions, gate=gate, n_boot=n_boot, seed=seed)
 
 
-def _load(linguistic: str, visual: Mapping[str, str]):
+def _load(linguistic: str, visual: Mapping[str, str], unsafe_gensim_pickle: bool = False):
     """Text and visual vectors restricted to the words of MEN and the test-only benchmarks."""
     from mmlightning.errors import UserError
     from mmlightning.vectors import load_vectors
 
     words = set().union(*(load_benchmark(b).words() for b in (TUNE_ON, *TEST_ONLY)))
-    ling = load_vectors(linguistic, restrict_to=words)
+    ling = load_vectors(linguistic, restrict_to=words, unsafe_gensim_pickle=unsafe_gensim_pickle)
     if not any(ling.lookup(w) is not None for w in load_benchmark(TUNE_ON).words()):
         raise UserError(f"{linguistic}: no word of MEN, the benchmark the protocol tunes on")
-    vis = {src: load_vectors(path, restrict_to=words) for src, path in visual.items()}
+    vis = {src: load_vectors(path, restrict_to=words, unsafe_gensim_pickle=unsafe_gensim_pickle)
+           for src, path in visual.items()}
     empty = [src for src, kv in vis.items() if len(kv) == 0]
     if empty:
         raise UserError(f"{visual[empty[0]]}: no word of MEN or the test-only benchmarks")

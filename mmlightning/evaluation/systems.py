@@ -5,11 +5,14 @@
         --alpha 0.5 --benchmarks '[ws353, men]' --oov skip --out reports
     python -m mmlightning evaluate --linguistic text.txt --visual.tuxpaint/cnn-mean mean.txt   # same dict
     python -m mmlightning evaluate --config configs/evaluate.yaml
+    python -m mmlightning evaluate --linguistic mine.kv --unsafe_gensim_pickle true  # unpickles: only for files you trust
 
     # from Python (the `reproduce` command does this):
     result = evaluate_systems(ling_kv, {"tuxpaint/cnn-mean": kv1, "openclipart/cnn-mean": kv2})
     paths = report.write_reports(result, "reports")  # mmlightning.evaluation.report: .md / .json / figure4_alpha.png
 
+Vectors files: word2vec text or binary, or a `.npy` matrix with its `.vocab.txt` word list beside it
+(`mmlightning.vectors`); gensim's native `.kv` is a pickle, read only with `--unsafe_gensim_pickle true`.
 Visual systems are named `<source>/<method>` (e.g. `tuxpaint/bovw`); Table 1 groups columns by them.
 Rows: each benchmark x {full, relevant:<source> for each source, relevant:all when several sources}.
 A source covers a word when every one of its methods has a vector for it (lookup: as given, then
@@ -213,18 +216,22 @@ def best_worst_pairs(bench: Benchmark, s: Score, k: int = 5) -> dict:
 
 # ---------------------------------------------------------------- loading
 
-def load_inputs(linguistic: str, visual: Mapping[str, str], benchmarks: Sequence[str]):
-    """Load the benchmarks, then only their words from each vectors file; UserError on bad input."""
+def load_inputs(linguistic: str, visual: Mapping[str, str], benchmarks: Sequence[str],
+                unsafe_gensim_pickle: bool = False):
+    """Load the benchmarks, then only their words from each vectors file; UserError on bad input.
+
+    `unsafe_gensim_pickle`: also read gensim's native (pickled) files; unpickles: only for files you trust.
+    """
     benches = [load_benchmark(b) for b in benchmarks]
     words = set().union(*(b.words() for b in benches))
     names = ", ".join(b.name for b in benches)
-    ling = load_vectors(linguistic, restrict_to=words)
+    ling = load_vectors(linguistic, restrict_to=words, unsafe_gensim_pickle=unsafe_gensim_pickle)
     if len(ling) == 0:
         raise UserError(f"{linguistic}: no word in common with the benchmarks ({names})")
     vis, dims = {}, {}
     for name, path in visual.items():
         _, method = split_name(name)
-        kv = load_vectors(path, restrict_to=words)
+        kv = load_vectors(path, restrict_to=words, unsafe_gensim_pickle=unsafe_gensim_pickle)
         if len(kv) == 0:
             raise UserError(f"{path}: no word in common with the benchmarks ({names}); is it the right file for {name}?")
         if method in dims and dims[method][1] != kv.vector_size:
@@ -243,11 +250,12 @@ def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] 
              missing_visual: Literal["zero", "text"] = "zero", centring: bool = True, n_boot: int = 1000,
              seed: int = 0, table2_system: Optional[str] = None, out: str = "reports", protocol: bool = False,
              aggregates: Optional[dict[str, str]] = None, source_fusion: Optional[list[str]] = None,
-             dispersion_gate: bool = True) -> dict:
+             dispersion_gate: bool = True, unsafe_gensim_pickle: bool = False) -> dict:
     """Score linguistic, visual and multi-modal vectors on relatedness benchmarks (Table 1, Figure 4, Table 2).
 
     Args:
-        linguistic: word2vec text/binary or gensim KeyedVectors file of the text vectors.
+        linguistic: the text vectors: word2vec text/binary, or a .npy matrix with its .vocab.txt word list
+            beside it (gensim's native .kv only with unsafe_gensim_pickle).
         visual: visual vector files by system name '<source>/<method>', e.g. {"tuxpaint/cnn-mean": "mean.txt"}.
         alpha: weight of the linguistic part in Eq. 1 (1 - alpha for the visual part).
         benchmarks: shipped benchmark names (ws353, ws353_similarity, ws353_relatedness, men, simlex999, rg65, mturk287, rw) or files; default the first five.
@@ -262,14 +270,16 @@ def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] 
         aggregates: aggregates.pt files by source (image dispersion for the protocol's dispersion gate).
         source_fusion: how the protocol fuses several sources per word: average and/or concat (default both).
         dispersion_gate: let the protocol try gating dispersed words' visual part (needs aggregates).
+        unsafe_gensim_pickle: also read vectors in gensim's native format (.kv / .model, a Python pickle);
+            unpickles: only for files you trust (a pickle can run any code). Off: such a file is refused unread.
     """
     from mmlightning.evaluation.report import render_markdown, write_reports
 
     if not linguistic:
-        raise UserError("--linguistic FILE is required (the text vectors, word2vec or gensim format)")
+        raise UserError("--linguistic FILE is required (the text vectors: word2vec text/binary or .npy + .vocab.txt)")
     visual = dict(visual or {})
     benchmarks = list(benchmarks or DEFAULT_BENCHMARKS)
-    ling, vis, benches = load_inputs(linguistic, visual, benchmarks)
+    ling, vis, benches = load_inputs(linguistic, visual, benchmarks, unsafe_gensim_pickle)
     Path(out).mkdir(parents=True, exist_ok=True)  # an unusable --out fails now (one line), not after the bootstrap
     result = evaluate_systems(ling, vis, benches, alpha=alpha, oov=oov, missing_visual=missing_visual,
                               centring=centring, n_boot=n_boot, seed=seed, table2_system=table2_system,
@@ -277,7 +287,8 @@ def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] 
     if protocol:
         from mmlightning.evaluation.protocol import run_protocol_files
 
-        result["tuned"] = run_protocol_files(linguistic, visual, aggregates, source_fusion, dispersion_gate, n_boot, seed)
+        result["tuned"] = run_protocol_files(linguistic, visual, aggregates, source_fusion, dispersion_gate, n_boot, seed,
+                                             unsafe_gensim_pickle=unsafe_gensim_pickle)
     paths = write_reports(result, out)
     print(render_markdown(result, tables=("table1", "diff", "tuned")))
     print("wrote " + ", ".join(str(p) for p in paths.values()))

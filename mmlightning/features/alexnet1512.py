@@ -10,6 +10,7 @@ Network (input: the "imagenet" preprocessing scheme, (B, 3, 224, 224) pixels - 1
   fc6 6144 -> ReLU -> dropout; fc7 6144 -> ReLU -> dropout; fc8 1512 (1000 ILSVRC-2012 + 512 classes)
 Features for extraction: "fc6" / "fc7" after their ReLU (sparse, as in the paper), "pooled" (flattened
 pool5, 9216) or "logits". `width` scales conv channels and `fc_dim` the FC layers (tiny nets for tests).
+Checkpoints are read with `torch.load(weights_only=True)`: one holding code (any non-plain object) is refused.
 
 Training data: `ImageFolderDataModule` reads `train/<wnid>/*` (optional `val/<wnid>/*`); the class list
 (ILSVRC-2012 wnids + the 512 extra wnids, in output order) comes from the config or a file with one
@@ -30,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics.classification import MulticlassAccuracy
 
+from mmlightning.checkpoints import load_weights
 from mmlightning.errors import UserError
 from mmlightning.images.preprocess import get_scheme
 from mmlightning.images.read_shards import read_classes
@@ -94,9 +96,7 @@ def load_network(checkpoint: str | None = None, **net_kwargs) -> AlexNet1512:
     if checkpoint is None:
         return AlexNet1512(**net_kwargs)
     path = Path(checkpoint)
-    if not path.is_file():
-        raise UserError(f"{path}: alexnet1512 checkpoint not found")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)  # our own Lightning checkpoint
+    ckpt = load_weights(path, "alexnet1512 checkpoint")  # weights_only=True: a fit checkpoint is plain data
     if isinstance(ckpt, dict) and "state_dict" in ckpt:
         hp = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if k in NET_KEYS}
         state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}

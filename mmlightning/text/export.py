@@ -3,8 +3,9 @@
     python -m mmlightning export checkpoints/skipgram/ckpt/last.ckpt
     python -m mmlightning export run.ckpt --output vectors.bin --binary true
 
-The checkpoint carries its vocabulary (words and counts), so the corpus is not needed. Writes are
-atomic; gensim's `KeyedVectors.load_word2vec_format` reads the result.
+The checkpoint carries its vocabulary (words and counts), so the corpus is not needed. It is read with
+`torch.load(weights_only=True)` (`mmlightning.checkpoints`): a file holding code is refused unrun. Writes
+are atomic; gensim's `KeyedVectors.load_word2vec_format` reads the result.
 """
 from __future__ import annotations
 
@@ -12,21 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+from mmlightning.checkpoints import load_weights
 from mmlightning.errors import UserError
 from mmlightning.vectors import KeyedVectors
 
 
 def load_checkpoint_vectors(checkpoint: str | Path) -> tuple[KeyedVectors, np.ndarray]:
     """(input vectors as KeyedVectors, counts int64 (V,)) from a SkipGram checkpoint file."""
-    import torch
-
     path = Path(checkpoint)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch raises many types for a file that is not a checkpoint
-        raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    ckpt = load_weights(path)  # weights_only=True: plain data only, never code from the file
     info = ckpt.get("skipgram") if isinstance(ckpt, dict) else None
     syn0 = ckpt.get("state_dict", {}).get("syn0") if isinstance(ckpt, dict) else None
     if info is None or syn0 is None:
