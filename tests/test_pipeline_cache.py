@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,29 @@ def test_a_changed_image_or_checkpoint_changes_exactly_the_keys_that_read_it(fir
     assert keys(world, tmp_path, **over)["shard:pics"] != again["shard:pics"]
 
 
-def test_fingerprints_are_cached_by_size_and_mtime(tmp_path, monkeypatch):
+def _same_size_edit_mtime_kept(path: Path, old: bytes, new: bytes) -> None:
+    """What `cp -p`, `rsync -t` or `touch -r` leave: other bytes, same size, the old modification time."""
+    st = path.stat()
+    data = path.read_bytes()
+    assert len(old) == len(new) and old in data
+    path.write_bytes(data.replace(old, new, 1))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_a_same_size_edit_with_the_mtime_restored_is_not_reused(first, tmp_path):
+    world, out, _ = first
+    shutil.copytree(out / "ck", tmp_path / "ck")
+    corpus = tmp_path / "corpus.txt"
+    shutil.copyfile(world / "corpus.txt", corpus)
+    same = run_tiny(world, tmp_path, corpus=[str(corpus)])  # the fingerprint cache now knows this file
+    assert set(cached_statuses(same).values()) == {"reused"}
+    _same_size_edit_mtime_kept(corpus, b"cat", b"cow")
+    changed = run_tiny(world, tmp_path, corpus=[str(corpus)])
+    assert cached_statuses(changed)["skipgram"] == "ran"
+
+
+def test_small_files_are_hashed_on_every_run(tmp_path, monkeypatch):
     calls = []
     real = fingerprint._hash_file
     monkeypatch.setattr(fingerprint, "_hash_file", lambda p, n: calls.append(p) or real(p, n))
@@ -101,12 +124,46 @@ def test_fingerprints_are_cached_by_size_and_mtime(tmp_path, monkeypatch):
     (data / "b.txt").write_text("beta")
     fp = Fingerprints(tmp_path / "fp.json")
     first = fp.of(data)
+    assert fp.of(data) == first and len(calls) == 2  # once per run
     fp.save()
-    assert len(calls) == 2
-    fp2 = Fingerprints(tmp_path / "fp.json")
-    assert fp2.of(data) == first and len(calls) == 2  # nothing read again
-    (data / "b.txt").write_text("BETA")
-    assert fp2.of(data) != first and len(calls) == 3  # only the changed file
+    assert Fingerprints(tmp_path / "fp.json").of(data) == first and len(calls) == 4  # again on the next run
+
+
+def test_huge_files_are_cached_by_size_times_and_inode(tmp_path, monkeypatch):
+    """A hash too slow to redo every run is reused while (size, mtime, ctime, inode) hold: ctime changes on
+    every write and cannot be set back, so a same-size edit with the mtime restored is seen."""
+    calls = []
+    real = fingerprint._hash_file
+    monkeypatch.setattr(fingerprint, "_hash_file", lambda p, n: calls.append(p) or real(p, n))
+    monkeypatch.setattr(fingerprint, "FULL_HASH_MAX", 8)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"0123456789" * 10)
+    fresh = Fingerprints(tmp_path / "fp.json")
+    first = fresh.of(big)
+    fresh.save()
+    assert Fingerprints(tmp_path / "fp.json").of(big) == first and len(calls) == 2  # just written: not trusted
+    monkeypatch.setattr(fingerprint, "RACY_S", 0.0)
+    fp = Fingerprints(tmp_path / "fp.json")
+    assert fp.of(big) == first and len(calls) == 3
+    fp.save()
+    assert Fingerprints(tmp_path / "fp.json").of(big) == first and len(calls) == 3  # not read again
+    time.sleep(0.05)  # past the clock tick of the file system's timestamps
+    _same_size_edit_mtime_kept(big, b"0123", b"abcd")
+    assert Fingerprints(tmp_path / "fp.json").of(big) != first and len(calls) == 4
+
+
+def test_a_huge_tree_is_keyed_by_size_times_and_inode_without_reading_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(fingerprint, "BIG_FOLDER_FILES", 1)
+    monkeypatch.setattr(fingerprint, "_hash_file", lambda p, n: pytest.fail(f"{p} read"))
+    tree = tmp_path / "train" / "n01"
+    tree.mkdir(parents=True)
+    (tree / "a.jpg").write_bytes(b"jpeg-a")
+    (tree / "b.jpg").write_bytes(b"jpeg-b")
+    before = Fingerprints().of(tmp_path / "train")
+    assert Fingerprints().of(tmp_path / "train") == before
+    time.sleep(0.05)
+    _same_size_edit_mtime_kept(tree / "a.jpg", b"a", b"A")
+    assert Fingerprints().of(tmp_path / "train") != before
 
 
 def _row(run) -> Planned:
