@@ -42,3 +42,33 @@ def test_missing_own_vectors_is_one_line(tmp_path):
 
     with pytest.raises(UserError, match="linguistic: .*nope.txt: no such file"):
         ReproduceConfig(linguistic=str(tmp_path / "nope.txt"))
+
+
+class _OpensFile:
+    """Unpickling this creates `path`: the marker that a file was unpickled."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickled_own_vectors_need_the_unsafe_flag_and_npy_word_list_is_an_input(tmp_path):
+    """gensim's native .kv (a pickle) is read only with unsafe_gensim_pickle; nothing is unpickled without it."""
+    import pickle
+
+    from mmlightning.pipeline.table import _skipgram_inputs
+    from mmlightning.pipeline.config import ReproduceConfig
+
+    world = make_world(tmp_path / "world")
+    evil = tmp_path / "mine.txt"
+    evil.write_bytes(pickle.dumps(_OpensFile(tmp_path / "unpickled"), protocol=4))
+    with pytest.raises(UserError, match="mine.txt: is a Python pickle.*--unsafe_gensim_pickle"):
+        run_tiny(world, tmp_path / "out", linguistic=str(evil))
+    assert not (tmp_path / "unpickled").exists()
+    assert ReproduceConfig(linguistic=str(evil), unsafe_gensim_pickle=True).unsafe_gensim_pickle
+    np.save(tmp_path / "v.npy", np.ones((2, 3), np.float32))
+    (tmp_path / "v.vocab.txt").write_text("cat\ndog\n")
+    assert _skipgram_inputs(ReproduceConfig(linguistic=str(tmp_path / "v.npy")), None) == [
+        str(tmp_path / "v.npy"), str(tmp_path / "v.vocab.txt")]

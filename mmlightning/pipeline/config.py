@@ -222,7 +222,8 @@ class ReproduceConfig:
         checkpoints: Folder of the cached stage outputs (reused between runs; movable, usable from any folder).
         reports: Folder for Table 1 / Figure 4 / Table 2 (Markdown, JSON, PNG) and the release.
         corpus: Text corpus for skip-gram: gcide (Debian dict-gcide), text8, or paths (.txt, .txt.gz, folders, BNC XML).
-        linguistic: Your own text vectors (word2vec text or binary, gensim .kv) used instead of training skip-gram; keyed by content.
+        linguistic: Your own text vectors (word2vec text or binary, or a .npy matrix + its .vocab.txt word list) used instead of training skip-gram; keyed by content.
+        unsafe_gensim_pickle: Also read `linguistic:` in gensim's native .kv format; unpickles: only for files you trust.
         skipgram: Skip-gram settings (epochs, dim, window, negative, sample, min_count, num_workers, ...).
         sources: Image sources by name, each {source, root, n_per_word, options, ..., preprocess}.
         benchmarks: Benchmarks to evaluate on (and whose vocabulary selects the concept words).
@@ -251,6 +252,7 @@ class ReproduceConfig:
     reports: str = "reports"
     corpus: Union[list[str], str] = "gcide"
     linguistic: Optional[str] = None
+    unsafe_gensim_pickle: bool = False
     skipgram: SkipgramConfig = field(default_factory=SkipgramConfig)
     sources: dict[str, SourceConfig] = field(default_factory=default_sources)
     benchmarks: list[str] = field(default_factory=lambda: ["ws353", "men"])

@@ -54,8 +54,12 @@ def _skipgram_settings(cfg, source: Optional[str]) -> dict:
 
 
 def _skipgram_inputs(cfg, source: Optional[str]) -> list:
-    if cfg.linguistic:   # a large gensim .kv keeps its arrays beside it (<file>.vectors.npy, ...)
-        return [cfg.linguistic] + sorted(str(p) for p in Path(cfg.linguistic).parent.glob(Path(cfg.linguistic).name + ".*.npy"))
+    if cfg.linguistic:   # a large gensim .kv keeps its arrays beside it (<file>.vectors.npy, ...), a .npy its words
+        from mmlightning.vectors import vocab_path
+
+        own = Path(cfg.linguistic)
+        return [cfg.linguistic] + sorted(str(p) for p in own.parent.glob(own.name + ".*.npy")) + \
+            [str(p) for p in [vocab_path(own)] if p.is_file()]
     return corpus_files(cfg)
 
 
@@ -63,7 +67,7 @@ def _own_vectors(ctx: StageContext) -> dict:
     """`linguistic:` given: the user's vectors (any format load_vectors reads) as word2vec text in the stage folder."""
     from mmlightning.vectors import load_vectors
 
-    kv = load_vectors(ctx.cfg.linguistic)
+    kv = load_vectors(ctx.cfg.linguistic, unsafe_gensim_pickle=ctx.cfg.unsafe_gensim_pickle)
     path = ctx.dir / "vectors.txt"
     kv.save_word2vec(path)
     log.info("linguistic: %d vectors of dimension %d from %s", len(kv), kv.vector_size, ctx.cfg.linguistic)
