@@ -315,3 +315,63 @@ def test_item12_fifo_in_a_word_folder_and_the_size_cap(tmp_path):
     assert "larger than the 0.005 MiB cap" in reasons["big.png"]
     with pytest.raises(UserError, match="max_image_mb"):
         shard("folder", str(tmp_path / "bad"), max_image_mb=0, **kw)
+
+
+def test_item15_disk_full_is_one_line_and_the_rerun_resumes(esp, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import webdataset as wds
+
+    import mmlightning.images.write_shards as shard_mod
+
+    root, bench, words = esp
+    kw = dict(root=str(root), words=str(words), benchmarks=[str(bench)], samples_per_shard=2, workers=1)
+    clean = tmp_path / "clean"
+    shard("esp", str(clean), **kw)
+    out = tmp_path / "out"
+    real_write, calls = wds.TarWriter.write, []
+
+    def full_on_third_sample(self, obj):
+        calls.append(obj["__key__"])
+        if len(calls) == 3:                                      # the second shard's first sample
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, obj)
+
+    monkeypatch.setattr(wds.TarWriter, "write", full_on_third_sample)
+    with pytest.raises(UserError) as e:
+        shard("esp", str(out), **kw)
+    msg = str(e.value)
+    assert "\n" not in msg and str(out) in msg and "no space left" in msg.lower()
+    assert "1 of 3 shards finished and kept" in msg and "rerun" in msg
+    assert sorted(p.name for p in out.glob("*.tar")) == ["shard-000000.tar"] and not list(out.glob(".*.tmp"))
+    monkeypatch.setattr(wds.TarWriter, "write", real_write)
+
+    real_json = shard_mod.write_json
+
+    def full_at_manifest(path, obj):
+        if Path(path).name == "manifest.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_json(path, obj)
+
+    monkeypatch.setattr(shard_mod, "write_json", full_at_manifest)
+    with pytest.raises(UserError, match=r"3 of 3 shards finished and kept"):
+        shard("esp", str(out), **kw)
+    monkeypatch.setattr(shard_mod, "write_json", real_json)
+    shard("esp", str(out), **kw)                                 # space freed: resumes
+    assert (out / "manifest.json").read_text() == (clean / "manifest.json").read_text()
+    assert {p.name: p.read_bytes() for p in out.glob("*.tar")} == {p.name: p.read_bytes() for p in clean.glob("*.tar")}
+    assert cli.user_error_message(e.value) == msg
+
+
+def test_minor_shard_prefix_cannot_leave_the_output_folder(esp, tmp_path, monkeypatch):
+    root, bench, words = esp
+    kw = dict(root=str(root), words=str(words), benchmarks=[str(bench)])
+    monkeypatch.chdir(tmp_path / "esp")
+    with pytest.raises(UserError, match="unknown image source"):   # the default output_dir names the source
+        shard("../../escaped", **kw)
+    for prefix in ("../escaped", "a/b", "", ".hidden", "x\0y"):
+        with pytest.raises(UserError, match="prefix"):
+            shard("esp", str(tmp_path / "out" / "inner"), prefix=prefix, **kw)
+    assert not list(tmp_path.glob("**/escaped*")) and not (tmp_path / "out" / "escaped-000000.tar").exists()
+    shard("esp", str(tmp_path / "ok"), prefix="esp_v2.1", **kw)
+    assert (tmp_path / "ok" / "esp_v2.1-000000.tar").is_file()

@@ -20,9 +20,14 @@ and renamed, then its record (samples, words, skipped images) is written to `.pr
 the manifest and the completion marker (`.shard-done.json`) come last. A rerun with the same settings reuses
 finished shards (or returns at once when done); other settings in the same folder are refused unless
 `overwrite=True`. The folder is locked while a run writes it; a killed run's temporary files are removed.
+A full disk (or quota) is one line naming the folder and how many shards were finished and kept; the same
+command rerun after freeing space resumes from them. Shard names are `<prefix>-NNNNNN.tar` with a plain
+`prefix` (no `/` or `..`), so nothing is written outside output_dir; only regular files of at most
+`max_image_mb` are read from the source (others are skipped images, listed in the manifest).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -30,6 +35,7 @@ import math
 import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -47,6 +53,8 @@ from mmlightning.images.sources.imageio import ImageError, encode_image, load_im
 FORMAT = "mmlightning-shards/1"
 PROGRESS = ".progress"  # per-shard records of a run in progress
 DEFAULT_MAX_IMAGE_MB = 64.0  # = imageio.MAX_IMAGE_BYTES
+PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # shard names stay inside output_dir
+DISK_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
 log = logging.getLogger(__name__)
 
 
@@ -91,10 +99,7 @@ def shard(
     Returns:
         The path of the written manifest.json.
     """
-    if n_per_word < 1 or samples_per_shard < 1 or max_side < 16 or min_shards < 1:
-        raise UserError("shard: n_per_word, samples_per_shard and min_shards must be >= 1 and max_side >= 16")
-    if not isinstance(max_image_mb, (int, float)) or not 0 < max_image_mb < float("inf"):
-        raise UserError(f"shard: max_image_mb must be a number of MiB > 0, got {max_image_mb!r}")
+    _check_options(n_per_word, samples_per_shard, max_side, min_shards, prefix, max_image_mb)
     out = Path(output_dir or f"checkpoints/shards/{source}")
     vocab = resolve_words(words, benchmarks)
     src = open_source(source, root, **(options or {}))
@@ -112,23 +117,13 @@ def shard(
         print(f"shard: {manifest_path} is up to date ({old.get('samples')} samples)")
         print_coverage(old.get("coverage", {}))
         return manifest_path
-    with FolderLock(out, "shard"):
+    n_shards = -(-max(len(plan), 1) // settings["samples_per_shard"])
+    with FolderLock(out, "shard"), _disk_full_is_one_line(out, n_shards):
         _begin(record, manifest_path, fingerprint, overwrite)
         shards, img_skipped = write_shards(out, plan, src.name, settings, workers)
         word_counts = _word_counts(shards)
-        manifest = {
-            **{k: settings[k] for k in ("format", "source", "root", "options", "n_per_word", "seed", "max_side")},
-            "max_image_mb": max_image_mb,
-            "fingerprint": fingerprint,
-            "shards": [{"name": s["name"], "samples": s["samples"]} for s in shards],
-            "samples": sum(s["samples"] for s in shards),
-            "words_requested": len(vocab),
-            "word_counts": dict(sorted(word_counts.items())),
-            "skipped": sel.skipped + img_skipped,
-            "missing_words": dict(sorted(sel.missing.items())),
-            "coverage": coverage(word_counts, benchmarks),
-            "notes": sel.notes,
-        }
+        manifest = _manifest(settings, max_image_mb, fingerprint, shards, img_skipped, word_counts, vocab, sel,
+                             benchmarks)
         write_json(manifest_path, manifest)
         record.finish({"manifest": "manifest.json"}, samples=manifest["samples"])
         shutil.rmtree(out / PROGRESS, ignore_errors=True)
@@ -136,6 +131,50 @@ def shard(
           f"({len(word_counts)} words with images, {len(manifest['skipped'])} skipped)")
     print_coverage(manifest["coverage"])
     return manifest_path
+
+
+def _manifest(settings, max_image_mb, fingerprint, shards, img_skipped, word_counts, vocab, sel, benchmarks) -> dict:
+    """The manifest.json of a finished run (docs/FORMATS.md)."""
+    return {
+        **{k: settings[k] for k in ("format", "source", "root", "options", "n_per_word", "seed", "max_side")},
+        "max_image_mb": max_image_mb,
+        "fingerprint": fingerprint,
+        "shards": [{"name": s["name"], "samples": s["samples"]} for s in shards],
+        "samples": sum(s["samples"] for s in shards),
+        "words_requested": len(vocab),
+        "word_counts": dict(sorted(word_counts.items())),
+        "skipped": sel.skipped + img_skipped,
+        "missing_words": dict(sorted(sel.missing.items())),
+        "coverage": coverage(word_counts, benchmarks),
+        "notes": sel.notes,
+    }
+
+
+def _check_options(n_per_word, samples_per_shard, max_side, min_shards, prefix, max_image_mb) -> None:
+    """One-line UserErrors for numbers out of range and a prefix that would put shards outside output_dir."""
+    if n_per_word < 1 or samples_per_shard < 1 or max_side < 16 or min_shards < 1:
+        raise UserError("shard: n_per_word, samples_per_shard and min_shards must be >= 1 and max_side >= 16")
+    if not isinstance(prefix, str) or not PREFIX.fullmatch(prefix) or ".." in prefix:
+        raise UserError(f"shard: prefix must be a plain file name start (letters, digits, '_', '-', '.'; "
+                        f"no '/' or '..'), got {prefix!r}")
+    if isinstance(max_image_mb, bool) or not isinstance(max_image_mb, (int, float)) \
+            or not 0 < max_image_mb < float("inf"):
+        raise UserError(f"shard: max_image_mb must be a number of MiB > 0, got {max_image_mb!r}")
+
+
+@contextmanager
+def _disk_full_is_one_line(out: Path, n_shards: int):
+    """A full disk (or quota) while the run writes `out` becomes one UserError saying what was kept."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        kept = sum((out / p.name[:-len(".json")]).is_file() for p in (out / PROGRESS).glob("*.tar.json"))
+        where = f" ({e.filename})" if e.filename else ""
+        raise UserError(f"{out}: {DISK_FULL[e.errno]} while writing the shards{where}; {kept} of {n_shards} "
+                        f"shards finished and kept: free some space and rerun the same command, it resumes "
+                        f"from them") from None
 
 
 def _begin(record: ResumableOutput, manifest_path: Path, fingerprint: str, overwrite: bool) -> None:
