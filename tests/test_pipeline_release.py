@@ -79,6 +79,15 @@ def test_release_never_deletes_files_it_did_not_write(first, tmp_path):
     assert (rel / "pics" / "multimodal_alpha0.5.txt").read_text() == "edited by hand"
 
 
+def test_a_release_killed_midway_is_not_taken_for_your_files(first, tmp_path):
+    ex, vectors = _inputs(first)
+    rel = tmp_path / "release"
+    write_release(rel, vectors, {"pics": ex}, alpha=0.5, settings=SETTINGS)
+    (rel / "pics" / ".multimodal_alpha0.7.txt.k3x9q2ab.tmp").write_text("half")  # what a kill leaves
+    write_release(rel, vectors, {"pics": ex}, alpha=0.7, settings=SETTINGS)
+    assert not any(p.name.endswith(".tmp") for p in rel.rglob("*"))
+
+
 def test_a_release_of_an_older_version_is_adopted_by_its_card(first, tmp_path):
     """Written before the record existed: its CARD.json names its files, which are its own."""
     ex, vectors = _inputs(first)

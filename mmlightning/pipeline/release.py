@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mmlightning.atomic import atomic_path, safe_child, write_json, write_text
+from mmlightning.atomic import atomic_path, clean_stale_temps, safe_child, write_json, write_text
 from mmlightning.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,14 @@ def _record(out: Path) -> dict[str, dict | None]:
 
 
 def _present(out: Path) -> list[str]:
-    """Every file, link and other non-folder entry under `out` (links not followed), as paths inside it."""
+    """Every file, link and other non-folder entry under `out` (links not followed), as paths inside it.
+
+    Temporary files left by a release killed midway are removed first (`clean_stale_temps`)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(out):
         base = Path(dirpath)
+        gone = {p.name for p in clean_stale_temps(base)}
+        filenames = [n for n in filenames if n not in gone]
         links = [d for d in dirnames if (base / d).is_symlink()]
         dirnames[:] = sorted(d for d in dirnames if d not in links)
         found += [(base / n).relative_to(out).as_posix() for n in sorted(filenames + links)]
