@@ -87,6 +87,16 @@ def test_files_of_yours_in_the_release_folder_stop_the_run_before_any_stage(firs
     assert (sorted(p.name for p in (tmp_path / "ck").iterdir()), done.stat().st_mtime_ns) == ck_before  # no stage ran
 
 
+def test_a_second_run_on_the_same_checkpoints_stops_before_its_first_stage(first, tmp_path):
+    from mmlightning.folder_lock import FolderLock
+
+    with FolderLock(tmp_path / "ck", "reproduce (the first run)"):
+        with pytest.raises(UserError, match=r"ck/.lock: reproduce \(the first run\) .*is writing this folder") as e:
+            run_tiny(first[0], tmp_path)
+    assert "\n" not in str(e.value)
+    assert [p.name for p in (tmp_path / "ck").iterdir()] == [".lock"]  # no stage began
+
+
 @pytest.mark.slow  # recomputes shard, extract and bovw (~11 s on 2 cores)
 def test_changed_setting_recomputes_its_stage_and_the_stages_reading_it(first, tmp_path):
     world, _, _ = first

@@ -9,7 +9,8 @@ The stages and what each reads are the table in `mmlightning.pipeline.table`; ke
 --force closure are `mmlightning.pipeline.stages`; the settings are `mmlightning.pipeline.config`.
 A changed setting or input file recomputes its stage and the stages that read it; `--force` names
 stages to recompute anyway (with their dependants). Killing the run at any moment and rerunning it
-resumes: finished stages are reused, an interrupted one resumes inside its own folder. A finished
+resumes: finished stages are reused, an interrupted one resumes inside its own folder. One run at a
+time per checkpoints folder: a second one stops before its first stage (`<checkpoints>/.lock`). A finished
 checkpoints folder can be moved or copied and used from any working folder (`--checkpoints`).
 """
 from __future__ import annotations
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 
 from mmlightning.atomic import write_json
+from mmlightning.errors import UserError
+from mmlightning.folder_lock import FolderLock
 from mmlightning.pipeline.config import ReproduceConfig
 from mmlightning.pipeline.fingerprint import Fingerprints
 from mmlightning.pipeline.preflight import check_inputs, check_writable
@@ -48,14 +51,18 @@ def run(cfg: ReproduceConfig) -> dict:
     fp = Fingerprints(root / FINGERPRINTS)
     planned = plan(cfg, STAGES, root, fp)
     forced = force_closure(planned, list(cfg.force))
-    if any(p.row.cached and (p.label in forced or not reusable(p, fp)) for p in planned):
+    writes = any(p.row.cached and (p.label in forced or not reusable(p, fp)) for p in planned)
+    if writes:
         check_writable(root, "the stage outputs (checkpoints)")
     check_writable(cfg.reports, "the reports")
+    lock = _lock(root, writes)
     runner = Runner(cfg, root, fp, forced)
     try:
         outputs = runner.run_all(planned)
     finally:
         fp.save()
+        if lock is not None:
+            lock.release()
     evaluation = outputs["evaluate"]
     total = round(time.time() - t_start, 1)
     summary = {"total_seconds": total, "stages": runner.summary, "reports": evaluation["paths"],
@@ -66,6 +73,19 @@ def run(cfg: ReproduceConfig) -> dict:
     log.info("\n%s", render_markdown(evaluation["result"], tables=("table1", "diff", "tuned")))
     log.info("%s", summary_table(runner.summary, total))
     return summary
+
+
+def _lock(root: Path, writes: bool) -> FolderLock | None:
+    """One run per checkpoints folder, taken before the first stage: a second run stops here, in one line."""
+    lock = FolderLock(root, "reproduce")
+    try:
+        return lock.acquire()
+    except OSError as e:
+        if writes:
+            raise UserError(f"{root}: cannot lock the stage outputs ({e.strerror or e}); make it writable or pass "
+                            f"--checkpoints <a writable folder>") from None
+        log.debug("%s: not locked (%s); every stage is reused, nothing is written there", root, e)
+        return None
 
 
 def summary_table(summary: list[dict], total: float) -> str:
