@@ -1,5 +1,6 @@
 """`reproduce` with your own text vectors (`linguistic:`) instead of training skip-gram, on the tiny world."""
 import json
+import re
 import shutil
 
 import numpy as np
@@ -72,3 +73,32 @@ def test_pickled_own_vectors_need_the_unsafe_flag_and_npy_word_list_is_an_input(
     (tmp_path / "v.vocab.txt").write_text("cat\ndog\n")
     assert _skipgram_inputs(ReproduceConfig(linguistic=str(tmp_path / "v.npy")), None) == [
         str(tmp_path / "v.npy"), str(tmp_path / "v.vocab.txt")]
+
+
+def test_own_vectors_without_a_benchmark_word_fail_first_naming_your_file(tmp_path):
+    world = make_world(tmp_path / "world")
+    own = tmp_path / "mine.txt"
+    KeyedVectors(["zebra", "yak"], np.ones((2, 4))).save_word2vec(own)
+    with pytest.raises(UserError, match=re.escape(f"linguistic: {own}: no word in common with the benchmarks")) as e:
+        run_tiny(world, tmp_path / "out", linguistic=str(own))
+    assert "\n" not in str(e.value)
+    assert not list((tmp_path / "out" / "ck").glob("shard-*"))  # before the images are sharded
+
+
+def test_a_reused_copy_of_own_vectors_is_reported_by_your_file(tmp_path):
+    """The stage's copy was made for other benchmarks: evaluate names your file, not the copy."""
+    from mmlightning.pipeline.config import ReproduceConfig
+    from mmlightning.pipeline.stages import StageContext
+    from mmlightning.pipeline.table import STAGES
+    from pipeline_world import tiny_settings
+
+    world = make_world(tmp_path / "world")
+    own, copy = tmp_path / "mine.txt", tmp_path / "ck" / "skipgram-x" / "vectors.txt"
+    KeyedVectors(["zebra", "yak"], np.ones((2, 4))).save_word2vec(own)
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(own, copy)
+    cfg = ReproduceConfig(**tiny_settings(world, tmp_path, linguistic=str(own)))
+    evaluate = next(row for row in STAGES if row.name == "evaluate")
+    ctx = StageContext(cfg, None, None, {"skipgram": {"vectors": copy}}, tmp_path / "ck")
+    with pytest.raises(UserError, match=re.escape(f"linguistic: {own} (copied to {copy}): no word in common")):
+        evaluate.run(ctx)

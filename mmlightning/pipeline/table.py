@@ -68,10 +68,21 @@ def _own_vectors(ctx: StageContext) -> dict:
     from mmlightning.vectors import load_vectors
 
     kv = load_vectors(ctx.cfg.linguistic, unsafe_gensim_pickle=ctx.cfg.unsafe_gensim_pickle)
+    check_coverage(ctx.cfg, kv.index_to_key)
     path = ctx.dir / "vectors.txt"
     kv.save_word2vec(path)
     log.info("linguistic: %d vectors of dimension %d from %s", len(kv), kv.vector_size, ctx.cfg.linguistic)
     return {"vectors": path}
+
+
+def check_coverage(cfg, words) -> None:
+    """Your own vectors hold at least one benchmark word, or a one-line UserError naming your file."""
+    from mmlightning.benchmarks import load_benchmark
+
+    benches = [load_benchmark(b) for b in cfg.benchmarks]
+    if not set(words) & set().union(*(b.words() for b in benches)):
+        raise UserError(f"linguistic: {cfg.linguistic}: no word in common with the benchmarks "
+                        f"({', '.join(b.name for b in benches)}); is it the right file (and language)?")
 
 
 def _skipgram(ctx: StageContext) -> dict:
@@ -202,7 +213,13 @@ def _evaluate(ctx: StageContext) -> dict:
     ev, linguistic = ctx.cfg.evaluation, str(ctx.output("skipgram")["vectors"])
     visual = visual_files(ctx)
     aggregates = {name: str(ex["aggregates"]) for name, ex in ctx.per_source("extract").items()}
-    ling, vis, benches = load_inputs(linguistic, visual, list(ev.benchmarks))
+    try:
+        ling, vis, benches = load_inputs(linguistic, visual, list(ev.benchmarks))
+    except UserError as e:  # the stage's copy of your own vectors: name your file (benchmarks changed since)
+        if ctx.cfg.linguistic and str(e).startswith(f"{linguistic}:"):
+            raise UserError(f"linguistic: {ctx.cfg.linguistic} (copied to {linguistic}){str(e)[len(linguistic):]}") \
+                from None
+        raise
     result = evaluate_systems(ling, vis, benches, alpha=ev.alpha, missing_visual=ev.missing_visual, n_boot=ev.n_boot,
                               seed=ev.seed, inputs={"linguistic": linguistic, "visual": visual})
     if ev.protocol:
