@@ -40,7 +40,7 @@ def safe_child(folder: str | os.PathLike, *names: str, what: str = "name") -> Pa
     return path
 
 
-TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")   # .<target>.<8 random>.tmp (also tempfile.mkstemp's)
+TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{12}\.atomic\.tmp")   # .<target>.<12 hex>.atomic.tmp: only ours
 _swept: set[str] = set()
 
 
@@ -63,7 +63,8 @@ def clean_stale_temps(folder: str | os.PathLike) -> list[Path]:
 
     A writer holds an exclusive `flock` on its temporary file until it is renamed, and the kernel drops
     the lock when the writer dies (even by SIGKILL): a temporary file whose lock can be taken is stale.
-    Only regular files named `.<name>.<8 characters>.tmp` are considered; links are not followed.
+    Only regular files of this module's naming (`.<name>.<12 hex digits>.atomic.tmp`) are considered, not
+    other writers' temporary files (a compiler's output in progress); links are not followed.
     """
     removed = []
     try:
@@ -104,9 +105,9 @@ def _sweep_once(folder: Path) -> None:
 
 
 def _new_temp(path: Path) -> tuple[int, Path]:
-    """Create and lock `.<name>.<random>.tmp` beside `path` (mode 0600 while it is written)."""
+    """Create and lock `.<name>.<random>.atomic.tmp` beside `path` (mode 0600 while it is written)."""
     while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.atomic.tmp"
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError:

@@ -72,3 +72,11 @@ def test_the_temporary_file_of_a_live_writer_is_left_alone(tmp_path):
         live.kill()
         live.wait()
     assert len(clean_stale_temps(reports)) == 1 and _temps(reports) == []  # its writer is gone now
+
+
+def test_only_temporary_files_of_its_own_naming_are_cleaned(tmp_path):
+    """Another writer's temporary file (a compiler's output, a mkstemp) is not this module's to remove."""
+    (tmp_path / ".kernel.so.k3x9q2ab.tmp").write_bytes(b"being compiled")
+    (tmp_path / ".notes.tmp").write_text("mine")
+    write_text(tmp_path / "kernel.json", "{}")
+    assert _temps(tmp_path) == [".kernel.so.k3x9q2ab.tmp", ".notes.tmp"]

@@ -83,7 +83,7 @@ def test_a_release_killed_midway_is_not_taken_for_your_files(first, tmp_path):
     ex, vectors = _inputs(first)
     rel = tmp_path / "release"
     write_release(rel, vectors, {"pics": ex}, alpha=0.5, settings=SETTINGS)
-    (rel / "pics" / ".multimodal_alpha0.7.txt.k3x9q2ab.tmp").write_text("half")  # what a kill leaves
+    (rel / "pics" / ".multimodal_alpha0.7.txt.0123456789ab.atomic.tmp").write_text("half")  # what a kill leaves
     write_release(rel, vectors, {"pics": ex}, alpha=0.7, settings=SETTINGS)
     assert not any(p.name.endswith(".tmp") for p in rel.rglob("*"))
 
