@@ -70,7 +70,7 @@ CASES = {
     "imagenet half hierarchy": (lambda w, t: {"sources": imagenet_root(t)}, "wordnet.is_a.txt: no such file"),
     "folder without words": (lambda w, t: empty_folder(t), "pics: no <word>/ sub-folder in it"),
     "checkpoint not a checkpoint": (lambda w, t: bad_checkpoint(t, b"not a checkpoint\n"),
-                                    "cnn.ckpt: not a alexnet1512 checkpoint"),
+                                    "cnn.ckpt: not a readable alexnet1512 checkpoint"),
     "checkpoint of another net": (lambda w, t: foreign_checkpoint(t), "other.ckpt: does not fit AlexNet1512"),
     "devices beyond the cores": (lambda w, t: {"accelerator": "cpu", "devices": 4096},
                                  "devices: 4096 asked for, but accelerator: cpu runs on the CPU here"),
