@@ -160,3 +160,123 @@ def test_predict_needs_a_named_scheme(tmp_path, make_shards):
     d = make_shards(tmp_path / "s", n_shards=1, per_shard=2)
     with pytest.raises(UserError, match="data.preprocess: name the preprocessing scheme"):
         ShardDataModule(str(d), 2, 0).predict_dataloader()
+
+
+# ------------------------------------------------------------------------------------ issue 22
+def _tar(path, samples):
+    with tarfile.open(path, "w") as t:
+        for key, files in samples:
+            for ext, data in files.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _png():
+    b = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(b, format="PNG")
+    return b.getvalue()
+
+
+def test_deeply_nested_or_odd_json_is_a_counted_skip(tmp_path):
+    """Issue 22.14: a .json nesting 200,000 levels raised RecursionError and killed the whole run."""
+    deep = b"[" * 200_000 + b"]" * 200_000
+    tar = _tar(tmp_path / "a.tar", [("deep", {"png": _png(), "json": b'{"words": ' + deep + b"}"}),
+                                    ("deep2", {"png": _png(), "json": deep}),
+                                    ("oddwords", {"png": _png(), "json": b'{"words": 5}'}),
+                                    ("good", {"png": _png(), "json": b'{"words": ["cat"]}'})])
+    batches = list(batch_samples([tar], "imagenet", batch_size=4))
+    reasons = {s["key"]: s["reason"] for b in batches for s in b["skipped"]}
+    assert [k for b in batches for k in b["keys"]] == ["good"]
+    assert reasons["deep"].startswith("bad .json") and reasons["deep2"].startswith("bad .json")
+    assert reasons["oddwords"].startswith("bad .json")
+    assert [s for b in batches for s in b["shards_done"]] == ["a.tar"]
+
+
+def _manifest(folder, shards):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps({"format": "mmlightning-shards/1", "shards": shards}))
+    return folder
+
+
+def test_a_deeply_nested_manifest_is_one_line(tmp_path):
+    d = tmp_path / "s"
+    d.mkdir()
+    (d / "manifest.json").write_bytes(b'{"shards": ' + b"[" * 200_000 + b"]" * 200_000 + b"}")
+    with pytest.raises(UserError, match="manifest.json:1: not a shard manifest"):
+        shard_refs(d)
+
+
+@pytest.mark.parametrize("name", ["../outside.tar", "/abs/outside.tar", "sub/../../outside.tar", ""])
+def test_manifest_entries_outside_the_folder_are_refused(tmp_path, name):
+    """Issue 22 (minor): manifest entries with absolute or ../ names were read from outside the shard folder."""
+    _tar(tmp_path / "outside.tar", [("x", {"png": _png(), "json": b'{"words": ["cat"]}'})])
+    d = _manifest(tmp_path / "s", [{"name": name.replace("/abs", str(tmp_path))}])
+    with pytest.raises(UserError, match="manifest.json: shard name .* must name a file inside"):
+        shard_refs(d)
+
+
+class FakeStrategy:
+    """Rank `rank` of a simulated DDP group: broadcast returns what rank 0 sent (recorded in `sent`)."""
+
+    root_device = torch.device("cpu")
+
+    def __init__(self, rank, sent):
+        self.rank, self.sent = rank, sent
+
+    def broadcast(self, obj, src=0):
+        if self.rank == 0:
+            self.sent.append(obj)
+        return self.sent[-1]
+
+    def barrier(self, *a):
+        pass
+
+
+def fake_trainer(rank, world, sent):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(global_rank=rank, world_size=world, is_global_zero=rank == 0,
+                           strategy=FakeStrategy(rank, sent))
+
+
+def test_an_idle_rank_is_named_in_a_warning(tmp_path, make_shards):
+    """Issue 22 (minor): two processes over one shard left rank 1 idle without a word."""
+    import logging
+
+    d = make_shards(tmp_path / "s", n_shards=1, per_shard=2)
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("mmlightning").addHandler(handler)
+    try:
+        sent = []
+        for rank in (0, 1):
+            dm = ShardDataModule(str(d), 2, 0, preprocess="imagenet")
+            dm.trainer = fake_trainer(rank, 2, sent)
+            dm.predict_dataloader()
+    finally:
+        logging.getLogger("mmlightning").removeHandler(handler)
+    idle = [r.getMessage() for r in records if "no shard to read" in r.getMessage()]
+    assert len(idle) == 1 and "rank 1 of 2" in idle[0]
+
+
+def test_finished_shards_are_rank_zeros_on_every_rank(tmp_path, make_shards):
+    """Issue 22.18: with an output folder per node, each rank trusted its own folder's finished shards."""
+    from mmlightning.features.aggregates import Aggregate, save_aggregates
+
+    d = make_shards(tmp_path / "s", n_shards=4, per_shard=1)
+    refs, _ = shard_refs(d)
+    fps = {r.name: r.fingerprint for r in refs}
+    node0, node1 = tmp_path / "node0", tmp_path / "node1"
+    save_aggregates(node0 / "aggregates.pt", Aggregate(2), {"shards_done": list(fps), "shard_fingerprints": fps})
+    one = [refs[1].name, refs[3].name]  # rank 1's part of the first run, left in its own folder
+    save_aggregates(node1 / "parts" / "p-rank1.pt", Aggregate(2),
+                    {"shards_done": one, "shard_fingerprints": {n: fps[n] for n in one}})
+    sent, todo = [], []
+    for rank, folder in ((0, node0), (1, node1)):
+        dm = ShardDataModule(str(d), 2, 0, preprocess="imagenet", skip_done_in=str(folder))
+        dm.trainer = fake_trainer(rank, 2, sent)
+        todo.append([r.name for r in dm.todo()[0]])
+    assert todo == [[], []]

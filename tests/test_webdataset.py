@@ -60,11 +60,14 @@ def test_http_urls(tmp_path, local, tiny_backbone):
         spec = f"http://127.0.0.1:{port}/synth-{{000000..000002}}.tar"
         out = run_extraction(spec, tmp_path / "o", batch_size=3, num_workers=0, **tiny_backbone)
         _same(out, ref)
-        # a missing URL: curl fails, the shard is reported and not marked done (a rerun retries it)
-        bad = run_extraction([f"http://127.0.0.1:{port}/none-000000.tar"], tmp_path / "bad", batch_size=3,
-                             num_workers=0, **tiny_backbone)
-        _, meta = load_aggregates(bad / "aggregates.pt")
-        assert meta["shards_done"] == [] and any("not marked done" in s["reason"] for s in meta["skipped"])
+        # a missing URL: curl fails, the run ends with the shard's name (issue 22.9: it was exit 0); allowed,
+        # the shard is listed as missing and not marked done (a rerun retries it)
+        bad = [f"http://127.0.0.1:{port}/none-000000.tar"]
+        with pytest.raises(UserError, match="1 of 1 shards could not be read: none-000000.tar .*error: 404"):
+            run_extraction(bad, tmp_path / "bad", batch_size=3, num_workers=0, **tiny_backbone)
+        run_extraction(bad, tmp_path / "bad", batch_size=3, num_workers=0, allow_missing=True, **tiny_backbone)
+        _, meta = load_aggregates(tmp_path / "bad" / "aggregates.pt")
+        assert meta["shards_done"] == [] and meta["shards_missing"][0]["shard"] == "none-000000.tar"
     finally:
         server.shutdown()
         server.server_close()

@@ -116,12 +116,13 @@ def extraction_config(shards, output_dir: Path, backbone: str = "efficientnet_li
                       backbone_kwargs: dict | None = None, layer: str | None = None, batch_size: int = 64,
                       num_workers: int = 2, devices: int | str = 1, accelerator: str = "auto",
                       strategy: str = "auto", save_features: bool = False, save_every_s: float = 60.0,
-                      preprocess: str | None = None, precision: str | None = None, decode: str = "pil") -> dict:
+                      preprocess: str | None = None, precision: str | None = None, decode: str = "pil",
+                      allow_missing: bool = False, read_options: dict | None = None) -> dict:
     """The `predict` config (model, data, trainer with the writer) as `python -m mmlightning predict` reads it."""
     output_dir = Path(output_dir)
     data_args = {"shards": str(shards) if not isinstance(shards, (list, tuple)) else [str(s) for s in shards],
                  "batch_size": batch_size, "num_workers": num_workers, "preprocess": preprocess, "decode": decode,
-                 "skip_done_in": str(output_dir)}
+                 "skip_done_in": str(output_dir), **(read_options or {})}
     return {"model": {"class_path": "mmlightning.features.extract.FeatureExtractor",
                       "init_args": {"backbone": backbone, "backbone_kwargs": backbone_kwargs, "layer": layer}},
             "data": {"class_path": "mmlightning.images.read_shards.ShardDataModule", "init_args": data_args},
@@ -130,7 +131,7 @@ def extraction_config(shards, output_dir: Path, backbone: str = "efficientnet_li
                         "enable_model_summary": False,
                         "callbacks": [{"class_path": "mmlightning.features.writer.AggregateWriter",
                                        "init_args": {"output_dir": str(output_dir), "save_features": save_features,
-                                                     "save_every_s": save_every_s}}],
+                                                     "save_every_s": save_every_s, "allow_missing": allow_missing}}],
                         **({"precision": precision} if precision else {})},
             "return_predictions": False}
 
@@ -145,7 +146,8 @@ def run_extraction(shards, output_dir: Path, backbone: str = "efficientnet_lite0
                    backbone_kwargs: dict | None = None, layer: str | None = None, batch_size: int = 64,
                    num_workers: int = 2, devices: int | str = 1, accelerator: str = "auto",
                    strategy: str = "auto", save_features: bool = False, save_every_s: float = 60.0,
-                   preprocess: str | None = None, precision: str | None = None, decode: str = "pil") -> Path:
+                   preprocess: str | None = None, precision: str | None = None, decode: str = "pil",
+                   allow_missing: bool = False, read_options: dict | None = None) -> Path:
     """Extract per-word aggregates of `shards` into `output_dir`, like `predict --config configs/extract.yaml`.
 
     Args:
@@ -159,13 +161,17 @@ def run_extraction(shards, output_dir: Path, backbone: str = "efficientnet_lite0
         save_every_s: how often finished shards are checkpointed for resuming.
         preprocess: the scheme (None = the backbone's own); precision: Trainer precision (e.g. "16-mixed").
         decode: "pil" (in the loader workers) or "device" (JPEGs decoded and resized on the model's device).
+        allow_missing: finish without the shards that could not be read (listed in meta.shards_missing)
+            instead of ending with a UserError that lists them (AggregateWriter.allow_missing).
+        read_options: timeouts and retries of remote / `pipe:` shards, as ShardDataModule's arguments
+            (connect_timeout_s, stall_timeout_s, shard_timeout_s, retries, retry_backoff_s).
     Returns:
         output_dir.
     """
     settings = dict(backbone=backbone, backbone_kwargs=backbone_kwargs, layer=layer, batch_size=batch_size,
                     num_workers=num_workers, devices=devices, accelerator=accelerator, strategy=strategy,
                     save_features=save_features, save_every_s=save_every_s, preprocess=preprocess,
-                    precision=precision, decode=decode)
+                    precision=precision, decode=decode, allow_missing=allow_missing, read_options=read_options)
     output_dir = Path(output_dir)
     config = extraction_config(shards, output_dir, **settings)
     model = None

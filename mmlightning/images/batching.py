@@ -48,8 +48,11 @@ def decode_sample(raw: dict, max_pixels: int | None = None, lazy_jpeg: bool = Fa
         meta = json.loads(raw["json"]) if "json" in raw else {}
         if not isinstance(meta, dict):
             raise ValueError("not an object")
-    except (ValueError, UnicodeDecodeError) as e:
-        return None, None, f"bad .json ({e})"
+        words = meta.get("words", meta.get("word", []))
+        if not isinstance(words, (str, list)) or not all(isinstance(w, str) for w in words):
+            raise ValueError("words must be a string or a list of strings")
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nesting too deep
+        return None, None, f"bad .json ({type(e).__name__}: {str(e)[:200]})"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # palette/EXIF chatter from PIL

@@ -9,15 +9,21 @@ Stages (`webdataset.DataPipeline`, each a plain generator, testable alone):
                        `pipe:` and http(s) URLs, duplicates dropped)
   split_by_rank        shards of this DDP rank (webdataset's split_by_node, with the rank given explicitly)
   wds.split_by_worker  shards of this data-loader worker: every shard is read by exactly one reader
-  tar_samples          wds.gopen + wds tar iterators + wds.group_by_keys with a handler that records bad
-                       members instead of raising; a truncated tar ends its shard (the samples before the
-                       cut are kept); an end-of-shard marker follows each shard
+  tar_samples          open_shard (remote and `pipe:` reads with timeouts and bounded retries) + wds tar
+                       iterators + wds.group_by_keys with a handler that records bad members instead of
+                       raising; a truncated tar ends its shard (the samples before the cut are kept); an
+                       end-of-shard marker follows each shard
   batching.batch_stage decode (PIL, or JPEG bytes left for the accelerator), preprocess, collate, and carry
                        shard completion, shard fingerprints and skipped samples in-band
 Bad samples never stop a run: they are skipped, counted and listed in `skipped` of the next batch. Shard
 completion travels in-band because Lightning's batch indices are not trustworthy for iterable datasets
-under DDP. A shard whose stream fails (a `pipe:` command or curl exiting non-zero) is reported in
-`shards_failed`, not done: a rerun reads it again.
+under DDP. A shard whose stream fails (a `pipe:` command or curl exiting non-zero, a timeout) or whose
+bytes are not a tar (an HTML error page served with status 200, an empty download) is reported in
+`shards_failed`, not done: the writer lists it and a rerun reads it again.
+
+Trusted: the config (paths, `pipe:` commands). Not trusted: shard bytes, sample .json (bad or too deeply
+nested: a counted skip), manifests (a bad one is one UserError; entries must stay inside the shard
+folder), remote servers (open_shard). Every rank reads rank 0's record of finished shards.
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from mmlightning.errors import UserError
 from mmlightning.images.batching import batch_stage, decode_sample, sample_words  # noqa: F401 (re-exported)
 from mmlightning.images.preprocess import device_supported, get_scheme
+from mmlightning.images.open_shard import ReadLimits, ShardReadError, open_shard
 from mmlightning.images.shard_urls import ShardRef, finished_shards, shard_refs
 
 log = logging.getLogger(__name__)
@@ -64,33 +71,40 @@ def split_by_rank(src: Iterable, rank: int = 0, world_size: int = 1) -> Iterator
     yield from islice(src, rank, None, world_size) if world_size > 1 else src
 
 
-def _members(stream, problems: list[dict], shard: str) -> Iterator[dict]:
-    """webdataset's tar member iterator, stopping cleanly (and recording why) at a damaged tar."""
+def _members(stream, problems: list[dict], shard: str, stats: dict) -> Iterator[dict]:
+    """webdataset's tar member iterator, stopping cleanly (and recording why) at a damaged tar; a stream that
+    failed (ShardReadError) just ends it: the caller reports it."""
     def handler(exn: Exception) -> bool:
+        if isinstance(exn, ShardReadError):
+            return False
         problems.append({"shard": shard, "key": None, "reason": f"bad tar member ({type(exn).__name__}: {exn})"})
         return True
 
     try:
         for f in wds.tariterators.tar_file_iterator(stream, handler=handler):
             f["__url__"] = shard
+            stats["members"] += 1
             yield f
+    except ShardReadError:
+        pass
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         problems.append({"shard": shard, "key": None, "io": isinstance(e, OSError),
                          "reason": f"truncated or corrupt tar ({type(e).__name__}: {e}); rest of shard lost"})
 
 
 class _Tail:
-    """A read-only stream wrapper that remembers how many bytes passed and the last 1024 of them.
+    """A read-only stream wrapper that remembers how many bytes passed, the first 32 and the last 1024.
 
     Python's tarfile ends a stream quietly when it is cut inside a header; a tar written to the end has
     a length that is a multiple of 512 and ends in two zero blocks, so `intact()` tells the two apart."""
 
     def __init__(self, stream):
-        self.stream, self.total, self.tail = stream, 0, b""
+        self.stream, self.total, self.head, self.tail = stream, 0, b"", b""
 
     def read(self, n: int = -1) -> bytes:
         b = self.stream.read(n)
         self.total += len(b)
+        self.head = self.head or b[:32]
         self.tail = (self.tail + b[-1024:])[-1024:]
         return b
 
@@ -102,7 +116,25 @@ class _Tail:
         return self.total % 512 == 0 and self.total >= 1024 and not self.tail.strip(b"\0")
 
 
-def tar_samples(src: Iterable[dict], refs: dict[str, ShardRef]) -> Iterator[dict]:
+def _end(stream, tail: _Tail, problems: list[dict], name: str, members: int) -> None:
+    """After a shard's members: read the rest, close, and record what makes it failed or truncated."""
+    try:
+        tail.drain()
+    except Exception as e:  # ShardReadError (a timeout, a command or curl that failed) or an I/O error
+        problems.append({"shard": name, "key": None, "io": True, "reason": f"stream failed ({e})"})
+    finally:
+        stream.close()
+    if any(p.get("io") for p in problems):
+        return
+    if members == 0 and not tail.intact():  # an error page, an empty download, garbage: not a failed read of 0 samples
+        problems.append({"shard": name, "key": None, "io": True, "reason": f"not a tar ({tail.total} bytes, "
+                         f"starting {tail.head!r})"})
+    elif not problems and not tail.intact():
+        problems.append({"shard": name, "key": None, "reason": f"truncated or corrupt tar (ends "
+                         f"after {tail.total} bytes without the end-of-archive blocks)"})
+
+
+def tar_samples(src: Iterable[dict], refs: dict[str, ShardRef], limits: ReadLimits | None = None) -> Iterator[dict]:
     """{"url"} dicts -> raw samples {"__key__", "__shard__", "<ext>": bytes}, then one end marker per shard:
     {"__end__": name, "__fingerprint__": fp, "__problems__": [...], "__failed__": bool}."""
     for item in src:
@@ -110,31 +142,22 @@ def tar_samples(src: Iterable[dict], refs: dict[str, ShardRef]) -> Iterator[dict
         problems: list[dict] = []
         stream = None
         try:
-            stream = wds.gopen(ref.url, "rb")
-        except Exception as e:  # gopen raises what the scheme's opener raises
+            stream = open_shard(ref.url, limits)
+        except Exception as e:  # a missing file, a command that cannot start
             problems.append({"shard": ref.name, "key": None, "io": True, "reason": f"cannot open ({e})"})
         if stream is not None:
             def grouping_error(exn: Exception, name=ref.name) -> bool:
                 problems.append({"shard": name, "key": None, "reason": f"bad sample ({exn})"})
                 return True
 
-            tail = _Tail(stream)
-            for sample in wds.tariterators.group_by_keys(_members(tail, problems, ref.name), handler=grouping_error):
+            tail, stats = _Tail(stream), {"members": 0}
+            members = _members(tail, problems, ref.name, stats)
+            for sample in wds.tariterators.group_by_keys(members, handler=grouping_error):
                 sample["__shard__"] = ref.name
                 sample.pop("__url__", None)
                 yield sample
-            try:
-                tail.drain()
-                if not problems and not tail.intact():
-                    problems.append({"shard": ref.name, "key": None, "reason": f"truncated or corrupt tar (ends "
-                                     f"after {tail.total} bytes without the end-of-archive blocks)"})
-                stream.close()
-            except Exception as e:  # a pipe: command or curl that exited with an error status
-                problems.append({"shard": ref.name, "key": None, "io": True, "reason": f"stream failed ({e})"})
-        failed = any(p.pop("io", False) for p in problems)
-        if failed:
-            problems.append({"shard": ref.name, "key": None,
-                             "reason": "shard not marked done (its stream failed); a rerun reads it again"})
+            _end(stream, tail, problems, ref.name, stats["members"])
+        failed = any(p.pop("io", False) for p in problems)  # not done: the writer lists it, a rerun reads it again
         yield {"__end__": ref.name, "__fingerprint__": ref.fingerprint, "__problems__": problems, "__failed__": failed}
 
 
@@ -156,11 +179,12 @@ def shuffled(src: Iterable, seed: int) -> Iterator:
     yield from items
 
 
-def batch_samples(shards: Sequence[Path | str | ShardRef], scheme: str, batch_size: int, **kwargs) -> Iterator[dict]:
+def batch_samples(shards: Sequence[Path | str | ShardRef], scheme: str, batch_size: int,
+                  limits: ReadLimits | None = None, **kwargs) -> Iterator[dict]:
     """The batches of `shards` read in order in this process (tests, tools); kwargs as `batch_stage`."""
     refs = [s if isinstance(s, ShardRef) else ShardRef(str(s), Path(s).name, "") for s in shards]
     by_url = {r.url: r for r in refs}
-    yield from batch_stage(tar_samples(({"url": r.url} for r in refs), by_url), scheme, batch_size, **kwargs)
+    yield from batch_stage(tar_samples(({"url": r.url} for r in refs), by_url, limits), scheme, batch_size, **kwargs)
 
 
 # ------------------------------------------------------------------------------------- datasets
@@ -170,11 +194,12 @@ class ShardStream(IterableDataset):
     def __init__(self, shards: Sequence[ShardRef | Path | str], scheme: str, batch_size: int, rank: int = 0,
                  world_size: int = 1, classes: dict[str, int] | None = None, require_words: bool = True,
                  shuffle: bool = False, shuffle_buffer: int = 0, seed: int = 0, decode: str = "pil",
-                 source: dict | None = None):
+                 source: dict | None = None, limits: ReadLimits | None = None):
         self.refs = [s if isinstance(s, ShardRef) else ShardRef(str(s), Path(s).name, "") for s in shards]
         self.scheme, self.batch_size, self.rank, self.world_size = scheme, batch_size, rank, world_size
         self.classes, self.require_words, self.shuffle = classes, require_words, shuffle
         self.shuffle_buffer, self.seed, self.decode, self.source = shuffle_buffer, seed, decode, source
+        self.limits = limits
 
     def pipeline(self) -> wds.DataPipeline:
         """The webdataset pipeline (shard list -> rank -> worker -> tar -> batches)."""
@@ -183,7 +208,7 @@ class ShardStream(IterableDataset):
                   partial(split_by_rank, rank=self.rank, world_size=self.world_size), wds.split_by_worker]
         if self.shuffle:  # torch reseeds workers every epoch
             stages.append(partial(shuffled, seed=self.seed + torch.initial_seed()))
-        stages += [partial(tar_samples, refs=by_url),
+        stages += [partial(tar_samples, refs=by_url, limits=self.limits),
                    partial(batch_stage, scheme=self.scheme, batch_size=self.batch_size, classes=self.classes,
                            require_words=self.require_words, shuffle_buffer=self.shuffle_buffer,
                            decode=self.decode, source=self.source)]
@@ -234,7 +259,9 @@ class ShardDataModule(pl.LightningDataModule):
     def __init__(self, shards: str | list[str], batch_size: int = 64, num_workers: int = 2,
                  preprocess: str | None = None, decode: str = "pil", skip_done_in: str | None = None,
                  classes: list[str] | str | None = None, val_shards: str | list[str] | None = None,
-                 train_preprocess: str = "imagenet_train", shuffle_buffer: int = 256, seed: int = 0):
+                 train_preprocess: str = "imagenet_train", shuffle_buffer: int = 256, seed: int = 0,
+                 connect_timeout_s: float = 30.0, stall_timeout_s: float = 60.0, shard_timeout_s: float = 3600.0,
+                 retries: int = 2, retry_backoff_s: float = 1.0):
         """
         Args:
             shards: shard folder (with manifest.json), a .tar, a glob, a brace spec (a-{000000..000099}.tar), a
@@ -252,6 +279,13 @@ class ShardDataModule(pl.LightningDataModule):
             train_preprocess: augmentation scheme used for fit.
             shuffle_buffer: samples shuffled within this window during fit.
             seed: seed for the shard order during fit.
+            connect_timeout_s: http(s) shards: seconds to connect.
+            stall_timeout_s: remote and `pipe:` shards: seconds without data before the read fails.
+            shard_timeout_s: remote and `pipe:` shards: seconds one shard may take in all (retries included).
+            retries: a remote or `pipe:` shard that fails before its first byte is tried again this many
+                times (not after an HTTP 4xx other than 408/429), after retry_backoff_s, then twice that, ...
+            A shard that still cannot be read is not marked done: the writer lists it and ends the run with
+            an error (AggregateWriter.allow_missing finishes without it); a rerun reads it again.
         """
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -269,6 +303,7 @@ class ShardDataModule(pl.LightningDataModule):
         self.preprocess, self.decode, self.skip_done_in = preprocess, decode, skip_done_in
         self.classes, self.val_shards = classes, val_shards
         self.train_preprocess, self.shuffle_buffer, self.seed = train_preprocess, shuffle_buffer, seed
+        self.limits = ReadLimits(connect_timeout_s, stall_timeout_s, shard_timeout_s, retries, retry_backoff_s)
 
     def _loader(self, dataset: ShardStream) -> DataLoader:
         cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
@@ -284,6 +319,8 @@ class ShardDataModule(pl.LightningDataModule):
         """The shards still to read (finished ones in `skip_done_in` left out) and the source record."""
         refs, manifest = shard_refs(self.shards)
         done = finished_shards(self.skip_done_in)
+        if self.trainer is not None:  # every rank reads rank 0's record (an output folder per node: issue 22.18)
+            done = self.trainer.strategy.broadcast(done, src=0)
         for r in refs:
             if r.name in done and done[r.name] != r.fingerprint:
                 raise UserError(f"{self.skip_done_in}: holds results for shard {r.name} of other content (recorded "
@@ -300,14 +337,18 @@ class ShardDataModule(pl.LightningDataModule):
             raise UserError("data.preprocess: name the preprocessing scheme for predict (efficientnet for "
                             "efficientnet_lite0, imagenet for alexnet1512, torchvision, gray for bovw, ...)")
         rank, world = self._rank()
+        if todo and world > 1 and not todo[rank::world]:
+            log.warning("predict: rank %d of %d has no shard to read (%d shards left for %d processes); it only "
+                        "waits for the others", rank, world, len(todo), world)
         return self._loader(ShardStream(todo, self.preprocess, self.batch_size, rank, world, decode=self.decode,
-                                        source=source))
+                                        source=source, limits=self.limits))
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank()
         return self._loader(ShardStream(shard_refs(self.shards)[0], self.train_preprocess, self.batch_size, rank,
                                         world, classes=read_classes(self.classes), require_words=False,
-                                        shuffle=True, shuffle_buffer=self.shuffle_buffer, seed=self.seed))
+                                        shuffle=True, shuffle_buffer=self.shuffle_buffer, seed=self.seed,
+                                        limits=self.limits))
 
     def val_dataloader(self):
         if self.val_shards is None:
@@ -315,4 +356,4 @@ class ShardDataModule(pl.LightningDataModule):
         rank, world = self._rank()
         return self._loader(ShardStream(shard_refs(self.val_shards)[0], self.preprocess or "imagenet",
                                         self.batch_size, rank, world, classes=read_classes(self.classes),
-                                        require_words=False))
+                                        require_words=False, limits=self.limits))

@@ -2,14 +2,17 @@
 
     refs, manifest = shard_refs("checkpoints/shards/tuxpaint")           # a folder: its manifest.json order
     refs, _ = shard_refs("/data/imagenet-{000000..001023}.tar")            # a brace spec (webdataset's)
-    refs, _ = shard_refs("pipe:aws s3 cp s3://bucket/in-{000000..000099}.tar -")   # any webdataset URL
+    refs, _ = shard_refs("pipe:aws s3 cp s3://bucket/in-{000000..000099}.tar -")   # a command's stdout
     refs, _ = shard_refs(["https://host/a.tar", "pipe:gsutil cat gs://b/c.tar"])
 
 A spec is a shard folder (its manifest.json, else its *.tar sorted), a manifest.json, a .tar, a glob,
-a brace spec, a `pipe:` / `http(s)://` URL (opened by `webdataset.gopen`: `pipe:` runs the command and
-reads its stdout, http(s) runs curl), or a list of any of these. The same shard listed twice is read
-once (with a warning). A shard is named by its file name (`shard-000000.tar`; for `pipe:` commands the
-last word that names a .tar), or by its whole URL when two shards would share a name.
+a brace spec, a `pipe:` / `http(s)://` URL (opened by `open_shard`, with timeouts: `pipe:` runs the
+command and reads its stdout, http(s) runs curl), or a list of any of these. Other URL schemes are
+refused (read them through `pipe:<command>`). A manifest is not trusted: its shard names must be
+relative paths inside its folder (no absolute path, no `..`), and a malformed one is one UserError.
+The same shard listed twice is read once (with a warning). A shard is named by its file name
+(`shard-000000.tar`; for `pipe:` commands the last word that names a .tar), or by its whole URL when two
+shards would share a name (so a name is not a safe file name: the writer sanitises it).
 
 Fingerprints say whether a finished shard in an extraction output is still the shard being read:
 - a shard of a folder whose manifest.json was written by `shard`: the manifest's fingerprint (settings
@@ -26,12 +29,13 @@ import json
 import logging
 import tarfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 import webdataset as wds
 
 from mmlightning.errors import UserError
+from mmlightning.images.open_shard import SCHEMES
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +66,22 @@ def url_name(url: str) -> str:
     return url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or url
 
 
+def _inside(path: Path, name: str) -> str:
+    """The path of the manifest entry `name`: a relative path without `..` (never outside the shard folder)."""
+    parts = PurePosixPath(name).parts if isinstance(name, str) else ()
+    if not parts or parts[0] == "/" or ".." in parts or "\0" in name:
+        raise UserError(f"{path}: shard name {name!r} must name a file inside {path.parent} "
+                        f"(a relative path without ..)")
+    return str(path.parent / name)
+
+
 def _read_manifest(path: Path) -> tuple[list[str], dict]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-        return [str(path.parent / s["name"]) for s in manifest["shards"]], manifest
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path}:1: not a shard manifest ({type(e).__name__}: {e})") from None
+        names = [s["name"] for s in manifest["shards"]]
+    except (ValueError, KeyError, TypeError, RecursionError) as e:  # RecursionError: nesting too deep
+        raise UserError(f"{path}:1: not a shard manifest ({type(e).__name__}: {str(e)[:200]})") from None
+    return [_inside(path, n) for n in names], manifest
 
 
 def expand_spec(spec: str | Path) -> tuple[list[str], dict | None]:
@@ -113,6 +127,10 @@ def shard_refs(spec: str | Path | Sequence[str | Path]) -> tuple[list[ShardRef],
     unique = list(dict.fromkeys(urls))
     if len(unique) < len(urls):
         log.warning("shards: %d duplicate entries ignored (each shard is read once)", len(urls) - len(unique))
+    unsupported = [u for u in unique if not is_local(u) and not u.startswith(SCHEMES + ("file:",))]
+    if unsupported:
+        raise UserError(f"{unsupported[0]}: unsupported shard URL (read local paths, http(s):// URLs or "
+                        f"pipe:<a command that prints the tar>, e.g. pipe:gsutil cat gs://bucket/a.tar)")
     missing = [u for u in unique if is_local(u) and not Path(u).is_file()]
     if missing:
         raise UserError(f"{missing[0]}: shard listed but missing ({len(missing)} missing in all)")
@@ -140,26 +158,54 @@ def fingerprint(url: str, manifest: dict | None = None) -> str:
     return f"tar:{size}:{h.hexdigest()[:16]}"
 
 
-def finished_shards(output_dir: str | Path | None) -> dict[str, str]:
-    """Shard name -> fingerprint of every shard an extraction output records as finished.
-
-    Read from the `shard_fingerprints` of `aggregates.pt` and `parts/*.pt` (docs/FORMATS.md); the
-    data module skips these shards and the prediction writer checks what it receives against them.
-    A shard recorded without a fingerprint (older outputs) maps to "".
-    """
+def _load_meta(path: Path) -> dict:
     import torch
 
+    try:  # mmap: the tensors are not read
+        meta = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("meta", {})
+    except Exception as e:  # torch raises several types for a damaged file
+        raise UserError(f"{path}: unreadable extraction record ({type(e).__name__}); delete it to redo its shards") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: unreadable extraction record (no meta); delete it to redo its shards")
+    return meta
+
+
+def read_records(output_dir: str | Path | None) -> list[tuple[Path, dict]]:
+    """(file, meta) of the records of an extraction output that hold its finished shards, in merge order.
+
+    `aggregates.pt`, then `parts/*.pt` by name; a part whose shards are already in an earlier record is
+    left out: all of them (a leftover of a run whose final write succeeded) quietly, some of them with a
+    warning (its other shards count as not done and are read again). So no shard is ever merged twice.
+    The data module's finished shards and the writer's merge both come from here.
+    """
     if output_dir is None:
-        return {}
+        return []
     out = Path(output_dir)
     files = [out / "aggregates.pt"] if (out / "aggregates.pt").is_file() else []
     files += sorted((out / "parts").glob("*.pt"))
-    done: dict[str, str] = {}
+    records, merged = [], set()
     for f in files:
-        try:
-            meta = torch.load(f, map_location="cpu", weights_only=True).get("meta", {})
-        except Exception as e:  # torch raises several types for a damaged file
-            raise UserError(f"{f}: unreadable extraction record ({type(e).__name__}); delete it to redo its shards") from None
+        meta = _load_meta(f)
+        shards = set(meta.get("shards_done", []))
+        if f.parent.name == "parts" and shards & merged:
+            if not shards <= merged:
+                log.warning("%s: holds %d shards already merged from another record; ignored (its other %d "
+                            "shards are read again)", f, len(shards & merged), len(shards - merged))
+            continue
+        records.append((f, meta))
+        merged |= shards
+    return records
+
+
+def finished_shards(output_dir: str | Path | None) -> dict[str, str]:
+    """Shard name -> fingerprint of every shard an extraction output records as finished.
+
+    Read from the `shard_fingerprints` of the records `read_records` keeps (docs/FORMATS.md); the data
+    module skips these shards and the prediction writer checks what it receives against them. A shard
+    recorded without a fingerprint (older outputs) maps to "".
+    """
+    done: dict[str, str] = {}
+    for _, meta in read_records(output_dir):
         fps = meta.get("shard_fingerprints", {})
         for name in meta.get("shards_done", []):
             done[name] = fps.get(name, "")
