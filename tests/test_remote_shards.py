@@ -169,3 +169,17 @@ def test_unreadable_shards_end_the_run_with_their_list_unless_allowed(tmp_path, 
     run_extraction(spec, out, batch_size=4, num_workers=0, read_options=FAST, **tiny_backbone)
     _, meta = load_aggregates(out / "aggregates.pt")
     assert meta["images"] == 6 and meta["shards_missing"] == [] and len(meta["shards_done"]) == 2
+
+
+def test_a_reader_that_stops_early_leaves_no_command_running(server):
+    import subprocess
+
+    from mmlightning.images.read_shards import tar_samples
+
+    _, shards = server
+    url = f"pipe:cat {shards / 'synth-000000.tar'}; sleep 97"
+    samples = tar_samples([{"url": url}], {url: ShardRef(url, "a.tar", "")}, ReadLimits(**FAST))
+    assert next(samples)["__key__"] == "s0_000"
+    samples.close()
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "sleep 97" not in ps

@@ -198,9 +198,11 @@ class CommandStream:
                 pass
 
     def close(self) -> None:
-        """Stop the command (and its children) if it still runs; nothing is raised."""
-        self._kill()
-        self._close_files()
+        """Stop the command (and its children) if it still runs; nothing is raised. Closing twice is a no-op."""
+        if self.proc is not None:
+            self._kill()
+            self._close_files()
+            self.proc = None
 
     def __str__(self) -> str:
         return f"<{self.what} {self.cmd if self.shell else self.cmd[-1]}>"

@@ -152,11 +152,14 @@ def tar_samples(src: Iterable[dict], refs: dict[str, ShardRef], limits: ReadLimi
 
             tail, stats = _Tail(stream), {"members": 0}
             members = _members(tail, problems, ref.name, stats)
-            for sample in wds.tariterators.group_by_keys(members, handler=grouping_error):
-                sample["__shard__"] = ref.name
-                sample.pop("__url__", None)
-                yield sample
-            _end(stream, tail, problems, ref.name, stats["members"])
+            try:
+                for sample in wds.tariterators.group_by_keys(members, handler=grouping_error):
+                    sample["__shard__"] = ref.name
+                    sample.pop("__url__", None)
+                    yield sample
+                _end(stream, tail, problems, ref.name, stats["members"])
+            finally:  # also when the reader stops early: no command left running
+                stream.close()
         failed = any(p.pop("io", False) for p in problems)  # not done: the writer lists it, a rerun reads it again
         yield {"__end__": ref.name, "__fingerprint__": ref.fingerprint, "__problems__": problems, "__failed__": failed}
 
