@@ -27,7 +27,7 @@ def first(tmp_path_factory):
 
 def copy_of(first, tmp_path) -> Path:
     """A private copy of the first run's checkpoints: `tmp_path/ck`."""
-    shutil.copytree(first[1] / "ck", tmp_path / "ck")
+    shutil.copytree(first[1] / "ck", tmp_path / "ck", symlinks=True)  # the latest links stay links (as cp -r)
     return tmp_path
 
 
@@ -152,3 +152,25 @@ def test_cli_reports_bad_settings_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert rc == 2 and len(err.splitlines()) == 1 and msg in err, (args, err)
     assert not any(tmp_path.iterdir())  # refused before any stage ran
+
+
+def test_latest_links_name_each_stage_and_the_run_says_where_things_are(first, tmp_path, capsys):
+    world, out, summary = first
+    ck = out / "ck"
+    for stage in ("skipgram", "shard-pics", "extract-pics", "bovw-pics"):
+        link = ck / stage
+        assert link.is_symlink() and not Path(link.readlink()).is_absolute()
+        assert link.resolve() == next(ck.glob(f"{stage}-*")).resolve()
+    assert (ck / "skipgram" / "vectors.txt").is_file() and (ck / "extract-pics" / "mean.txt").is_file()
+    # a rerun from a copy elsewhere keeps relative links valid and prints where the outputs are
+    work = copy_of(first, tmp_path)
+    (work / "ck" / "skipgram").unlink()
+    (work / "ck" / "skipgram").mkdir()          # a user's own folder under the link's name is left alone
+    capsys.readouterr()
+    run_tiny(world, work)
+    printed = capsys.readouterr().out
+    assert (work / "ck" / "skipgram").is_dir() and not (work / "ck" / "skipgram").is_symlink()
+    assert (work / "ck" / "extract-pics").resolve().parent == (work / "ck").resolve()
+    tail = printed[printed.index("reproduce: done in"):].splitlines()
+    assert [line.split()[0] for line in tail[1:]] == ["visual", "release", "report"]  # "skipgram" is the user's folder
+    assert str(work / "ck" / "extract-pics" / "mean.txt") in tail[1] and str(work / "rep" / "release") in tail[2]

@@ -58,8 +58,8 @@ class SkipgramConfig:
         min_lr: Final learning rate.
         chunk_words: Words per training chunk.
         compile: torch.compile the update step.
-        pairs: Where pairs are made: host (numpy + torch update; the embedded default's vectors), native (the
-            compiled kernel: several times faster, other random streams), auto (native where it builds).
+        pairs: Where pairs are made and trained: auto (native where the C kernel builds, else host: the same
+            default as `fit`), native (the compiled kernel), host (numpy pairs + torch update; several times slower).
         model_kwargs: Further SkipGram arguments (e.g. hogwild_threads).
         progress_bar: Show the training progress bar (not part of the cache key).
         relatedness: Benchmarks scored after every epoch into the stage's metrics.csv (not part of the cache key).
@@ -76,7 +76,7 @@ class SkipgramConfig:
     min_lr: float = 0.0001
     chunk_words: int = 16384
     compile: bool = True
-    pairs: str = "host"
+    pairs: str = "auto"
     model_kwargs: dict = field(default_factory=dict)
     progress_bar: bool = True
     relatedness: list[str] = field(default_factory=lambda: ["ws353", "men", "simlex999"])
@@ -91,10 +91,21 @@ class SkipgramConfig:
         if self.pairs not in ("host", "native", "auto"):
             raise UserError(f"skipgram.pairs: must be host, native or auto, got {self.pairs!r}")
 
+    def resolved_pairs(self) -> str:
+        """`pairs` made concrete on the CPU (auto: native where the kernel builds, else host)."""
+        from mmlightning.text.data import resolve_pairs
+
+        return resolve_pairs(self.pairs, "cpu")
+
     def key(self) -> dict:
-        """The settings the vectors depend on (the progress bar and the per-epoch scoring do not)."""
+        """The settings the vectors depend on (the progress bar and the per-epoch scoring do not).
+
+        The pair mode enters as the one that runs (auto resolved); host is left out so that caches made
+        before the option stay valid.
+        """
         key = {k: v for k, v in asdict(self).items() if k not in ("progress_bar", "relatedness")}
-        if key["pairs"] == "host":  # the default is not part of the key: caches made before the option stay valid
+        key["pairs"] = self.resolved_pairs()
+        if key["pairs"] == "host":
             key.pop("pairs")
         return key
 

@@ -12,6 +12,9 @@ stages to recompute anyway (with their dependants). Killing the run at any momen
 resumes: finished stages are reused, an interrupted one resumes inside its own folder. One run at a
 time per checkpoints folder: a second one stops before its first stage (`<checkpoints>/.lock`). A finished
 checkpoints folder can be moved or copied and used from any working folder (`--checkpoints`).
+Each stage's latest output is also reachable under a stable name, a link `<checkpoints>/<stage>` to
+`<checkpoints>/<stage>-<key>` (`checkpoints/skipgram/vectors.txt`, `checkpoints/extract-tuxpaint/mean.txt`),
+and the run ends by printing where the vectors, the release and the report are.
 """
 from __future__ import annotations
 
@@ -72,7 +75,51 @@ def run(cfg: ReproduceConfig) -> dict:
 
     log.info("\n%s", render_markdown(evaluation["result"], tables=("table1", "diff", "tuned")))
     log.info("%s", summary_table(runner.summary, total))
+    links = link_latest(root, runner.summary)
+    print(where_things_are(cfg, links, total))
     return summary
+
+
+def link_latest(root: Path, summary: list[dict]) -> dict[str, Path]:
+    """`<root>/<stage>` -> `<stage>-<key>` for every cached stage of this run (relative links, replaced atomically).
+
+    A name already taken by something that is not a link (a folder of the user's) is left alone, with a warning.
+    """
+    links = {}
+    for s in summary:
+        if not s.get("dir"):
+            continue
+        target = Path(s["dir"])
+        link = root / s["stage"].replace(":", "-")
+        if link.exists() and not link.is_symlink():
+            log.warning("%s: exists and is not a link; the latest %s output stays %s", link, s["stage"], target)
+            continue
+        tmp = root / f".{link.name}.link.tmp"
+        try:
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(target.name, target_is_directory=True)
+            tmp.replace(link)
+        except OSError as e:   # a read-only cache reused as it is: no links, the folders are named in the log
+            log.debug("%s: no latest link (%s)", link, e)
+            continue
+        links[s["stage"]] = link
+    return links
+
+
+def where_things_are(cfg: ReproduceConfig, links: dict[str, Path], total: float) -> str:
+    """The run's last lines: where the text and visual vectors, the release and the report are."""
+    reports = Path(cfg.reports)
+    lines = [f"reproduce: done in {total} s"]
+    if "skipgram" in links:
+        lines.append(f"  text vectors    {links['skipgram'] / 'vectors.txt'}")
+    visual = [str(link / "mean.txt") for stage, link in links.items() if stage.startswith("extract:")]
+    if visual:
+        lines.append(f"  visual vectors  {', '.join(visual)} (CNN-Mean; max.txt beside: CNN-Max)")
+    lines.append(f"  release         {reports / 'release'}/ (visual and multi-modal vectors, CARD.md)")
+    page = reports / "index.html"
+    lines.append(f"  report          {page if page.is_file() else reports / 'evaluation.md'} "
+                 f"({reports / 'evaluation.md'}, {reports / 'evaluation.json'})")
+    return "\n".join(lines)
 
 
 def _lock(root: Path, writes: bool) -> FolderLock | None:

@@ -100,7 +100,8 @@ def _skipgram(ctx: StageContext) -> dict:
         output_dir=ctx.dir, corpus=ctx.cfg.corpus, cache_dir=str(ctx.root / "corpus_cache"), epochs=sg.epochs,
         dim=sg.dim, window=sg.window, negative=sg.negative, sample=sg.sample, min_count=sg.min_count,
         num_workers=sg.num_workers, seed=ctx.cfg.seed, lr=sg.lr, min_lr=sg.min_lr, chunk_words=sg.chunk_words,
-        callbacks=callbacks, progress_bar=sg.progress_bar, compile=sg.compile, pairs=sg.pairs, **sg.model_kwargs)
+        callbacks=callbacks, progress_bar=sg.progress_bar, compile=sg.compile, pairs=sg.resolved_pairs(),
+        **sg.model_kwargs)
     return {"vectors": vectors}
 
 
