@@ -64,11 +64,42 @@ def _resolve(target: str) -> Callable:
     return getattr(importlib.import_module(module), func)
 
 
+# predict's one output option: the folder goes to the writer, the data module's resume check and the trainer
+OUTPUT_DIR_KEYS = ("--trainer.callbacks.output_dir", "--data.skip_done_in", "--trainer.default_root_dir")
+
+
+def expand_output_dir(args: list[str]) -> list[str]:
+    """`predict ... --output_dir DIR` as the three keys it stands for (after the config, so it wins).
+
+    The writer (`AggregateWriter`, the last callback of configs/extract.yaml) writes there, the data module
+    skips the shards finished there, and Lightning saves its config.yaml there.
+    """
+    if not args or args[0] != "predict":
+        return args
+    out, rest, i = None, [], 0
+    while i < len(args):
+        a = args[i]
+        if a == "--output_dir":
+            if i + 1 >= len(args):
+                raise UserError("predict: --output_dir needs a folder")
+            out, i = args[i + 1], i + 2
+            continue
+        if a.startswith("--output_dir="):
+            out = a.split("=", 1)[1]
+        else:
+            rest.append(a)
+        i += 1
+    if out is None:
+        return args
+    return rest + [x for key in OUTPUT_DIR_KEYS for x in (key, out)]
+
+
 def run_lightning(args: list[str]):
     """The LightningCLI for fit/validate/test/predict; model and data classes come from the config."""
     import pytorch_lightning as pl
     from pytorch_lightning.cli import LightningCLI
 
+    args = expand_output_dir(args)
     sys.argv = ["python -m mmlightning", *args]  # LightningCLI reads sys.argv (passing args too warns)
     return LightningCLI(
         pl.LightningModule,

@@ -94,3 +94,30 @@ def test_user_error_message_unwraps_and_maps_path_errors(tmp_path):
     assert cli.user_error_message(OSError(errno.ENOSPC, "No space left on device")) is None   # no path: a bug
     assert cli.user_error_message(FileNotFoundError(errno.ENOENT, "No such file", "/x")) is None
     assert cli.user_error_message(RuntimeError("bug")) is None
+
+
+def test_predict_output_dir_is_one_option_for_writer_resume_and_trainer(tmp_path, make_shards, tiny_backbone,
+                                                                        monkeypatch):
+    import yaml
+
+    from mmlightning.features.aggregates import load_aggregates
+
+    assert cli.expand_output_dir(["fit", "--output_dir", "x"]) == ["fit", "--output_dir", "x"]
+    with pytest.raises(cli.UserError, match="needs a folder"):
+        cli.expand_output_dir(["predict", "--output_dir"])
+    shards = make_shards(tmp_path / "s", n_shards=2, per_shard=3)
+    cfg = yaml.safe_load((ROOT / "configs" / "extract.yaml").read_text())
+    cfg["model"]["init_args"].update(tiny_backbone)
+    cfg["data"]["init_args"].update(shards=str(shards), preprocess="imagenet")
+    cfg["trainer"].update(accelerator="cpu", enable_progress_bar=False)
+    (tmp_path / "extract.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "mine"
+    monkeypatch.chdir(tmp_path)
+    args = ["predict", "--config", str(tmp_path / "extract.yaml"), "--output_dir", str(out)]
+    assert cli.main(args) == 0
+    agg, meta = load_aggregates(out / "aggregates.pt")
+    assert len(meta["shards_done"]) == 2 and (out / "mean.txt").is_file() and (out / "config.yaml").is_file()
+    assert not (tmp_path / "checkpoints").exists()   # nothing went to the config's own folder (cwd: tmp_path)
+    before = (out / "aggregates.pt").read_bytes()
+    assert cli.main(args) == 0                      # the rerun finds both shards done in the same folder
+    assert (out / "aggregates.pt").read_bytes() == before

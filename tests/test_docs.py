@@ -76,7 +76,7 @@ def parse(args: list[str]) -> None:
             pass
 
     ParseOnly(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-              args=[cmd, *rest], parser_kwargs={"exit_on_error": False})
+              args=cli.expand_output_dir([cmd, *rest]), parser_kwargs={"exit_on_error": False})
 
 
 def test_the_pages_hold_commands():
