@@ -5,5 +5,8 @@ inconsistent settings). Anything else that escapes is a bug and keeps its traceb
 """
 
 
-class UserError(Exception):
-    """A mistake in the user's input or settings, reported as one clear line (no traceback)."""
+class UserError(ValueError):
+    """A mistake in the user's input or settings, reported as one clear line (no traceback).
+
+    A `ValueError`, so library callers may catch it as the bad value it is.
+    """

@@ -52,7 +52,7 @@ class ResumableOutput:
             return None
         try:
             return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:  # RecursionError: JSON nested too deep
             raise UserError(f"{path}: unreadable ({e}); delete it to start over") from None
 
     def done(self) -> bool:

@@ -86,3 +86,13 @@ def test_bad_vectors_are_one_line_errors(bad, needle):
 def test_bad_alpha_is_a_user_error():
     with pytest.raises(mm.UserError, match="alpha"):
         mm.fuse({"a": [1.0]}, {"a": [1.0]}, alpha=1.5)
+
+
+def test_user_error_is_a_value_error_and_a_too_deep_record_is_one(tmp_path):
+    from mmlightning.resumable import ResumableOutput
+
+    assert issubclass(mm.UserError, ValueError)
+    out = ResumableOutput(tmp_path, {"a": 1}, what="test run")
+    out.started_file.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ValueError, match="unreadable"):
+        out.begin()
