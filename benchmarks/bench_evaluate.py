@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mmlightning import cli
-from mmlightning.benchmarks import benchmark_vocabulary, load_benchmark
+from mmlightning.datasets import benchmark_vocabulary, load_benchmark
 
 BENCHES = ["ws353", "men"]
 

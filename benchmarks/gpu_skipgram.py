@@ -52,7 +52,7 @@ def truncated(path: Path, max_words: int | None, tmp: Path) -> Path:
 
 def scores(kv) -> dict:
     """WS353 and MEN Spearman rho with mmlightning's own loaders (pairs with an unknown word skipped)."""
-    from mmlightning.benchmarks import load_benchmark
+    from mmlightning.datasets import load_benchmark
     from mmlightning.evaluation.relatedness import score
     res = {}
     for name in ("ws353", "men"):

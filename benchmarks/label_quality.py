@@ -24,7 +24,7 @@ import torch
 from scipy.stats import spearmanr
 
 from mmlightning.features.backbones import build_backbone
-from mmlightning.benchmarks import benchmark_vocabulary, load_benchmark
+from mmlightning.datasets import benchmark_vocabulary, load_benchmark
 from mmlightning.images.preprocess import get_scheme
 from mmlightning.images.sources import open_source
 from mmlightning.images.sources.imageio import ImageError, load_image

@@ -80,7 +80,7 @@ def evaluate(vectors: Any, benchmarks: Sequence[str] = ("ws353", "men"), oov: st
 
         rows = mm.evaluate({"cat": [1, 0], "dog": [1, 1]}, ["men"], n_boot=0)
     """
-    from mmlightning.benchmarks import load_benchmark
+    from mmlightning.datasets import load_benchmark
     from mmlightning.evaluation.relatedness import score
 
     kv = as_keyed_vectors(vectors)

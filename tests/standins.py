@@ -110,7 +110,7 @@ def build_esp(root: Path) -> Path:
 
 def build_text8(path: Path, n_words: int = 40_000) -> Path:
     """One line of words from the two benchmarks' vocabularies, in topical runs, no newline."""
-    from mmlightning.benchmarks import load_benchmark
+    from mmlightning.datasets import load_benchmark
 
     vocab = sorted(set(load_benchmark("ws353").words()) | set(load_benchmark("men").words()))
     vocab = [w for w in vocab if w.isalpha()]

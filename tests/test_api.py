@@ -10,7 +10,7 @@ from PIL import Image
 from scipy.stats import spearmanr
 
 import mmlightning as mm
-from mmlightning.benchmarks import load_benchmark
+from mmlightning.datasets import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 

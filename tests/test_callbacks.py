@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from mmlightning.benchmarks import load_benchmark
+from mmlightning.datasets import load_benchmark
 from mmlightning.evaluation.callback import RelatednessCallback, spearman_torchmetrics
 from mmlightning.evaluation.relatedness import score
 from mmlightning.vectors import KeyedVectors

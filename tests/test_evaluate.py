@@ -6,7 +6,7 @@ import torch
 import pytest
 
 from mmlightning import cli
-from mmlightning.benchmarks import Benchmark
+from mmlightning.datasets import Benchmark
 from mmlightning.evaluation.systems import evaluate_systems, split_name, sweep_alphas
 from mmlightning.evaluation.relatedness import score
 from mmlightning.evaluation.report import render_markdown, write_reports
@@ -88,7 +88,7 @@ def test_evaluate_command_end_to_end(setup, capsys):
 
 def test_relevant_subsets_and_sweep_semantics(setup):
     tmp, bench_path, files = setup
-    from mmlightning.benchmarks import load_benchmark
+    from mmlightning.datasets import load_benchmark
     from mmlightning.vectors import load_vectors
 
     bench = load_benchmark(bench_path)
@@ -116,7 +116,7 @@ def _mask(bench, words):
 
 def test_missing_visual_text_option_and_oov_zero(setup):
     tmp, bench_path, files = setup
-    from mmlightning.benchmarks import load_benchmark
+    from mmlightning.datasets import load_benchmark
     from mmlightning.vectors import load_vectors
 
     bench = load_benchmark(bench_path)
@@ -146,7 +146,7 @@ def test_undefined_rho_is_null_and_na(tmp_path):
 
 def test_linguistic_only_and_helpers(setup, tmp_path):
     tmp, bench_path, _ = setup
-    from mmlightning.benchmarks import load_benchmark
+    from mmlightning.datasets import load_benchmark
     from mmlightning.vectors import load_vectors
 
     r = evaluate_systems(load_vectors(tmp / "ling.txt"), {}, [load_benchmark(bench_path)], n_boot=0)
@@ -211,7 +211,7 @@ def test_visual_dimension_mismatch_and_no_common_word(setup, capsys):
 
 def test_text_only_and_unnamed_source_render(setup):
     tmp, bench_path, files = setup
-    from mmlightning.benchmarks import load_benchmark
+    from mmlightning.datasets import load_benchmark
     from mmlightning.evaluation.report import render_markdown
     from mmlightning.vectors import load_vectors
 
@@ -223,7 +223,7 @@ def test_text_only_and_unnamed_source_render(setup):
 
 
 def test_protocol_option_adds_a_section_and_keeps_table1(tmp_path, capsys):
-    from mmlightning.benchmarks import load_benchmark
+    from mmlightning.datasets import load_benchmark
     from mmlightning.features.aggregates import Aggregate, save_aggregates
 
     words = sorted(load_benchmark("men").words())[:300]

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmlightning.benchmarks import Benchmark
+from mmlightning.datasets import Benchmark
 from mmlightning.evaluation.html import image_index, markdown_to_html, write_html_report
 from mmlightning.evaluation.systems import evaluate_systems
 from mmlightning.features.aggregates import Aggregate, save_aggregates

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmlightning.benchmarks import Benchmark, load_benchmark
+from mmlightning.datasets import Benchmark, load_benchmark
 from mmlightning.evaluation.dispersion import load_dispersion, quantile_threshold
 from mmlightning.evaluation.fusion import fused_pair_cosines
 from mmlightning.evaluation.multisource import Spec, coverage, prepare_benchmark, spec_cosines, visual_rows

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata, spearmanr
 
-from mmlightning.benchmarks import Benchmark, load_benchmark
+from mmlightning.datasets import Benchmark, load_benchmark
 from mmlightning.errors import UserError
 from mmlightning.evaluation.relatedness import (
     _bootstrap_indices, bootstrap_ci, pair_cosines, paired_difference, relevant_mask,

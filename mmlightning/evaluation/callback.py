@@ -24,7 +24,7 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics.regression import SpearmanCorrCoef
 
-from mmlightning.benchmarks import Benchmark, load_benchmark
+from mmlightning.datasets import Benchmark, load_benchmark
 from mmlightning.evaluation.relatedness import MIN_PAIRS, _check_oov, gold_scores, pair_cosines
 
 

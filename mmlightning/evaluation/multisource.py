@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from mmlightning.benchmarks import Benchmark
+from mmlightning.datasets import Benchmark
 from mmlightning.evaluation.fusion import centre, l2_normalise
 
 FUSIONS = ("single", "average", "concat")

@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from mmlightning.benchmarks import Benchmark, load_benchmark
+from mmlightning.datasets import Benchmark, load_benchmark
 from mmlightning.evaluation.multisource import (
     BenchData, Spec, coverage, pair_dots, prepare_benchmark, spec_cosines,
 )

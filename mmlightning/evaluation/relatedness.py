@@ -1,6 +1,6 @@
 """Word relatedness, as pure functions: cosine vs gold, Spearman rho, pairs used, bootstrap CIs.
 
-    from mmlightning.benchmarks import load_benchmark
+    from mmlightning.datasets import load_benchmark
     from mmlightning.evaluation.relatedness import score, paired_difference, relevant_mask
     bench = load_benchmark("men")
     r = score(kv, bench, oov="skip")         # r.rho, r.ci95, r.pairs_used, r.pairs_total, r.cosines
@@ -26,7 +26,7 @@ from typing import Collection, Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-from mmlightning.benchmarks import Benchmark
+from mmlightning.datasets import Benchmark
 
 OOV_POLICIES = ("skip", "zero")
 MIN_PAIRS = 3

@@ -46,7 +46,7 @@ from typing import Literal, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from mmlightning.benchmarks import PAPER_BENCHMARKS, Benchmark, load_benchmark
+from mmlightning.datasets import PAPER_BENCHMARKS, Benchmark, load_benchmark
 from mmlightning.errors import UserError
 from mmlightning.evaluation.fusion import fused_pair_cosines
 from mmlightning.evaluation.relatedness import (

@@ -42,7 +42,7 @@ from typing import Optional
 import webdataset as wds
 
 from mmlightning.atomic import atomic_path, write_json
-from mmlightning.benchmarks import SHIPPED, load_benchmark
+from mmlightning.datasets import SHIPPED, load_benchmark
 from mmlightning.errors import UserError
 from mmlightning.folder_lock import FolderLock
 from mmlightning.resumable import ResumableOutput

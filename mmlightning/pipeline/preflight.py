@@ -139,7 +139,7 @@ def check_checkpoints(cfg) -> None:
 
 def check_inputs(cfg) -> None:
     """Corpus, sources, benchmarks, checkpoints and the accelerator, before any stage runs."""
-    from mmlightning.benchmarks import load_benchmark
+    from mmlightning.datasets import load_benchmark
 
     check_accelerator(cfg.accelerator, cfg.devices)
     check_corpus(cfg)

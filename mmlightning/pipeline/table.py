@@ -77,7 +77,7 @@ def _own_vectors(ctx: StageContext) -> dict:
 
 def check_coverage(cfg, words) -> None:
     """Your own vectors hold at least one benchmark word, or a one-line UserError naming your file."""
-    from mmlightning.benchmarks import load_benchmark
+    from mmlightning.datasets import load_benchmark
 
     benches = [load_benchmark(b) for b in cfg.benchmarks]
     if not set(words) & set().union(*(b.words() for b in benches)):

@@ -1,7 +1,7 @@
 """Shipped benchmarks (sizes, duplicates kept) and user benchmark files (formats, bad lines)."""
 import pytest
 
-from mmlightning.benchmarks import DATA_DIR, SHIPPED, benchmark_vocabulary, load_benchmark
+from mmlightning.datasets import DATA_DIR, SHIPPED, benchmark_vocabulary, load_benchmark
 from mmlightning.errors import UserError
 
 
@@ -22,7 +22,7 @@ def test_men_vocabulary_and_duplicates_kept():
 
 
 def test_new_benchmarks_first_pairs_and_paper_default():
-    from mmlightning.benchmarks import PAPER_BENCHMARKS
+    from mmlightning.datasets import PAPER_BENCHMARKS
     from mmlightning.evaluation.systems import DEFAULT_BENCHMARKS
 
     assert load_benchmark("rg65").pairs[0] == ("gem", "jewel", 3.94)

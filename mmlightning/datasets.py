@@ -6,7 +6,9 @@
     vocab = benchmark_vocabulary(["men", "ws353"])
 
 Every pair is kept in file order, duplicates included (money/cash is in WS353 twice).
-Data files and their citations: mmlightning/data/benchmarks/CITATION.md.
+Data files and their citations: mmlightning/data/benchmarks/CITATION.md. (A root module, not part of
+evaluation/: `shard` reads the benchmarks' words too, and images/ lies below evaluation/ in the data order.
+The speed scripts are the top-level `benchmarks/` folder.)
 """
 from __future__ import annotations
 
