@@ -105,3 +105,69 @@ def tiny_backbone(tmp_path_factory) -> dict:
     """FeatureExtractor / run_extraction kwargs of a tiny random AlexNet1512 (fc7, 32-dim)."""
     ckpt = write_tiny_alexnet(tmp_path_factory.mktemp("tiny") / "tiny.pt")
     return {"backbone": "alexnet1512", "backbone_kwargs": {"checkpoint": str(ckpt), **TINY_KW}, "layer": "fc7"}
+
+
+# ------------------------------------------------------------------ the bad-input tests' inputs (see cli_helpers.py)
+@pytest.fixture
+def logs():
+    """Records the warnings of mmlightning's loggers (the CLI's handler does not propagate to caplog)."""
+    import logging
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Keep(logging.WARNING)
+    logger = logging.getLogger("mmlightning")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+@pytest.fixture
+def bench(tmp_path) -> Path:
+    """A 5-pair relatedness benchmark over cli_helpers.WORDS."""
+    from cli_helpers import PAIRS
+
+    path = tmp_path / "bench.txt"
+    path.write_text("".join(f"{a}\t{b}\t{s}\n" for a, b, s in PAIRS))
+    return path
+
+
+@pytest.fixture
+def good_vectors(tmp_path) -> Path:
+    """4-dim random text vectors of cli_helpers.WORDS."""
+    from cli_helpers import WORDS, random_rows, vectors_text
+
+    path = tmp_path / "ling.txt"
+    path.write_bytes(vectors_text(random_rows(WORDS)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory) -> dict:
+    """A tiny random AlexNet1512 (fast on CPU, fc 16) as FeatureExtractor init_args."""
+    from mmlightning.features.alexnet1512 import AlexNet1512
+
+    path = tmp_path_factory.mktemp("backbone") / "tiny.pt"
+    torch.manual_seed(0)
+    kw = {"num_classes": 10, "fc_dim": 16, "width": 0.1}
+    torch.save(AlexNet1512(**kw).state_dict(), path)
+    return {"backbone": "alexnet1512", "backbone_kwargs": {"checkpoint": str(path), **kw}, "layer": "fc7"}
+
+
+@pytest.fixture
+def world(tmp_path) -> Path:
+    """A corpus, a benchmark and one small image per word (the `folder` source layout)."""
+    from cli_helpers import PAIRS, WORDS, corpus_file
+
+    w = tmp_path / "world"
+    rng = np.random.default_rng(0)
+    for word in WORDS:
+        (w / "images" / word).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(w / "images" / word / "0.png")
+    corpus_file(w / "corpus.txt", 300)
+    (w / "bench.txt").write_text("".join(f"{a}\t{b}\t{s}\n" for a, b, s in PAIRS))
+    return w

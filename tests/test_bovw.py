@@ -17,6 +17,7 @@ from mmlightning.features.bovw import fit_codebook, load_codebook
 from mmlightning.features.kmeans import bovw_histogram, minibatch_kmeans, nearest_centroid
 from mmlightning.features.sift import DenseSift, dense_sift, grid_centres
 from mmlightning.errors import UserError
+from cli_helpers import assert_user_error, predict_config, run, small_shards
 
 RAW = DenseSift(min_contrast=0.0)  # no contrast threshold: every gradient shows
 
@@ -303,3 +304,22 @@ def test_descriptor_sample_does_not_depend_on_threads(tmp_path):
     b, nb = bovw.sample_descriptors(str(shards), per_image=30, num_threads=2)
     assert na == nb == 5 and a.shape == (150, 128)
     np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- bad input through the CLI (issue 11)
+@pytest.mark.parametrize("case", ["torch_dict", "garbage_bytes"])
+def test_predict_bovw_codebook_that_is_not_one(tmp_path, capsys, case):
+    codebook = tmp_path / "codebook.pt"
+    if case == "torch_dict":
+        torch.save({"something": "else"}, codebook)
+    else:
+        codebook.write_bytes(b"PK\x03\x04 not really a zip")
+    cfg = predict_config(tmp_path, str(small_shards(tmp_path / "sh")), tmp_path / "out",
+                         {"backbone": "bovw", "backbone_kwargs": {"codebook": str(codebook)}})
+    code, _, err = run(["predict", "--config", cfg], capsys)
+    assert_user_error(code, err, "predict", "codebook.pt")
+
+
+def test_bovw_codebook_missing_shards(tmp_path, capsys):
+    code, _, err = run(["bovw-codebook", "--shards", f"[{tmp_path / 'absent'}]", "--output", tmp_path / "cb.pt"], capsys)
+    assert_user_error(code, err, "bovw-codebook", "absent")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mmlightning import cli
+from cli_helpers import assert_parser_error, assert_user_error, evaluate_args, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,3 +122,35 @@ def test_predict_output_dir_is_one_option_for_writer_resume_and_trainer(tmp_path
     before = (out / "aggregates.pt").read_bytes()
     assert cli.main(args) == 0                      # the rerun finds both shards done in the same folder
     assert (out / "aggregates.pt").read_bytes() == before
+
+
+# ---------------------------------------------------------------- bad input through any command (issue 11)
+def test_unknown_command_is_one_line_without_a_traceback(capsys):
+    code, _, err = run(["frobnicate"], capsys)
+    assert code == 2 and "unknown command 'frobnicate'" in err and "Traceback" not in err
+
+
+def test_missing_config_file(tmp_path, capsys):
+    code, _, err = run(["fit", "--config", tmp_path / "nope.yaml"], capsys)
+    assert_user_error(code, err, "fit", "nope.yaml: config file not found")
+    assert err.count("\n") == 1  # one line, not jsonargparse's usage
+
+
+@pytest.mark.parametrize("cmd, flag", [("evaluate", "--config"), ("fit", "-c"), ("reproduce", "--config=")])
+def test_malformed_yaml_config_names_the_file_and_line(tmp_path, capsys, cmd, flag):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("alpha: 0.5\nlinguistic: [unclosed\n  alpha: : 0.5\n")
+    args = [cmd, f"{flag}{cfg}"] if flag.endswith("=") else [cmd, flag, cfg]
+    code, _, err = run(args, capsys)
+    assert_user_error(code, err, cmd, f"{cfg}:3: malformed YAML")
+    assert err.count("\n") == 1
+    d = tmp_path / "dir.yaml"
+    d.mkdir()
+    code, _, err = run([cmd, "--config", d], capsys)
+    assert_user_error(code, err, cmd, "dir.yaml: not a readable YAML config")
+
+
+def test_unknown_option(good_vectors, bench, tmp_path, capsys):
+    code, _, err = run([*evaluate_args(good_vectors, bench, tmp_path), "--alpah", "0.3"], capsys)
+    assert_parser_error(code, err, "alpah")
+    assert not (tmp_path / "rep").exists()

@@ -11,12 +11,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mmlightning.cli import main
 from mmlightning.errors import UserError
 from mmlightning.pipeline.stages import dependants, force_closure, plan
 from mmlightning.pipeline.table import STAGES
 from pipeline_world import ANIMALS, PAIRS, VEHICLES, cached_statuses, first_run, run_tiny, scores, statuses
+from cli_helpers import assert_user_error, random_rows, run, vectors_text
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +81,7 @@ def test_files_of_yours_in_the_release_folder_stop_the_run_before_any_stage(firs
     copy_of(first, tmp_path)
     shutil.copytree(out / "rep", tmp_path / "rep")
     (tmp_path / "rep" / "release" / "notes.md").write_text("my notes")
-    done = next((tmp_path / "ck").glob("skipgram-*/done.json"))
+    done = next((tmp_path / "ck").glob("skipgram-*/record.json"))
     ck_before = (sorted(p.name for p in (tmp_path / "ck").iterdir()), done.stat().st_mtime_ns)
     with pytest.raises(UserError, match=r"release: notes.md .*not written by reproduce"):
         run_tiny(world, tmp_path, force=["skipgram"])
@@ -115,7 +117,7 @@ def test_preprocess_scheme_re_extracts_the_cnn_features_only(first, tmp_path):
                                     "bovw:pics": "reused"}
     card = json.loads((tmp_path / "rep" / "release" / "CARD.json").read_text())
     assert card["files"]["pics"]["preprocess"] == "efficientnet_fit"
-    means = [(json.loads((d / "done.json").read_text())["settings"]["settings"], (d / "mean.txt").read_text())
+    means = [(json.loads((d / "record.json").read_text())["settings"]["settings"], (d / "mean.txt").read_text())
              for d in (tmp_path / "ck").glob("extract-pics-*")]
     assert sorted(s.get("preprocess", "") for s, _ in means) == ["", "efficientnet_fit"]  # both cached
     assert means[0][1] != means[1][1]
@@ -174,3 +176,65 @@ def test_latest_links_name_each_stage_and_the_run_says_where_things_are(first, t
     tail = printed[printed.index("reproduce: done in"):].splitlines()
     assert [line.split()[0] for line in tail[1:]] == ["visual", "release", "report"]  # "skipgram" is the user's folder
     assert str(work / "ck" / "extract-pics" / "mean.txt") in tail[1] and str(work / "rep" / "release") in tail[2]
+
+
+# ---------------------------------------------------------------- bad input through the CLI (issue 11)
+# 2. reproduce --checkpoints <folder elsewhere> reuses that folder's outputs, not ./checkpoints of the cwd.
+def reproduce_config(tmp_path: Path, world: Path, backbone: dict, checkpoints: str, reports: str) -> Path:
+    cfg = {"checkpoints": checkpoints, "reports": reports, "corpus": [str(world / "corpus.txt")],
+           "skipgram": {"epochs": 1, "dim": 8, "min_count": 1, "compile": False, "progress_bar": False},
+           "sources": {"pics": {"source": "folder", "root": str(world / "images"), "n_per_word": 1}},
+           "benchmarks": [str(world / "bench.txt")], "bovw": False, "n_boot": 0, "batch_size": 4,
+           "accelerator": "cpu", **backbone}
+    path = tmp_path / f"reproduce-{len(list(tmp_path.glob('reproduce-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_item02_reproduce_from_another_folder_reuses_the_given_checkpoints(tmp_path, world, backbone, capsys,
+                                                                          monkeypatch):
+    first, other = tmp_path / "first", tmp_path / "other"
+    first.mkdir()
+    other.mkdir()
+    monkeypatch.chdir(first)
+    code, out, err = run(["reproduce", "--config", reproduce_config(tmp_path, world, backbone, "checkpoints", "rep")],
+                         capsys)
+    assert code == 0, err[-3000:]
+    ref = json.loads((first / "rep" / "evaluation.json").read_text())["table1"]["bench"]["full"]["linguistic"]
+    # another folder whose ./checkpoints holds a skip-gram stage of the same key, with other vectors
+    sg = next((first / "checkpoints").glob("skipgram-*"))
+    fake = other / "checkpoints" / sg.name
+    fake.mkdir(parents=True)
+    (fake / "vectors.txt").write_bytes(vectors_text(random_rows(["cat", "dog"], d=8, seed=5)))
+    monkeypatch.chdir(other)
+    code, out, err = run(["reproduce", "--config",
+                          reproduce_config(tmp_path, world, backbone, str(first / "checkpoints"), "rep")], capsys)
+    assert code == 0, err[-3000:]
+    got = json.loads((other / "rep" / "evaluation.json").read_text())["table1"]["bench"]["full"]["linguistic"]
+    assert (got["pairs_used"], got["rho"]) == (ref["pairs_used"], ref["rho"])
+
+
+def test_item10_reproduce_checkpoints_under_a_file(tmp_path, world, backbone, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    cfg = reproduce_config(tmp_path, world, backbone, str(blocker / "ck"), str(tmp_path / "rep"))
+    code, _, err = run(["reproduce", "--config", cfg], capsys)
+    assert_user_error(code, err, "reproduce", str(blocker))
+
+
+def test_reproduce_unknown_force_stage(tmp_path, capsys):
+    code, _, err = run(["reproduce", "--checkpoints", tmp_path / "ck", "--force", "[nope]"], capsys)
+    assert_user_error(code, err, "reproduce", "nope")
+    assert not (tmp_path / "ck").exists()
+
+
+def test_reproduce_source_without_kind(tmp_path, capsys):
+    code, _, err = run(["reproduce", "--checkpoints", tmp_path / "ck", "--sources", '{"x": {"n_per_word": 3}}'],
+                       capsys)
+    assert_user_error(code, err, "reproduce", "sources.x")
+
+
+def test_the_skipgram_stage_folder_holds_the_stages_record_only(first):
+    stage = next((first[1] / "ck").glob("skipgram-*"))
+    assert sorted(p.name for p in stage.glob("*.json")) == ["record.json"]
+    assert json.loads((stage / "record.json").read_text())["state"] == "done"

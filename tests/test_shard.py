@@ -10,6 +10,7 @@ from PIL import Image
 from mmlightning import cli
 from mmlightning.errors import UserError
 from mmlightning.images.write_shards import PROGRESS, resolve_words, sample_key, shard
+from cli_helpers import assert_user_error, run
 
 
 def img(path: Path, size=(8, 6), color=(200, 10, 10)) -> Path:
@@ -149,7 +150,7 @@ def test_leftovers_are_removed_and_a_second_writer_is_refused(esp, tmp_path):
         with pytest.raises(UserError, match=r"\.lock: another shard run \(pid \d+ on .*is writing this folder"):
             shard("esp", str(out), **kw)
     shard("esp", str(out), **kw)
-    assert not list(out.glob("*.tmp")) and (out / ".shard-done.json").is_file()
+    assert not list(out.glob("*.tmp")) and json.loads((out / ".shard-record.json").read_text())["state"] == "done"
 
 
 def test_resolve_words(tmp_path):
@@ -375,3 +376,23 @@ def test_minor_shard_prefix_cannot_leave_the_output_folder(esp, tmp_path, monkey
     assert not list(tmp_path.glob("**/escaped*")) and not (tmp_path / "out" / "escaped-000000.tar").exists()
     shard("esp", str(tmp_path / "ok"), prefix="esp_v2.1", **kw)
     assert (tmp_path / "ok" / "esp_v2.1-000000.tar").is_file()
+
+
+# ---------------------------------------------------------------- bad input through the CLI (issue 11)
+def test_item10_shard_output_dir_under_a_file(tmp_path, world, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    code, _, err = run(["shard", "--source", "folder", "--root", world / "images", "--benchmarks",
+                        f"[{world / 'bench.txt'}]", "--output_dir", blocker / "shards"], capsys)
+    assert_user_error(code, err, "shard", str(blocker / "shards"), f"{blocker} is a file")
+
+
+def test_shard_unknown_source(tmp_path, capsys):
+    code, _, err = run(["shard", "--source", "nosuchsource", "--output_dir", tmp_path / "out"], capsys)
+    assert code == 2 and "Traceback" not in err and "nosuchsource" in err
+
+
+def test_shard_missing_root(tmp_path, bench, capsys):
+    code, _, err = run(["shard", "--source", "folder", "--root", tmp_path / "absent", "--benchmarks", f"[{bench}]",
+                        "--output_dir", tmp_path / "out"], capsys)
+    assert_user_error(code, err, "shard", "absent")

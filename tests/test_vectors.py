@@ -1,4 +1,5 @@
 """Vectors I/O: word2vec text/binary round trips with gensim, restricted loading, lookup, bad files, pickles."""
+import json
 import pickle
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 
 from mmlightning.errors import UserError
 from mmlightning.vectors import KeyedVectors, load_vectors
+from cli_helpers import PAIRS, WORDS, assert_user_error, binary_vectors, evaluate_args, random_rows, run, vectors_text
 
 
 class OpensFile:
@@ -219,3 +221,62 @@ def test_duplicates_keep_the_first_copy_and_are_logged(tmp_path, caplog):
         logger.removeHandler(caplog.handler)
     assert kv.index_to_key == ["cat"] and kv["cat"].tolist() == [1.0, 2.0]
     assert "1 duplicate word(s) ignored, first copy kept (first: 'cat' at line 4)" in caplog.text
+
+
+# ---------------------------------------------------------------- bad vectors files through `evaluate` (issue 11)
+# 4. a word2vec *text* file with a non-UTF-8 byte is text, not binary; a file of 0 words is an error.
+def test_item04_text_vectors_with_a_latin1_word_are_read_as_text(tmp_path, bench, capsys, logs):
+    ling = tmp_path / "ling.txt"
+    rows = [(b"caf\xe9", [0.1, 0.2, 0.3, 0.4])] + random_rows(WORDS)  # latin-1 'café' on the first row
+    ling.write_bytes(vectors_text(rows))
+    code, out, err = run(evaluate_args(ling, bench, tmp_path), capsys)
+    assert code == 0, err
+    cell = json.loads((tmp_path / "rep" / "evaluation.json").read_text())["table1"]["bench"]["full"]["linguistic"]
+    assert cell["pairs_used"] == len(PAIRS) and cell["rho"] is not None
+    assert len(load_vectors(ling)) == 6
+    assert any("not valid UTF-8" in r.getMessage() for r in logs)
+
+
+@pytest.mark.parametrize("content, needle", [(b"0 4\n", "holds no word vectors"),
+                                             (b"0 4\n\n\n", "holds no word vectors"),
+                                             (b"3 4\n", "header says 3 words but the file has 0")])
+def test_item04_a_vectors_file_of_zero_words_is_an_error(tmp_path, bench, capsys, content, needle):
+    ling = tmp_path / "empty.txt"
+    ling.write_bytes(content)
+    code, out, err = run(evaluate_args(ling, bench, tmp_path), capsys)
+    assert_user_error(code, err, "evaluate", str(ling), needle)  # not "no word in common": the file is empty
+    assert not (tmp_path / "rep" / "evaluation.json").exists()
+
+
+# 7. a binary header that under-counts words is refused; duplicate and undecodable words are counted and warned.
+def test_item07_binary_header_that_undercounts_words_is_refused(tmp_path, bench, capsys):
+    ling = tmp_path / "ling.bin"
+    ling.write_bytes(binary_vectors([w.encode() for w in WORDS], count=2))
+    code, _, err = run(evaluate_args(ling, bench, tmp_path), capsys)
+    assert_user_error(code, err, "evaluate", str(ling), "2 words the header announces")
+
+
+def test_item07_binary_with_a_latin1_byte_in_the_first_row_is_still_binary(tmp_path, bench, capsys):
+    ling = tmp_path / "ling.bin"
+    ling.write_bytes(binary_vectors([b"caf\xe9"] + [w.encode() for w in WORDS]))
+    code, _, err = run(evaluate_args(ling, bench, tmp_path), capsys)
+    assert code == 0, err
+    cell = json.loads((tmp_path / "rep" / "evaluation.json").read_text())["table1"]["bench"]["full"]["linguistic"]
+    assert cell["pairs_used"] == len(PAIRS)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_item07_duplicate_and_undecodable_words_are_counted_and_warned(tmp_path, logs, binary):
+    words = [b"cat", b"dog", b"cat", b"\xff\xfe", b"dog", b"car"]
+    path = tmp_path / "v.bin"
+    if binary:
+        path.write_bytes(binary_vectors(words))
+    else:
+        path.write_bytes(vectors_text([(w, [float(i), 1.0, 2.0, 3.0]) for i, w in enumerate(words)]))
+    kv = load_vectors(path)
+    assert kv.index_to_key == ["cat", "dog", "\ufffd\ufffd", "car"]           # first copy kept, as gensim
+    if not binary:
+        assert kv["cat"][0] == 0.0 and kv["dog"][0] == 1.0
+    messages = [r.getMessage() for r in logs]
+    assert any("2 duplicate word(s)" in m and "'cat'" in m for m in messages), messages
+    assert any("1 word(s) are not valid UTF-8" in m for m in messages), messages
