@@ -94,17 +94,21 @@ def evaluate(vectors: Any, benchmarks: Sequence[str] = ("ws353", "men"), oov: st
 
 
 def train_skipgram(corpus: str | Sequence[str], output_dir: str | os.PathLike = "checkpoints/skipgram",
-                   **settings: Any) -> KeyedVectors:
+                   seed: int = 1, cache_dir: str | os.PathLike | None = None, **settings: Any) -> KeyedVectors:
     """Train skip-gram with negative sampling on text files (or "gcide") and return its vectors.
 
-    `settings` are those of `mmlightning.text.skipgram.train_skipgram` (epochs, dim, window, negative,
-    sample, min_count, lr, seed, pairs, ...); the same settings in the same folder reuse the finished run.
+    `settings` are `mmlightning.text.train.SkipgramConfig`'s (epochs, dim, window, negative, sample,
+    min_count, lr, pairs, num_workers, ...); the corpus cache goes to `cache_dir` (default
+    `<output_dir>/corpus_cache`). The same settings in the same folder reuse the finished run.
 
         text = mm.train_skipgram(["corpus.txt"], "out/sg", epochs=5, dim=100)
     """
-    from mmlightning.text.skipgram import train_skipgram as _train
+    from mmlightning.text.train import SkipgramConfig
+    from mmlightning.text.train import train_skipgram as _train
 
-    return load_vectors(_train(output_dir=output_dir, corpus=corpus, **settings))
+    cfg = SkipgramConfig(**settings)
+    cache = Path(output_dir) / "corpus_cache" if cache_dir is None else cache_dir
+    return load_vectors(_train(cfg, output_dir, corpus=corpus, seed=seed, cache_dir=cache))
 
 
 def write_shards(source: str, output_dir: str | os.PathLike, root: str | os.PathLike | None = None,

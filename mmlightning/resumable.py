@@ -1,18 +1,20 @@
-"""One mechanism for every output that is cached, resumed or reused: settings at start, a marker at the end.
+"""One mechanism for every output that is cached, resumed or reused: one record file per folder.
 
     out = ResumableOutput("checkpoints/skipgram-ab12", settings={"dim": 100, ...}, what="skip-gram run")
     if out.done():                       # finished with exactly these settings: reuse
         return out.outputs()
     out.begin(overwrite=False)           # records the settings; other settings in the folder -> UserError
     ...                                  # the job resumes from whatever it left in out.dir
-    out.finish({"vectors": "vectors.txt"})   # the completion marker, written atomically, last
+    out.finish({"vectors": "vectors.txt"})   # the record becomes "done", written atomically, last
 
-Files in the folder: `.settings.json` (written at `begin`: what is being made here) and `done.json`
-(written at `finish`: settings, outputs, seconds). Outputs are recorded as given; paths should be
-relative to the folder (`relative_to_dir`) so that a finished folder can be moved or copied and still
-be reused (`resolve` turns them back into paths). A folder whose `.settings.json` holds other
-settings is refused with one line unless `overwrite`, which clears it first; `on_resume` lets a job
-check what an interrupted run left behind before it continues.
+The folder's one record file (`record.json`, or the name given) holds what is made there, its settings
+and its state: "started" from `begin`, "done" with the outputs and seconds from `finish`. Outputs are
+recorded as given; paths should be relative to the folder (`relative_to_dir`) so that a finished folder
+can be moved or copied and still be reused (`resolve` turns them back into paths). A folder whose
+record holds other settings is refused with one line unless `overwrite`, which clears it first;
+`on_resume` lets a job check what an interrupted run left behind before it continues. Folders written
+by earlier versions (two files: settings at start, a marker at the end) are read once and rewritten
+as one record.
 """
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ from typing import Any, Callable
 from mmlightning.atomic import write_json
 from mmlightning.errors import UserError
 
-STARTED = ".settings.json"
-DONE = "done.json"
+RECORD = "record.json"
+LEGACY = (".settings.json", "done.json")   # (started, done) of the earlier two-file layout
 
 
 def plain(obj: Any) -> Any:
@@ -39,36 +41,62 @@ class ResumableOutput:
     """A folder made by one set of settings: reused when done, resumed when started, refused when foreign."""
 
     def __init__(self, folder: str | os.PathLike, settings: dict[str, Any], what: str = "output",
-                 started: str = STARTED, done: str = DONE):
+                 record: str = RECORD, legacy: tuple[str, str] = LEGACY):
         self.dir = Path(folder)
         self.settings = plain(settings)
         self.what = what
-        self.started_file, self.done_file = self.dir / started, self.dir / done
+        self.record_file = self.dir / record
+        self.legacy = tuple(self.dir / name for name in legacy)
         self.t0 = time.time()
 
     # ----------------------------------------------------------------------------------- reading
-    def _read(self, path: Path) -> dict | None:
+    @staticmethod
+    def _read(path: Path) -> dict | None:
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            rec = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError) as e:  # RecursionError: JSON nested too deep
             raise UserError(f"{path}: unreadable ({e}); delete it to start over") from None
+        if not isinstance(rec, dict):
+            raise UserError(f"{path}: not a record (a JSON object); delete it to start over")
+        return rec
+
+    def _current(self) -> dict | None:
+        """The folder's record: the record file, else the earlier layout's (done marker, then start), else None."""
+        rec = self._read(self.record_file)
+        if rec is not None:
+            return rec
+        started, done = self.legacy
+        old = self._read(done)
+        if old is not None:
+            return {**old, "state": "done"}
+        old = self._read(started)
+        return None if old is None else {**old, "state": "started"}
+
+    def exists(self) -> bool:
+        """Something (this run or another) was recorded in the folder."""
+        return self._current() is not None
+
+    def state(self) -> str | None:
+        """"started" or "done" (with whatever settings), None when nothing is recorded."""
+        rec = self._current()
+        return None if rec is None else rec.get("state")
 
     def done(self) -> bool:
         """Finished, with exactly these settings."""
-        rec = self._read(self.done_file)
-        return rec is not None and rec.get("settings") == self.settings
+        rec = self._current()
+        return rec is not None and rec.get("state") == "done" and rec.get("settings") == self.settings
 
     def started(self) -> bool:
-        """Begun (perhaps interrupted) with these settings."""
-        rec = self._read(self.started_file)
+        """Begun (perhaps interrupted, perhaps finished) with these settings."""
+        rec = self._current()
         return rec is not None and rec.get("settings") == self.settings
 
     def record(self) -> dict:
-        rec = self._read(self.done_file)
-        if rec is None:
-            raise UserError(f"{self.done_file}: not finished")
+        rec = self._current()
+        if rec is None or rec.get("state") != "done":
+            raise UserError(f"{self.record_file}: not finished")
         return rec
 
     def outputs(self) -> dict[str, Any]:
@@ -86,7 +114,7 @@ class ResumableOutput:
         `overwrite`, which removes it. `on_resume(dir)` runs before a resume (e.g. to verify leftovers).
         """
         self.t0 = time.time()
-        old = self._read(self.started_file) or self._read(self.done_file)
+        old = self._current()
         if old is not None and old.get("settings") != self.settings:
             if not overwrite:
                 raise UserError(f"{self.dir}: holds a {self.what} made with other settings; "
@@ -96,16 +124,25 @@ class ResumableOutput:
         resuming = old is not None
         if resuming and on_resume is not None:
             on_resume(self.dir)
-        self.done_file.unlink(missing_ok=True)
-        write_json(self.started_file, {"what": self.what, "settings": self.settings})
+        self._write({"what": self.what, "settings": self.settings, "state": "started"})
         return resuming
 
     def finish(self, outputs: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-        """Write the completion marker (atomically, last); returns `outputs`."""
+        """Mark the record done with its outputs (atomically, last); returns `outputs`."""
         outputs = plain(outputs or {})
-        write_json(self.done_file, {"what": self.what, "settings": self.settings, "outputs": outputs,
-                                    "seconds": round(time.time() - self.t0, 1), **plain(extra)})
+        self._write({"what": self.what, "settings": self.settings, "state": "done", "outputs": outputs,
+                     "seconds": round(time.time() - self.t0, 1), **plain(extra)})
         return outputs
+
+    def forget(self) -> None:
+        """Remove the record (the folder's other files stay): the next `begin` starts afresh."""
+        for path in (self.record_file, *self.legacy):
+            path.unlink(missing_ok=True)
+
+    def _write(self, rec: dict) -> None:
+        write_json(self.record_file, rec)
+        for path in self.legacy:   # one record per folder: the earlier layout's files go once rewritten
+            path.unlink(missing_ok=True)
 
     def clear(self) -> None:
         """Remove the folder and everything in it."""

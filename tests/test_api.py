@@ -93,6 +93,6 @@ def test_user_error_is_a_value_error_and_a_too_deep_record_is_one(tmp_path):
 
     assert issubclass(mm.UserError, ValueError)
     out = ResumableOutput(tmp_path, {"a": 1}, what="test run")
-    out.started_file.write_text("[" * 200_000 + "]" * 200_000)
+    out.record_file.write_text("[" * 200_000 + "]" * 200_000)
     with pytest.raises(ValueError, match="unreadable"):
         out.begin()

@@ -195,13 +195,13 @@ def test_a_corrupted_token_cache_is_one_line_when_opened_directly(tmp_path):
 
 
 def test_train_skipgram_on_a_corrupted_token_cache_rebuilds_it(tmp_path):
-    from mmlightning.text.skipgram import train_skipgram
+    from test_skipgram import run_sg
     from mmlightning.vectors import load_vectors
 
     src, folder = _cached(tmp_path, "the cat sat on the mat\n" * 30)
     tokens = folder / "tokens.u32"
     np.full(tokens.stat().st_size // 4, 1 << 30, np.uint32).tofile(tokens)
-    out = train_skipgram(tmp_path / "run", corpus=src, epochs=1, cache_dir=tmp_path / "cache", dim=8, min_count=1,
+    out = run_sg(tmp_path / "run", corpus=src, epochs=1, cache_dir=tmp_path / "cache", dim=8, min_count=1,
                          num_workers=0, pairs="host", compile=False, progress_bar=False)
     assert len(load_vectors(out).index_to_key) == 5
 

@@ -8,7 +8,8 @@ from mmlightning.text.corpus import prepare_corpus
 from mmlightning.text.data import SkipGramDataModule
 from mmlightning.text.device_pairs import DevicePairs, draw_negatives_t, stretch_seed, window_pairs
 from mmlightning.text.sgns import alias_table, draw_negatives, keep_probabilities, make_pairs, negative_probabilities
-from mmlightning.text.skipgram import SkipGram, train_skipgram
+from mmlightning.text.skipgram import SkipGram
+from test_skipgram import run_sg
 from mmlightning.vectors import load_vectors
 from test_skipgram import topic_gap, two_topic_corpus
 
@@ -128,10 +129,10 @@ def test_fit_with_device_pairs_separates_topics_and_resumes_exactly(tmp_path):
     # resume: a crash at the start of epoch 2, then a rerun, gives the uninterrupted run's vectors
     from test_skipgram import Crash, CrashAtEpoch
     kw = dict(corpus=corpus, epochs=3, cache_dir=tmp_path / "cache", pairs="device", **FAST)
-    straight = load_vectors(train_skipgram(tmp_path / "a", **kw))
+    straight = load_vectors(run_sg(tmp_path / "a", **kw))
     with pytest.raises(Crash):
-        train_skipgram(tmp_path / "b", callbacks=[CrashAtEpoch(2)], **kw)
-    resumed = load_vectors(train_skipgram(tmp_path / "b", **kw))
+        run_sg(tmp_path / "b", callbacks=[CrashAtEpoch(2)], **kw)
+    resumed = load_vectors(run_sg(tmp_path / "b", **kw))
     np.testing.assert_allclose(resumed.vectors, straight.vectors, atol=1e-6)
 
 

@@ -189,7 +189,7 @@ def test_an_unwritable_build_folder_falls_back_to_the_temporary_folder(fresh_bui
 
 
 def test_threads_cut_a_chunk_into_parts_that_train_at_once(kernel, tmp_path):
-    from mmlightning.text.skipgram import train_skipgram
+    from test_skipgram import run_sg
     from mmlightning.vectors import load_vectors
     from test_skipgram import topic_gap
 
@@ -204,15 +204,15 @@ def test_threads_cut_a_chunk_into_parts_that_train_at_once(kernel, tmp_path):
     assert two._pool is not None
     two.close()
     corpus = two_topic_corpus(tmp_path / "c.txt")
-    kv = load_vectors(train_skipgram(tmp_path / "run", corpus=corpus, epochs=3, cache_dir=tmp_path / "cache",
+    kv = load_vectors(run_sg(tmp_path / "run", corpus=corpus, epochs=3, cache_dir=tmp_path / "cache",
                                      dim=20, min_count=1, num_workers=0, chunk_words=8000, hogwild_threads=2))
     assert topic_gap(kv) > 0.3
 
 
 def test_a_dimension_beyond_the_kernel_is_one_line_before_training(tmp_path):
-    from mmlightning.text.skipgram import train_skipgram
+    from test_skipgram import run_sg
 
     corpus = two_topic_corpus(tmp_path / "c.txt", 20)
     with pytest.raises(UserError, match="model.dim: the native kernel trains up to 4096"):
-        train_skipgram(tmp_path / "run", corpus=corpus, epochs=1, cache_dir=tmp_path / "cache", dim=4097,
+        run_sg(tmp_path / "run", corpus=corpus, epochs=1, cache_dir=tmp_path / "cache", dim=4097,
                        min_count=1, num_workers=0, pairs="native")

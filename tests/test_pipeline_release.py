@@ -21,13 +21,13 @@ def first(tmp_path_factory):
 
 def test_relatedness_callback_does_not_change_the_vectors(tmp_path):
     from mmlightning.evaluation.callback import RelatednessCallback
-    from mmlightning.text.skipgram import train_skipgram
+    from test_skipgram import run_sg
 
     world = make_world(tmp_path / "world")
     kw = dict(corpus=str(world / "corpus.txt"), epochs=2, dim=8, min_count=1, num_workers=0, seed=0,
               cache_dir=tmp_path / "cache", progress_bar=False, compile=False)
-    plain = train_skipgram(tmp_path / "plain", **kw)
-    scored = train_skipgram(tmp_path / "scored", callbacks=[RelatednessCallback([str(world / "bench.txt")])], **kw)
+    plain = run_sg(tmp_path / "plain", **kw)
+    scored = run_sg(tmp_path / "scored", callbacks=[RelatednessCallback([str(world / "bench.txt")])], **kw)
     assert plain.read_bytes() == scored.read_bytes()
     metrics = (tmp_path / "scored" / "logs" / "version_0" / "metrics.csv").read_text()
     assert "relatedness/bench" in metrics.splitlines()[0]

@@ -13,7 +13,8 @@ from mmlightning.text.corpus import prepare_corpus
 from mmlightning.errors import UserError
 from mmlightning.text.skipgram import (PairChunks, SkipGram, SkipGramDataModule, alias_table, draw_negatives,
                                   keep_probabilities, linear_lr, make_pairs, negative_probabilities, sgns_loss,
-                                  sgns_update, train_skipgram)
+                                  sgns_update)
+from mmlightning.text.train import SkipgramConfig, train_skipgram
 from mmlightning.vectors import load_vectors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,6 +128,14 @@ def test_pair_chunks_seeded_and_padded_for_ranks(tmp_path):
 
 # --------------------------------------------------------------------------------- Lightning fits
 FAST = dict(dim=20, min_count=1, num_workers=0, compile=False, sample=1e-3)
+SETTINGS = set(SkipgramConfig.__dataclass_fields__)
+
+
+def run_sg(output_dir, corpus, cache_dir, callbacks=None, seed=1, **settings):
+    """`train_skipgram` with SkipgramConfig fields as keywords (any other keyword is a SkipGram argument)."""
+    model_kwargs = {k: settings.pop(k) for k in list(settings) if k not in SETTINGS}
+    cfg = SkipgramConfig(**settings, model_kwargs=model_kwargs)
+    return train_skipgram(cfg, output_dir, corpus=corpus, seed=seed, cache_dir=cache_dir, callbacks=callbacks)
 
 
 @pytest.mark.parametrize("pairs", ["native", "host"])
@@ -135,7 +144,7 @@ def test_fit_separates_two_topics_and_writes_vectors(tmp_path, pairs):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        out = train_skipgram(tmp_path / "run", corpus=corpus, epochs=3, cache_dir=tmp_path / "cache", pairs=pairs,
+        out = run_sg(tmp_path / "run", corpus=corpus, epochs=3, cache_dir=tmp_path / "cache", pairs=pairs,
                              **FAST)
         # training runs on intra_op_threads (1) but gives the process its threads back: a later stage in
         # the same process (reproduce's extraction) must not run, nor round, differently
@@ -151,7 +160,7 @@ def test_fit_separates_two_topics_and_writes_vectors(tmp_path, pairs):
     g = KeyedVectors.load_word2vec_format(str(out))
     np.testing.assert_allclose(g["cat"], kv["cat"])
     mtime = out.stat().st_mtime_ns  # same settings again: the finished run is reused
-    assert train_skipgram(tmp_path / "run", corpus=corpus, epochs=3, cache_dir=tmp_path / "cache", pairs=pairs,
+    assert run_sg(tmp_path / "run", corpus=corpus, epochs=3, cache_dir=tmp_path / "cache", pairs=pairs,
                           **FAST) == out
     assert out.stat().st_mtime_ns == mtime
 
@@ -183,19 +192,19 @@ def test_resume_after_a_crash_gives_the_uninterrupted_vectors_and_lr_decays(tmp_
     corpus = two_topic_corpus(tmp_path / "c.txt", 600)
     kw = dict(corpus=corpus, epochs=3, cache_dir=tmp_path / "cache", chunk_words=1000, pairs=pairs, **FAST)
     rec = RecordLR()
-    straight = load_vectors(train_skipgram(tmp_path / "a", callbacks=[rec], **kw))
+    straight = load_vectors(run_sg(tmp_path / "a", callbacks=[rec], **kw))
     assert rec.lrs == sorted(rec.lrs, reverse=True) and len(rec.lrs) >= 9
     assert sorted(set(rec.epochs)) == [0, 1, 2] and rec.epochs == sorted(rec.epochs)
     assert rec.lrs[0] == pytest.approx(0.025, rel=0.2) and rec.lrs[-1] == pytest.approx(0.0001)
     with pytest.raises(Crash):
-        train_skipgram(tmp_path / "b", callbacks=[CrashAtEpoch(2)], **kw)
+        run_sg(tmp_path / "b", callbacks=[CrashAtEpoch(2)], **kw)
     assert (tmp_path / "b" / "ckpt" / "last.ckpt").is_file() and not (tmp_path / "b" / "vectors.txt").exists()
-    resumed = load_vectors(train_skipgram(tmp_path / "b", **kw))
+    resumed = load_vectors(run_sg(tmp_path / "b", **kw))
     np.testing.assert_allclose(resumed.vectors, straight.vectors, atol=1e-6)
     # other settings in the same folder are refused; so is a checkpoint from another vocabulary
     other = two_topic_corpus(tmp_path / "other.txt", 50, seed=3)
     with pytest.raises(UserError, match="other settings"):
-        train_skipgram(tmp_path / "b", **{**kw, "corpus": other})
+        run_sg(tmp_path / "b", **{**kw, "corpus": other})
     dm = SkipGramDataModule(corpus=other, cache_dir=str(tmp_path / "cache"), min_count=1, num_workers=0)
     trainer = pl.Trainer(max_epochs=4, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     with pytest.raises(UserError, match="vocabulary .* is not this corpus's"):
@@ -206,7 +215,7 @@ def test_resume_after_a_crash_gives_the_uninterrupted_vectors_and_lr_decays(tmp_
 def test_export_round_trip(tmp_path, capsys):
     from mmlightning.text.export import export
     corpus = two_topic_corpus(tmp_path / "c.txt", 200)
-    vec = train_skipgram(tmp_path / "run", corpus=corpus, epochs=1, cache_dir=tmp_path / "cache", **FAST)
+    vec = run_sg(tmp_path / "run", corpus=corpus, epochs=1, cache_dir=tmp_path / "cache", **FAST)
     ckpt = tmp_path / "run" / "ckpt" / "last.ckpt"
     path = export(str(ckpt), str(tmp_path / "exp" / "v.txt"))
     a, b = load_vectors(vec), load_vectors(path)
@@ -267,8 +276,19 @@ def test_hogwild_workers_train_the_shared_tables(tmp_path, pairs):
     kw = {**FAST, "num_workers": 2, "chunk_words": 2000, "pairs": pairs}
     seen = []
     record = type("Rec", (pl.Callback,), {"on_train_batch_end": lambda self, tr, m, out, batch, i: seen.append(batch)})
-    kv = load_vectors(train_skipgram(tmp_path / "run", corpus=corpus, epochs=5, cache_dir=tmp_path / "cache",
+    kv = load_vectors(run_sg(tmp_path / "run", corpus=corpus, epochs=5, cache_dir=tmp_path / "cache",
                                      callbacks=[record()], **kw))
     assert topic_gap(kv) > 0.3
     assert seen and all(b.get("trained") for b in seen)  # the workers trained every chunk ...
     assert all("tokens" not in b and len(b.get("input", ())) <= 256 for b in seen)  # ... and sent back little
+
+
+def test_an_output_folder_holds_one_record(tmp_path):
+    import json
+
+    corpus = two_topic_corpus(tmp_path / "c.txt", 10)
+    run_sg(tmp_path / "run", corpus=corpus, epochs=1, cache_dir=tmp_path / "cache", **FAST)
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.json")) == ["record.json"]
+    rec = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert rec["state"] == "done" and rec["settings"]["skipgram"]["dim"] == 20 and rec["outputs"]["vectors"] == "vectors.txt"
+    assert not list((tmp_path / "run").glob(".settings*")) and not (tmp_path / "run" / "done.json").exists()

@@ -15,9 +15,9 @@ images). The coverage table is printed too.
 
 Written with `webdataset.TarWriter` (fixed mtime, owner and mode: identical runs give identical bytes),
 so any WebDataset reader loads the shards. Resumable and atomic (`mmlightning.resumable.ResumableOutput`):
-the settings are recorded at the start (`.shard-settings.json`), each shard is written to a temporary file
+the settings are recorded at the start (`.shard-record.json`), each shard is written to a temporary file
 and renamed, then its record (samples, words, skipped images) is written to `.progress/<shard>.json`;
-the manifest and the completion marker (`.shard-done.json`) come last. A rerun with the same settings reuses
+the manifest and the record's completion come last. A rerun with the same settings reuses
 finished shards (or returns at once when done); other settings in the same folder are refused unless
 `overwrite=True`. The folder is locked while a run writes it; a killed run's temporary files are removed.
 A full disk (or quota) is one line naming the folder and how many shards were finished and kept; the same
@@ -111,7 +111,7 @@ def shard(
     fingerprint = _fingerprint(settings, plan)
     manifest_path = out / "manifest.json"
     record = ResumableOutput(out, {"format": FORMAT, "fingerprint": fingerprint}, what="shard run",
-                             started=".shard-settings.json", done=".shard-done.json")  # the stage's own are beside
+                             record=".shard-record.json", legacy=(".shard-settings.json", ".shard-done.json"))
     if record.done() and manifest_path.is_file():
         old = _read_json(manifest_path)
         print(f"shard: {manifest_path} is up to date ({old.get('samples')} samples)")
@@ -185,13 +185,12 @@ def _begin(record: ResumableOutput, manifest_path: Path, fingerprint: str, overw
         if old.get("fingerprint") != fingerprint:
             raise UserError(f"{manifest_path}: shards of other settings are here; choose another output_dir "
                             f"or pass --overwrite true")
-    foreign = (record.started_file.is_file() or record.done_file.is_file()) and not record.started()
+    foreign = record.exists() and not record.started()
     if foreign and not overwrite:
         raise UserError(f"{manifest_path}: shards of other settings are here; choose another output_dir "
                         f"or pass --overwrite true")
     if foreign or overwrite:  # start over in place (the folder and its lock stay)
-        record.started_file.unlink(missing_ok=True)
-        record.done_file.unlink(missing_ok=True)
+        record.forget()
         shutil.rmtree(out / PROGRESS, ignore_errors=True)
     record.begin()
     manifest_path.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional, Union
 
 from mmlightning.errors import UserError
+from mmlightning.text.train import SkipgramConfig  # noqa: F401 (the `skipgram:` block; defined beside train_skipgram)
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 MISSING_VISUAL = ("zero", "text")
@@ -40,74 +41,6 @@ def _coerce(cls, value, where: str):
             raise UserError(f"{where}: unknown key(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
         return cls(**value)
     raise UserError(f"{where}: expected a mapping of settings, got {value!r}")
-
-
-@dataclass
-class SkipgramConfig:
-    """Skip-gram settings (mmlightning.text.skipgram.train_skipgram).
-
-    Args:
-        epochs: Passes over the corpus.
-        dim: Vector dimension.
-        window: Largest context window (words each side).
-        negative: Negative samples per pair.
-        sample: Sub-sampling threshold of frequent words.
-        min_count: Words rarer than this are dropped.
-        num_workers: Data workers; 0 = one process, bit-for-bit reproducible (Hogwild workers are faster, not bitwise).
-        lr: Initial learning rate.
-        min_lr: Final learning rate.
-        chunk_words: Words per training chunk.
-        compile: torch.compile the update step.
-        pairs: Where pairs are made and trained: auto (native where the C kernel builds, else host: the same
-            default as `fit`), native (the compiled kernel), host (numpy pairs + torch update; several times slower).
-        model_kwargs: Further SkipGram arguments (e.g. hogwild_threads).
-        progress_bar: Show the training progress bar (not part of the cache key).
-        relatedness: Benchmarks scored after every epoch into the stage's metrics.csv (not part of the cache key).
-    """
-
-    epochs: int = 5
-    dim: int = 100
-    window: int = 5
-    negative: int = 5
-    sample: float = 0.001
-    min_count: int = 5
-    num_workers: int = 0
-    lr: float = 0.025
-    min_lr: float = 0.0001
-    chunk_words: int = 16384
-    compile: bool = True
-    pairs: str = "auto"
-    model_kwargs: dict = field(default_factory=dict)
-    progress_bar: bool = True
-    relatedness: list[str] = field(default_factory=lambda: ["ws353", "men", "simlex999"])
-
-    def __post_init__(self):
-        for name in ("epochs", "dim", "window", "min_count", "chunk_words"):
-            _at_least(f"skipgram.{name}", getattr(self, name), 1)
-        for name in ("negative", "num_workers", "sample"):
-            _at_least(f"skipgram.{name}", getattr(self, name), 0)
-        if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
-            raise UserError(f"skipgram: lr {self.lr} / min_lr {self.min_lr} must satisfy 0 <= min_lr <= lr, lr > 0")
-        if self.pairs not in ("host", "native", "auto"):
-            raise UserError(f"skipgram.pairs: must be host, native or auto, got {self.pairs!r}")
-
-    def resolved_pairs(self) -> str:
-        """`pairs` made concrete on the CPU (auto: native where the kernel builds, else host)."""
-        from mmlightning.text.data import resolve_pairs
-
-        return resolve_pairs(self.pairs, "cpu")
-
-    def key(self) -> dict:
-        """The settings the vectors depend on (the progress bar and the per-epoch scoring do not).
-
-        The pair mode enters as the one that runs (auto resolved); host is left out so that caches made
-        before the option stay valid.
-        """
-        key = {k: v for k, v in asdict(self).items() if k not in ("progress_bar", "relatedness")}
-        key["pairs"] = self.resolved_pairs()
-        if key["pairs"] == "host":
-            key.pop("pairs")
-        return key
 
 
 @dataclass

@@ -9,8 +9,8 @@ it. Everything else is derived here from the rows:
   it reads (`mmlightning.pipeline.fingerprint`) and the keys of the stages it reads, so a changed
   setting or input file recomputes that stage and every stage after it, and nothing else;
 - the `--force` closure: the named stages and every stage that reads them, transitively;
-- the folder `<checkpoints>/<label>-<key>/`, a `ResumableOutput`: settings recorded at start, a
-  completion marker (`done.json`) at the end holding the outputs *relative to the folder* with each
+- the folder `<checkpoints>/<label>-<key>/`, a `ResumableOutput`: one record (`record.json`) of the
+  settings, written at the start and marked done at the end, holding the outputs *relative to the folder* with each
   file's size and SHA-1, so a finished folder can be moved or copied and reused from anywhere; what
   is reused is verified first (a missing or changed output recomputes the stage).
 An interrupted stage keeps its folder and resumes inside it on the next run; a stage that fails
@@ -217,7 +217,7 @@ class Runner:
         return outputs
 
     def _compute(self, p: Planned, out: ResumableOutput, ctx: StageContext) -> dict:
-        if out.done_file.is_file():
+        if out.state() == "done":
             out.clear()  # finished once, but its outputs are gone or changed
         try:
             out.begin()
@@ -227,7 +227,7 @@ class Runner:
         try:
             produced = p.row.run(ctx)
         except BaseException:
-            if p.dir.is_dir() and {q.name for q in p.dir.iterdir()} <= {out.started_file.name}:
+            if p.dir.is_dir() and {q.name for q in p.dir.iterdir()} <= {out.record_file.name}:
                 shutil.rmtree(p.dir, ignore_errors=True)  # nothing made: leave no empty folder behind
             raise
         rel = {k: out.relative_to_dir(v) for k, v in produced.items()}

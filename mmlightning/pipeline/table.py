@@ -2,7 +2,7 @@
 
 | stage            | reads                    | module that does the work                                  |
 | ---------------- | ------------------------ | ---------------------------------------------------------- |
-| skipgram         | corpus files             | mmlightning.text.skipgram.train_skipgram (+ RelatednessCallback) |
+| skipgram         | corpus files             | mmlightning.text.train.train_skipgram (+ RelatednessCallback)  |
 |                  | or `linguistic:` file    | (your own text vectors: converted to word2vec text instead) |
 | shard:<source>   | source root, word lists  | mmlightning.images.write_shards.shard                      |
 | extract:<source> | shard, CNN checkpoint    | mmlightning.features.extract.run_extraction                |
@@ -86,7 +86,7 @@ def check_coverage(cfg, words) -> None:
 
 
 def _skipgram(ctx: StageContext) -> dict:
-    from mmlightning.text.skipgram import train_skipgram
+    from mmlightning.text.train import train_skipgram
 
     if ctx.cfg.linguistic:
         return _own_vectors(ctx)
@@ -96,12 +96,8 @@ def _skipgram(ctx: StageContext) -> dict:
         from mmlightning.evaluation.callback import RelatednessCallback
 
         callbacks.append(RelatednessCallback(benchmarks=list(sg.relatedness)))
-    vectors = train_skipgram(
-        output_dir=ctx.dir, corpus=ctx.cfg.corpus, cache_dir=str(ctx.root / "corpus_cache"), epochs=sg.epochs,
-        dim=sg.dim, window=sg.window, negative=sg.negative, sample=sg.sample, min_count=sg.min_count,
-        num_workers=sg.num_workers, seed=ctx.cfg.seed, lr=sg.lr, min_lr=sg.min_lr, chunk_words=sg.chunk_words,
-        callbacks=callbacks, progress_bar=sg.progress_bar, compile=sg.compile, pairs=sg.resolved_pairs(),
-        **sg.model_kwargs)
+    vectors = train_skipgram(sg, ctx.dir, corpus=ctx.cfg.corpus, seed=ctx.cfg.seed,
+                             cache_dir=str(ctx.root / "corpus_cache"), callbacks=callbacks, record=False)
     return {"vectors": vectors}
 
 

@@ -3,8 +3,8 @@
     python -m mmlightning fit --config configs/skipgram.yaml                 # GCIDE, 100 dims, 5 epochs
     python -m mmlightning fit --config configs/skipgram.yaml --ckpt_path checkpoints/skipgram/ckpt/last.ckpt
     python -m mmlightning fit --config configs/skipgram.yaml --trainer.accelerator gpu   # pairs made on the GPU
-    from mmlightning.text.skipgram import train_skipgram
-    vectors_txt = train_skipgram("checkpoints/skipgram", corpus=["gcide"], epochs=5)   # same fit, in Python
+    from mmlightning.text.train import SkipgramConfig, train_skipgram
+    vectors_txt = train_skipgram(SkipgramConfig(epochs=5), "checkpoints/skipgram", corpus=["gcide"])  # in Python
 
 The maths (sub-sampling, dynamic windows, unigram^0.75 negatives, the update, the linear learning rate
 over the whole run) is in sgns.py; input vectors start uniform(-0.5/D, 0.5/D), output vectors at zero;
@@ -312,57 +312,3 @@ def write_outputs(dirpath: str | os.PathLike, kv: KeyedVectors, counts: np.ndarr
     write_text(dirpath / "vocab.tsv", "".join(f"{w}\t{int(c)}\n" for w, c in zip(kv.index_to_key, counts)))
     kv.save_word2vec(dirpath / "vectors.txt")
     return dirpath / "vectors.txt"
-
-
-# ------------------------------------------------------------------------------- Python entry point
-def train_skipgram(output_dir: str | os.PathLike = "checkpoints/skipgram", corpus: list[str] | str = "gcide",
-                   epochs: int = 5, dim: int = 100, window: int = 5, negative: int = 5, sample: float = 1e-3,
-                   min_count: int = 5, lr: float = 0.025, min_lr: float = 0.0001, seed: int = 1,
-                   cache_dir: str | os.PathLike = "checkpoints/corpus_cache", num_workers: int = 2,
-                   chunk_words: int = 16384, accelerator: str = "cpu", devices: int | str = 1,
-                   strategy: str = "auto", callbacks: list | None = None, progress_bar: bool = True,
-                   pairs: str = "auto", **model_kwargs) -> Path:
-    """Train (or resume, or reuse) skip-gram vectors; returns the path of `<output_dir>/vectors.txt`.
-
-    The same fit as configs/skipgram.yaml (extra SkipGram arguments, e.g. compile=False or
-    hogwild_threads=2, go through `model_kwargs`; `pairs` is the datamodule's: auto, host or device).
-    A finished run with the same settings is reused; an interrupted one resumes from `<output_dir>/ckpt/last.ckpt`; a folder holding a run with other
-    settings is refused (UserError) rather than mixed.
-    """
-    import json
-    from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.loggers import CSVLogger
-    from mmlightning.atomic import write_json
-
-    from mmlightning.text.data import resolve_pairs
-
-    output_dir = Path(output_dir)
-    if accelerator == "cpu":  # auto on a CPU: native where the kernel builds (recorded: it changes the vectors)
-        pairs = resolve_pairs(pairs, "cpu")
-    settings = json.loads(json.dumps(
-        {"corpus": corpus, "epochs": epochs, "dim": dim, "window": window, "negative": negative,
-         "sample": sample, "min_count": min_count, "lr": lr, "min_lr": min_lr, "seed": seed,
-         "chunk_words": chunk_words, "model_kwargs": model_kwargs,
-         **({"pairs": pairs} if pairs not in ("auto", "host") else {})}, default=str))  # (as older runs')
-    vectors, done = output_dir / "vectors.txt", output_dir / "settings.json"
-    ckpt_dir = output_dir / "ckpt"
-    started, last = output_dir / "settings.started.json", ckpt_dir / "last.ckpt"
-    if vectors.is_file() and done.is_file() and json.loads(done.read_text()) == settings:
-        return vectors
-    if last.is_file() and started.is_file() and json.loads(started.read_text()) != settings:
-        raise UserError(f"{last}: a run with other settings is in {output_dir}; use another output_dir or delete it")
-    write_json(started, settings)
-    dm = SkipGramDataModule(corpus=corpus, cache_dir=str(cache_dir), min_count=min_count, window=window,
-                            negative=negative, sample=sample, chunk_words=chunk_words, num_workers=num_workers,
-                            seed=seed, pairs=pairs)
-    model = SkipGram(dim=dim, lr=lr, min_lr=min_lr, seed=seed, output_dir=str(output_dir), **model_kwargs)
-    trainer = pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=devices, strategy=strategy,
-                         default_root_dir=str(output_dir), logger=CSVLogger(str(output_dir), name="logs"),
-                         callbacks=[ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=1,
-                                                    enable_version_counter=False),  # last.ckpt: always the latest
-                                    *(callbacks or [])],
-                         enable_model_summary=False, enable_progress_bar=progress_bar, log_every_n_steps=1)
-    trainer.fit(model, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
-    if trainer.global_rank == 0 and trainer.current_epoch >= epochs:
-        write_json(done, settings)
-    return vectors
