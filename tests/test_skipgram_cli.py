@@ -180,3 +180,18 @@ def test_export_never_unpickles_code_from_a_checkpoint(tmp_path, capsys):
     assert not (tmp_path / "ran").exists()
     assert_user_error(code, err, "export", "evil.ckpt", "weights_only")
     assert not (tmp_path / "vectors.txt").exists()
+
+
+@pytest.mark.parametrize("pairs", ["native", "host"])
+def test_fit_with_the_stages_settings_gives_the_stages_vectors(tmp_path, pairs):
+    """`fit --config configs/skipgram.yaml` and reproduce's stage (train_skipgram) are one training: same bytes."""
+    from mmlightning.text.train import SkipgramConfig, train_skipgram
+
+    corpus = two_topic_corpus(tmp_path / "c.txt", 300)
+    cfg = _cli_config(tmp_path, corpus)
+    assert fit(cfg, "--data.init_args.pairs", pairs, "--data.init_args.chunk_words", "2000") == 0
+    stage = SkipgramConfig(epochs=3, dim=20, min_count=1, num_workers=0, compile=False, pairs=pairs,
+                           chunk_words=2000, progress_bar=False)
+    out = train_skipgram(stage, tmp_path / "stage", corpus=[corpus], seed=1, cache_dir=tmp_path / "cache",
+                         record=False)
+    assert out.read_bytes() == (tmp_path / "run" / "vectors.txt").read_bytes()
