@@ -9,7 +9,8 @@ shard is read by exactly one rank and worker), merges what earlier runs finished
     shard_fingerprints, skipped), mean.txt, max.txt (word2vec text: CNN-Mean, CNN-Max), features/<shard>.pt.
 
 It learns everything about the data from the predictions (`FeatureExtractor.predict_step` passes the
-batch's bookkeeping through) and never touches the data module. Resume: finished shards are recorded
+batch's bookkeeping through) and never touches the data module; it only asks the dataset for its batch
+count, the progress bar's total (`show_total`: a display, never a limit). Resume: finished shards are recorded
 with their fingerprints; the data module skips them when given the same folder (`skip_done_in`), and the
 writer drops any it receives again. A finished shard whose content changed is refused. The folder is
 locked while a run writes it (`mmlightning.folder_lock`); temporary files a killed run left are removed.
@@ -83,6 +84,20 @@ def remove_leftovers(output_dir: Path) -> int:
             tmp.unlink(missing_ok=True)
             n += 1
     return n
+
+
+def show_total(trainer: pl.Trainer) -> None:
+    """Give the progress bar its total (so an ETA) where the dataset knows its batch count (`expected_batches`,
+    from the shard manifests): the loop's `max_batches`, which the bar reads, is replaced by a new list. The
+    loop took its limits from the old one, still infinite: a wrong count never ends the epoch early (a
+    dataset `__len__` would, as Lightning stops at len() for iterable datasets too)."""
+    loop = trainer.predict_loop
+    loaders = trainer.predict_dataloaders
+    loaders = list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
+    counts = [getattr(getattr(dl, "dataset", None), "expected_batches", lambda _: None)(getattr(dl, "num_workers", 0))
+              for dl in loaders]
+    if len(counts) == len(loop.max_batches) and any(n is not None for n in counts):
+        loop.max_batches = [m if n is None else min(m, n) for m, n in zip(loop.max_batches, counts)]
 
 
 class AggregateWriter(BasePredictionWriter):
@@ -175,6 +190,7 @@ class AggregateWriter(BasePredictionWriter):
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The writer is the output: keeping every batch's features in memory would grow with the images.
         trainer.predict_loop.return_predictions = False
+        show_total(trainer)
 
     def _check_scheme(self, scheme: str) -> None:
         """The first batch says which preprocessing the features saw; a resume must have seen the same."""

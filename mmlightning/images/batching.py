@@ -193,6 +193,13 @@ def batch_stage(items: Iterable[dict], scheme: str, batch_size: int, classes: di
         # scheme and source, even when there was nothing to read: the writer checks them on a resume)
 
 
+def batch_count(samples: int, batch_size: int) -> int:
+    """The batches `batch_stage` yields (no shuffle buffer) for `samples` accepted samples: the full batches,
+    then the last partial one or, when they fill whole batches (or there are none), the final report batch.
+    Given a manifest's count, skipped samples and failed shards make it an over-estimate."""
+    return samples // batch_size + 1
+
+
 def batch_images(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """A batch's images on `device` in sample order, decoding its JPEG bytes there (decode="device").
 

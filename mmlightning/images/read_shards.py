@@ -20,6 +20,8 @@ completion travels in-band because Lightning's batch indices are not trustworthy
 under DDP. A shard whose stream fails (a `pipe:` command or curl exiting non-zero, a timeout) or whose
 bytes are not a tar (an HTML error page served with status 200, an empty download) is reported in
 `shards_failed`, not done: the writer lists it and a rerun reads it again.
+`ShardStream.expected_batches`: the batches of one rank from the manifest's sample counts (the progress
+bar's total; not a `__len__`, which Lightning would take as a limit).
 
 Trusted: the config (paths, `pipe:` commands). Not trusted: shard bytes, sample .json (bad or too deeply
 nested: a counted skip), manifests (a bad one is one UserError; entries must stay inside the shard
@@ -41,7 +43,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mmlightning.errors import UserError
-from mmlightning.images.batching import batch_stage, decode_sample, sample_words  # noqa: F401 (re-exported)
+from mmlightning.images.batching import batch_count, batch_stage, decode_sample, sample_words  # noqa: F401
 from mmlightning.images.preprocess import device_supported, get_scheme
 from mmlightning.images.open_shard import ReadLimits, ShardReadError, open_shard
 from mmlightning.images.shard_urls import ShardRef, finished_shards, shard_refs
@@ -197,8 +199,10 @@ class ShardStream(IterableDataset):
     def __init__(self, shards: Sequence[ShardRef | Path | str], scheme: str, batch_size: int, rank: int = 0,
                  world_size: int = 1, classes: dict[str, int] | None = None, require_words: bool = True,
                  shuffle: bool = False, shuffle_buffer: int = 0, seed: int = 0, decode: str = "pil",
-                 source: dict | None = None, limits: ReadLimits | None = None):
+                 source: dict | None = None, limits: ReadLimits | None = None,
+                 samples: Sequence[int | None] | None = None):
         self.refs = [s if isinstance(s, ShardRef) else ShardRef(str(s), Path(s).name, "") for s in shards]
+        self.samples = list(samples) if samples is not None else [None] * len(self.refs)  # per shard, if known
         self.scheme, self.batch_size, self.rank, self.world_size = scheme, batch_size, rank, world_size
         self.classes, self.require_words, self.shuffle = classes, require_words, shuffle
         self.shuffle_buffer, self.seed, self.decode, self.source = shuffle_buffer, seed, decode, source
@@ -219,6 +223,19 @@ class ShardStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         return iter(self.pipeline())
+
+    def expected_batches(self, num_workers: int = 0) -> int | None:
+        """The batches this rank's loader (`num_workers` readers) yields, or None when a shard's sample count
+        is unknown: exact when no sample is skipped, else an over-estimate (unless a manifest undercounts).
+
+        Deliberately not `__len__`: Lightning ends a predict epoch at len() even for an iterable dataset, so a
+        wrong count would drop batches (and the end of their shards); it only gives the progress bar a total."""
+        counts = list({r.url: n for r, n in zip(self.refs, self.samples)}.values())  # the pipeline's de-duplication
+        if self.shuffle or any(n is None for n in counts):
+            return None
+        readers = max(1, num_workers)
+        return sum(batch_count(sum(assign_shards(counts, self.rank, self.world_size, w, readers)), self.batch_size)
+                   for w in range(readers))
 
 
 ILSVRC2012_WNIDS = Path(__file__).parents[1] / "data" / "imagenet" / "ilsvrc2012_wnids.txt"
@@ -254,6 +271,19 @@ def source_record(spec, manifest: dict | None) -> dict:
     keep = ("format", "source", "n_per_word", "seed", "max_side", "fingerprint", "samples")
     return {"shards": spec if isinstance(spec, str) else [str(s) for s in spec],
             "manifest": {k: manifest[k] for k in keep if k in manifest} if manifest else None}
+
+
+def manifest_samples(spec, manifest: dict | None, refs: Sequence[ShardRef]) -> list[int | None]:
+    """Each shard's sample count as the shard folder's manifest states it (None: no manifest or no count)."""
+    counts: dict[str, int] = {}
+    if manifest is not None:
+        first = Path(spec if isinstance(spec, (str, Path)) else spec[0])
+        folder = first if first.is_dir() else first.parent
+        for entry in manifest["shards"]:
+            n = entry.get("samples")
+            if isinstance(n, int) and not isinstance(n, bool) and n >= 0:
+                counts.setdefault(str(folder / entry["name"]), n)
+    return [counts.get(r.url) for r in refs]
 
 
 class ShardDataModule(pl.LightningDataModule):
@@ -318,8 +348,9 @@ class ShardDataModule(pl.LightningDataModule):
             return 0, 1
         return self.trainer.global_rank, self.trainer.world_size
 
-    def todo(self) -> tuple[list[ShardRef], dict]:
-        """The shards still to read (finished ones in `skip_done_in` left out) and the source record."""
+    def todo(self) -> tuple[list[ShardRef], dict, list[int | None]]:
+        """The shards still to read (finished ones in `skip_done_in` left out), the source record and the
+        manifest's sample count of each shard to read (None where unknown)."""
         refs, manifest = shard_refs(self.shards)
         done = finished_shards(self.skip_done_in)
         if self.trainer is not None:  # every rank reads rank 0's record (an output folder per node: issue 22.18)
@@ -332,10 +363,11 @@ class ShardDataModule(pl.LightningDataModule):
         if done:
             log.info("predict: %d of %d shards already done in %s", sum(r.name in done for r in refs), len(refs),
                      self.skip_done_in)
-        return [r for r in refs if r.name not in done], source_record(self.shards, manifest)
+        todo = [(r, n) for r, n in zip(refs, manifest_samples(self.shards, manifest, refs)) if r.name not in done]
+        return [r for r, _ in todo], source_record(self.shards, manifest), [n for _, n in todo]
 
     def predict_dataloader(self) -> DataLoader:
-        todo, source = self.todo()
+        todo, source, samples = self.todo()
         if self.preprocess is None:
             raise UserError("data.preprocess: name the preprocessing scheme for predict (efficientnet for "
                             "efficientnet_lite0, imagenet for alexnet1512, torchvision, gray for bovw, ...)")
@@ -344,7 +376,7 @@ class ShardDataModule(pl.LightningDataModule):
             log.warning("predict: rank %d of %d has no shard to read (%d shards left for %d processes); it only "
                         "waits for the others", rank, world, len(todo), world)
         return self._loader(ShardStream(todo, self.preprocess, self.batch_size, rank, world, decode=self.decode,
-                                        source=source, limits=self.limits))
+                                        source=source, limits=self.limits, samples=samples))
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank()

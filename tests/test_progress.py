@@ -1,0 +1,96 @@
+"""Findable outputs and visible progress (issue 23): predict's bar has a total where the manifests count the
+samples (and a wrong count never cuts the data short), predict ends with one summary line and leaves no
+lock file or empty parts/ folder, shard's bar counts the images."""
+import json
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from mmlightning.features.extract import FeatureExtractor
+from mmlightning.features.writer import AggregateWriter
+from mmlightning.images import read_shards
+from mmlightning.images.read_shards import ShardDataModule, batch_samples
+from mmlightning.images.shard_urls import shard_refs
+
+
+def _module(folder, batch_size, num_workers, rank=0, world=1, **kw):
+    dm = ShardDataModule(str(folder), batch_size=batch_size, num_workers=num_workers, preprocess="imagenet", **kw)
+    dm._rank = lambda: (rank, world)  # a simulated rank of a DDP run (the data module asks the trainer otherwise)
+    return dm
+
+
+@pytest.mark.parametrize("world,workers,batch_size", [(1, 0, 2), (1, 2, 7), (2, 2, 2), (2, 0, 7), (2, 3, 3)])
+def test_expected_batches_are_the_batches_each_rank_reads(make_shards, tmp_path, world, workers, batch_size):
+    folder = make_shards(tmp_path / "s", n_shards=5, per_shard=7)
+    for rank in range(world):
+        dl = _module(folder, batch_size, workers, rank, world).predict_dataloader()
+        assert dl.dataset.expected_batches(dl.num_workers) == sum(1 for _ in dl)
+
+
+def test_finished_shards_are_not_counted(make_shards, tmp_path, monkeypatch):
+    folder = make_shards(tmp_path / "s", n_shards=3, per_shard=5)
+    refs, _ = shard_refs(str(folder))
+    monkeypatch.setattr(read_shards, "finished_shards", lambda _: {refs[1].name: refs[1].fingerprint})
+    dl = _module(folder, 2, 0, skip_done_in=str(tmp_path / "out")).predict_dataloader()
+    assert [r.name for r in dl.dataset.refs] == [refs[0].name, refs[2].name] and dl.dataset.samples == [5, 5]
+    assert dl.dataset.expected_batches(0) == 2 * (5 // 2 + 1) == sum(1 for _ in dl)
+
+
+def test_unknown_counts_give_no_total(make_shards, tmp_path):
+    folder = make_shards(tmp_path / "s", n_shards=2, per_shard=3)
+    tars = sorted(str(p) for p in folder.glob("*.tar"))
+    dl = _module(tars[0], 2, 0).predict_dataloader()  # a tar without its manifest
+    assert dl.dataset.expected_batches(0) is None
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["shards"][1]["samples"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert _module(folder, 2, 0).predict_dataloader().dataset.expected_batches(0) is None
+
+
+class Watch(pl.Callback):
+    """Records the progress bar's total and the batches predict_step saw."""
+
+    def __init__(self):
+        self.totals, self.batches = set(), 0
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.totals.add(trainer.progress_bar_callback.predict_progress_bar.total)
+        self.batches += 1
+
+
+def _predict(folder, out, tiny_backbone, batch_size=2, num_workers=0):
+    watch = Watch()
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_model_summary=False,
+                         default_root_dir=str(out), callbacks=[AggregateWriter(str(out)), watch])
+    dm = _module(folder, batch_size, num_workers, skip_done_in=str(out))
+    trainer.predict(FeatureExtractor(**tiny_backbone), datamodule=dm, return_predictions=False)
+    return watch, torch.load(out / "aggregates.pt", weights_only=True)["meta"]
+
+
+def _good_images(folder) -> int:
+    refs, _ = shard_refs(str(folder))
+    return sum(len(b["keys"]) for b in batch_samples(refs, "imagenet", 4))
+
+
+def test_the_bar_has_the_total_and_the_run_reads_every_batch(make_shards, tmp_path, tiny_backbone):
+    folder = make_shards(tmp_path / "s", n_shards=3, per_shard=5)
+    watch, meta = _predict(folder, tmp_path / "out", tiny_backbone, num_workers=2)
+    assert watch.totals == {watch.batches} and watch.batches == 3 * (5 // 2 + 1)  # one shard per worker...
+    assert meta["images"] == 15
+
+
+@pytest.mark.parametrize("claimed", ["over", "under"])
+def test_a_wrong_count_never_cuts_the_data_short(make_shards, tmp_path, tiny_backbone, claimed):
+    """Bad samples and a truncated shard make the manifest's counts an over-estimate; a manifest that
+    undercounts (it is not trusted) an under-estimate: either way every sample is read."""
+    folder = make_shards(tmp_path / "s", n_shards=3, per_shard=6, bad=True)
+    if claimed == "under":
+        manifest = json.loads((folder / "manifest.json").read_text())
+        for entry in manifest["shards"]:
+            entry["samples"] = 1
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    watch, meta = _predict(folder, tmp_path / "out", tiny_backbone)
+    total = watch.totals.pop()
+    assert (total > watch.batches) if claimed == "over" else (total == 3 // 2 + 1 < watch.batches)
+    assert meta["images"] == _good_images(folder) > 0 and len(meta["shards_done"]) == 3
