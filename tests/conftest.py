@@ -94,6 +94,19 @@ def write_tiny_alexnet(path: Path, seed: int = 0) -> Path:
 TINY_KW = {"num_classes": 10, "fc_dim": 32, "width": 0.1}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_caches(tmp_path_factory):
+    """The package's caches in this session's temp folder, never ~/.cache/mmlightning: the native kernel's builds
+    ($MMLIGHTNING_NATIVE_DIR, built at most once per session there) and the NLTK layout of Debian's WordNet
+    ($MMLIGHTNING_CACHE). Set in os.environ, so the CLI subprocesses of the tests use them too; a test that
+    sets one of them itself (monkeypatch.setenv) gets this session's folder back afterwards."""
+    root = tmp_path_factory.mktemp("caches")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMLIGHTNING_NATIVE_DIR", str(root / "native"))
+        mp.setenv("MMLIGHTNING_CACHE", str(root / "mmlightning"))
+        yield root
+
+
 @pytest.fixture(scope="session")
 def make_shards():
     """`write_synthetic_shards(out, n_shards, per_shard, seed, bad, labels)` -> the shard folder."""
