@@ -2,6 +2,7 @@
 samples (and a wrong count never cuts the data short), predict ends with one summary line and leaves no
 lock file or empty parts/ folder, shard's bar counts the images."""
 import json
+import re
 
 import pytest
 import pytorch_lightning as pl
@@ -26,6 +27,15 @@ def test_expected_batches_are_the_batches_each_rank_reads(make_shards, tmp_path,
     for rank in range(world):
         dl = _module(folder, batch_size, workers, rank, world).predict_dataloader()
         assert dl.dataset.expected_batches(dl.num_workers) == sum(1 for _ in dl)
+
+
+def test_skipped_samples_are_made_up_by_empty_batches(make_shards, tmp_path):
+    folder = make_shards(tmp_path / "s", n_shards=4, per_shard=6, bad=True)  # 5 bad samples, a truncated shard
+    for rank in range(2):
+        dl = _module(folder, 2, 2, rank, 2).predict_dataloader()
+        batches = list(dl)
+        assert dl.dataset.expected_batches(dl.num_workers) == len(batches)
+        assert not batches[-1]["keys"] and batches[-1]["preprocess"] == "imagenet"
 
 
 def test_finished_shards_are_not_counted(make_shards, tmp_path, monkeypatch):
@@ -82,8 +92,9 @@ def test_the_bar_has_the_total_and_the_run_reads_every_batch(make_shards, tmp_pa
 
 @pytest.mark.parametrize("claimed", ["over", "under"])
 def test_a_wrong_count_never_cuts_the_data_short(make_shards, tmp_path, tiny_backbone, claimed):
-    """Bad samples and a truncated shard make the manifest's counts an over-estimate; a manifest that
-    undercounts (it is not trusted) an under-estimate: either way every sample is read."""
+    """Bad samples and a truncated shard make the manifest's counts an over-estimate (empty batches fill
+    it: the bar ends full); a manifest that undercounts (it is not trusted) an under-estimate: either way
+    every sample is read."""
     folder = make_shards(tmp_path / "s", n_shards=3, per_shard=6, bad=True)
     if claimed == "under":
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -92,5 +103,21 @@ def test_a_wrong_count_never_cuts_the_data_short(make_shards, tmp_path, tiny_bac
         (folder / "manifest.json").write_text(json.dumps(manifest))
     watch, meta = _predict(folder, tmp_path / "out", tiny_backbone)
     total = watch.totals.pop()
-    assert (total > watch.batches) if claimed == "over" else (total == 3 // 2 + 1 < watch.batches)
+    assert (total == watch.batches) if claimed == "over" else (total == 3 // 2 + 1 < watch.batches)
     assert meta["images"] == _good_images(folder) > 0 and len(meta["shards_done"]) == 3
+
+
+def test_predict_ends_with_one_summary_line(make_shards, tmp_path, tiny_backbone, capsys):
+    folder = make_shards(tmp_path / "s", n_shards=3, per_shard=4, bad=True)
+    out = tmp_path / "out"
+    _, meta = _predict(folder, out, tiny_backbone)
+    lines = [ln for ln in capsys.readouterr().out.replace("\r", "\n").splitlines() if ln.startswith("predict: ")]
+    assert len(lines) == 1, lines
+    assert re.fullmatch(rf"predict: {meta['images']} images read \({meta['images']} in all\), {meta['words']} words, "
+                        rf"{meta['n_skipped']} skipped samples, 3 shards done \(3 in all\), 0 missing -> "
+                        rf"{re.escape(str(out))} \(\d+\.\d s\)", lines[0]), lines[0]
+    assert meta["n_skipped"] == 5 and meta["images"] > 0
+    _predict(folder, out, tiny_backbone)  # a rerun: nothing left to read
+    lines = [ln for ln in capsys.readouterr().out.replace("\r", "\n").splitlines() if ln.startswith("predict: ")]
+    assert len(lines) == 1 and lines[0].startswith(f"predict: 0 images read ({meta['images']} in all)")
+    assert "0 skipped samples, 0 shards done (3 in all), 0 missing" in lines[0]

@@ -165,7 +165,8 @@ class AggregateWriter(BasePredictionWriter):
         self.skipped: list[dict] = []
         self.images = 0
         self.part = self.output_dir / "parts" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-rank{trainer.global_rank}.pt"
-        self.last_save = time.monotonic()
+        self.last_save = self.started = time.monotonic()
+        self.summary: str | None = None  # rank 0's closing line (on_predict_end)
 
     def _read_record(self) -> dict:
         """Rank 0: lock the folder, load what earlier runs finished and check it fits this run."""
@@ -262,6 +263,11 @@ class AggregateWriter(BasePredictionWriter):
             raise error
         if not trainer.is_global_zero:  # merged by rank 0 (in its own folder, when each node has one)
             self.part.unlink(missing_ok=True)
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.summary is not None:  # rank 0; through the bar, which keeps the line whole
+            (getattr(trainer.progress_bar_callback, "print", None) or print)(
+                f"{self.summary} ({time.monotonic() - self.started:.1f} s)")
 
     # --------------------------------------------------------------------------------- helpers
     @contextmanager
@@ -373,8 +379,9 @@ class AggregateWriter(BasePredictionWriter):
         if missing:
             log.warning("predict: %d shards could not be read and are missing from %s (allow_missing): %s",
                         len(missing), self.output_dir, ", ".join(m["shard"] for m in missing[:10]))
-        log.info("predict: %d images, %d words, %d skipped samples in this run (%d in all) -> %s", images, len(total),
-                 _samples(run_skipped), _samples(skipped), self.output_dir / "aggregates.pt")
+        self.summary = (f"predict: {sum(s['images'] for s in state)} images read ({images} in all), {len(total)} words, "
+                        f"{_samples(run_skipped)} skipped samples, {sum(len(s['fingerprints']) for s in state)} shards "
+                        f"done ({len(fps)} in all), {len(missing)} missing -> {self.output_dir}")
 
     def _remove_merged_parts(self, done: set[str]) -> None:
         """Parts merged into aggregates.pt (and leftovers whose shards it holds) are no longer needed."""

@@ -200,6 +200,16 @@ def batch_count(samples: int, batch_size: int) -> int:
     return samples // batch_size + 1
 
 
+def pad_batches(batches: Iterable[dict], want: int | None, scheme: str, source: dict | None) -> Iterator[dict]:
+    """`batches`, then empty ones up to `want` (a reader's `batch_count` over its manifest counts), so that a
+    count that skipped samples made too high still ends the progress bar full; never fewer than `batches`."""
+    n = 0
+    for n, batch in enumerate(batches, 1):
+        yield batch
+    for _ in range((want or 0) - n):
+        yield collate([], [], [], [], scheme, source)
+
+
 def batch_images(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """A batch's images on `device` in sample order, decoding its JPEG bytes there (decode="device").
 

@@ -43,7 +43,8 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mmlightning.errors import UserError
-from mmlightning.images.batching import batch_count, batch_stage, decode_sample, sample_words  # noqa: F401
+from mmlightning.images.batching import (batch_count, batch_stage, decode_sample, pad_batches,  # noqa: F401
+                                         sample_words)
 from mmlightning.images.preprocess import device_supported, get_scheme
 from mmlightning.images.open_shard import ReadLimits, ShardReadError, open_shard
 from mmlightning.images.shard_urls import ShardRef, finished_shards, shard_refs
@@ -222,11 +223,14 @@ class ShardStream(IterableDataset):
         return wds.DataPipeline(*stages)
 
     def __iter__(self) -> Iterator[dict]:
-        return iter(self.pipeline())
+        info = get_worker_info()
+        want = self.expected_batches(info.num_workers, info.id) if info else self.expected_batches()
+        return pad_batches(self.pipeline(), want, self.scheme, self.source)
 
-    def expected_batches(self, num_workers: int = 0) -> int | None:
-        """The batches this rank's loader (`num_workers` readers) yields, or None when a shard's sample count
-        is unknown: exact when no sample is skipped, else an over-estimate (unless a manifest undercounts).
+    def expected_batches(self, num_workers: int = 0, worker: int | None = None) -> int | None:
+        """The batches this rank's loader (`num_workers` readers; or only reader `worker`) yields, or None when
+        a shard's sample count is unknown: the manifests' counts, with empty batches where samples were skipped
+        (pad_batches), so exact unless a manifest undercounts (then more batches come).
 
         Deliberately not `__len__`: Lightning ends a predict epoch at len() even for an iterable dataset, so a
         wrong count would drop batches (and the end of their shards); it only gives the progress bar a total."""
@@ -235,7 +239,7 @@ class ShardStream(IterableDataset):
             return None
         readers = max(1, num_workers)
         return sum(batch_count(sum(assign_shards(counts, self.rank, self.world_size, w, readers)), self.batch_size)
-                   for w in range(readers))
+                   for w in (range(readers) if worker is None else [worker]))
 
 
 ILSVRC2012_WNIDS = Path(__file__).parents[1] / "data" / "imagenet" / "ilsvrc2012_wnids.txt"
