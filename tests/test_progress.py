@@ -121,3 +121,62 @@ def test_predict_ends_with_one_summary_line(make_shards, tmp_path, tiny_backbone
     lines = [ln for ln in capsys.readouterr().out.replace("\r", "\n").splitlines() if ln.startswith("predict: ")]
     assert len(lines) == 1 and lines[0].startswith(f"predict: 0 images read ({meta['images']} in all)")
     assert "0 skipped samples, 0 shards done (3 in all), 0 missing" in lines[0]
+
+
+# ------------------------------------------------------------------------ no lock file, no empty parts/
+def test_predict_leaves_no_lock_file_and_no_empty_parts_folder(make_shards, tmp_path, tiny_backbone):
+    folder = make_shards(tmp_path / "s", n_shards=2, per_shard=3)
+    out = tmp_path / "out"
+    _predict(folder, out, tiny_backbone)
+    assert sorted(p.name for p in out.iterdir()) == ["aggregates.pt", "max.txt", "mean.txt"]
+
+
+def test_a_removed_lock_file_is_not_a_lock(tmp_path, monkeypatch):
+    """A waiter that opened the lock file just before its holder deleted it must not lock the deleted file:
+    it would hold a lock nobody else sees, and a third run would take the new file beside it."""
+    import os
+
+    from mmlightning.errors import UserError
+    from mmlightning.folder_lock import FolderLock
+
+    first = FolderLock(tmp_path, "first", remove=True).acquire()
+    stale = os.open(tmp_path / ".lock", os.O_RDWR)  # what the waiter opened
+    first.release()
+    assert not (tmp_path / ".lock").exists()
+    real_open, opened = os.open, []
+
+    def open_stale_first(*args, **kwargs):
+        opened.append(args[0])
+        return stale if len(opened) == 1 else real_open(*args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_stale_first)
+    waiter = FolderLock(tmp_path, "the waiter", remove=True).acquire()
+    monkeypatch.undo()
+    assert len(opened) == 2 and "the waiter" in (tmp_path / ".lock").read_text()
+    with pytest.raises(UserError, match="the waiter .*is writing this folder"):
+        FolderLock(tmp_path, "third", orphan_wait_s=0).acquire()
+    waiter.release()
+    with FolderLock(tmp_path, "third", remove=True):
+        assert (tmp_path / ".lock").is_file()
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_a_forked_child_never_releases_its_parents_lock(tmp_path):
+    import os
+
+    from mmlightning.errors import UserError
+    from mmlightning.folder_lock import FolderLock
+
+    lock = FolderLock(tmp_path, "parent", remove=True).acquire()
+    pid = os.fork()
+    if pid == 0:  # a data-loader worker that drops its copy of the writer
+        lock.release()
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert (tmp_path / ".lock").is_file()
+    with pytest.raises(UserError, match="parent .*is writing this folder"):
+        FolderLock(tmp_path, "other", orphan_wait_s=0).acquire()
+    lock.release()
+    assert not (tmp_path / ".lock").exists()
+    FolderLock(tmp_path, "keeps its file").acquire().release()  # the default (shard, reproduce) keeps the file
+    assert (tmp_path / ".lock").is_file()

@@ -17,6 +17,7 @@ Pieces:
   `mmlightning.images.read_shards` to `{"features": (B, D), ...the batch's bookkeeping...}`. JPEG bytes left
   by a data module with decode="device" are decoded and preprocessed here, on the model's device.
 - `AggregateWriter` (mmlightning.features.writer): the prediction writer that aggregates and resumes.
+- `show_total`: the progress bar's total (and so its ETA) from the shard manifests' sample counts.
 - `extraction_config`: the one config (model, data, trainer with the writer) that both the in-process run and
   the multi-process run (`python -m mmlightning predict --config`, for DDP) are built from.
 """
@@ -96,6 +97,9 @@ class FeatureExtractor(pl.LightningModule):
             return {**moved, "encoded": encoded}
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
+    def on_predict_start(self) -> None:
+        show_total(self.trainer)
+
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
         images, keep, failed = batch_images(batch, self.device)  # (B_ok, C, H, W), (B,) bool, skipped
         if images.shape[0] == 0:  # a batch that only reports shard completion / skipped samples
@@ -109,6 +113,20 @@ class FeatureExtractor(pl.LightningModule):
                 out[k] = [x for x, ok in zip(batch[k], kept) if ok]
             out["skipped"] = list(batch["skipped"]) + failed
         return out
+
+
+def show_total(trainer: pl.Trainer) -> None:
+    """Give the progress bar its total (so an ETA) where the dataset knows its batch count (`expected_batches`,
+    from the shard manifests): the loop's `max_batches`, which the bar reads, is replaced by a new list. The
+    loop took its limits from the old one, still infinite: a wrong count never ends the epoch early (a
+    dataset `__len__` would, as Lightning stops at len() for iterable datasets too)."""
+    loop = trainer.predict_loop
+    loaders = trainer.predict_dataloaders
+    loaders = list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
+    counts = [getattr(getattr(dl, "dataset", None), "expected_batches", lambda _: None)(getattr(dl, "num_workers", 0))
+              for dl in loaders]
+    if len(counts) == len(loop.max_batches) and any(n is not None for n in counts):
+        loop.max_batches = [m if n is None else min(m, n) for m, n in zip(loop.max_batches, counts)]
 
 
 # --------------------------------------------------------------------------------- one config, two runners

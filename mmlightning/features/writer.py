@@ -9,11 +9,11 @@ shard is read by exactly one rank and worker), merges what earlier runs finished
     shard_fingerprints, skipped), mean.txt, max.txt (word2vec text: CNN-Mean, CNN-Max), features/<shard>.pt.
 
 It learns everything about the data from the predictions (`FeatureExtractor.predict_step` passes the
-batch's bookkeeping through) and never touches the data module; it only asks the dataset for its batch
-count, the progress bar's total (`show_total`: a display, never a limit). Resume: finished shards are recorded
+batch's bookkeeping through) and never touches the data module. Resume: finished shards are recorded
 with their fingerprints; the data module skips them when given the same folder (`skip_done_in`), and the
 writer drops any it receives again. A finished shard whose content changed is refused. The folder is
-locked while a run writes it (`mmlightning.folder_lock`); temporary files a killed run left are removed.
+locked while a run writes it (`mmlightning.folder_lock`; the lock file goes with the run, as do merged
+parts/ and the emptied folder); temporary files a killed run left are removed.
 
 Several ranks: rank 0's record is the truth. It alone reads the folder (`shard_urls.read_records`: no
 shard merged twice) and broadcasts the finished shards, so ranks with an output folder each (one per
@@ -26,6 +26,7 @@ Shard names are not trusted as paths: features/<shard>.pt is a sanitised file na
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -86,18 +87,9 @@ def remove_leftovers(output_dir: Path) -> int:
     return n
 
 
-def show_total(trainer: pl.Trainer) -> None:
-    """Give the progress bar its total (so an ETA) where the dataset knows its batch count (`expected_batches`,
-    from the shard manifests): the loop's `max_batches`, which the bar reads, is replaced by a new list. The
-    loop took its limits from the old one, still infinite: a wrong count never ends the epoch early (a
-    dataset `__len__` would, as Lightning stops at len() for iterable datasets too)."""
-    loop = trainer.predict_loop
-    loaders = trainer.predict_dataloaders
-    loaders = list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
-    counts = [getattr(getattr(dl, "dataset", None), "expected_batches", lambda _: None)(getattr(dl, "num_workers", 0))
-              for dl in loaders]
-    if len(counts) == len(loop.max_batches) and any(n is not None for n in counts):
-        loop.max_batches = [m if n is None else min(m, n) for m, n in zip(loop.max_batches, counts)]
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty (or gone): kept
+        folder.rmdir()
 
 
 class AggregateWriter(BasePredictionWriter):
@@ -124,7 +116,7 @@ class AggregateWriter(BasePredictionWriter):
         self.output_dir = Path(output_dir)
         self.save_features, self.save_every_s = save_features, float(save_every_s)
         self.allow_missing = allow_missing
-        self.lock = FolderLock(self.output_dir, "predict")
+        self.lock = FolderLock(self.output_dir, "predict", remove=True)  # no .lock left behind
 
     # ------------------------------------------------------------------------------- lifecycle
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -191,7 +183,6 @@ class AggregateWriter(BasePredictionWriter):
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The writer is the output: keeping every batch's features in memory would grow with the images.
         trainer.predict_loop.return_predictions = False
-        show_total(trainer)
 
     def _check_scheme(self, scheme: str) -> None:
         """The first batch says which preprocessing the features saw; a resume must have seen the same."""
@@ -263,6 +254,7 @@ class AggregateWriter(BasePredictionWriter):
             raise error
         if not trainer.is_global_zero:  # merged by rank 0 (in its own folder, when each node has one)
             self.part.unlink(missing_ok=True)
+            _remove_if_empty(self.part.parent)
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.summary is not None:  # rank 0; through the bar, which keeps the line whole
@@ -392,3 +384,4 @@ class AggregateWriter(BasePredictionWriter):
             part_meta = torch.load(part, map_location="cpu", weights_only=True, mmap=True).get("meta", {})
             if set(part_meta.get("shards_done", [])) <= done:
                 part.unlink(missing_ok=True)
+        _remove_if_empty(self.output_dir / "parts")
