@@ -226,35 +226,79 @@ def test_min_shards_splits_a_small_source_for_every_worker(esp, tmp_path):
         shard("esp", str(tmp_path / "bad"), root=str(root), words=str(words), min_shards=0)
 
 
-def test_lock_waits_for_the_orphans_of_a_dead_holder_but_not_for_a_live_one(tmp_path):
-    """A killed run's loader workers keep its flock for a moment: the next run waits for them, not for a live run."""
+def test_lock_waits_for_the_orphans_of_a_dead_holder_but_not_for_a_live_one(tmp_path, monkeypatch):
+    """A killed run's loader workers keep its flock for a moment: the next run waits for them, not for a live run.
+
+    No clock: the orphan holds the lock until the test closes its stdin, and the waiter reports each look at the
+    holder; a generous join only fails a waiter that hangs (orphan_wait_s is far longer than the join)."""
     import socket
     import subprocess
     import sys
-    import time
+    import threading
 
+    import mmlightning.folder_lock as folder_lock
     from mmlightning.folder_lock import FolderLock
 
-    def hold(pid: int, seconds: float) -> subprocess.Popen:
-        code = (f"import fcntl, os, time; fd = os.open({str(tmp_path / '.lock')!r}, os.O_RDWR | os.O_CREAT); "
+    looks: list[bool] = []            # what each look at the holder found: dead (wait for its orphans) or alive
+    looked = threading.Event()
+    real_holder_dead = folder_lock._holder_dead
+
+    def holder_dead(holder: str) -> bool:
+        looks.append(real_holder_dead(holder))
+        looked.set()
+        return looks[-1]
+    monkeypatch.setattr(folder_lock, "_holder_dead", holder_dead)
+
+    def hold(pid: int) -> subprocess.Popen:
+        """A process holding the folder's lock in the name of `pid` until its stdin is closed."""
+        code = (f"import fcntl, os, sys; fd = os.open({str(tmp_path / '.lock')!r}, os.O_RDWR | os.O_CREAT); "
                 f"fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); "
                 f"os.write(fd, b'predict (pid {pid} on {socket.gethostname()}, since now)'); "
-                f"print('held', flush=True); time.sleep({seconds})")
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+                f"print('held', flush=True); sys.stdin.read()")
+        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "held"
         return proc
 
-    dead = hold(2 ** 22 + 12345, 1.5)  # a pid that does not exist: the holder is "dead", its orphan exits soon
-    t0 = time.monotonic()
-    with FolderLock(tmp_path, "predict", orphan_wait_s=20):
-        assert 0.5 < time.monotonic() - t0 < 15
-    dead.wait()
-    alive = hold(os.getpid(), 30)  # a live holder: refused at once
+    def in_thread(fn) -> tuple[threading.Thread, dict]:
+        box: dict = {}
+
+        def target():
+            try:
+                box["value"] = fn()
+            except BaseException as e:  # noqa: BLE001 - handed back to the test
+                box["error"] = e
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        return thread, box
+
+    # a pid that does not exist: the holder is "dead", its orphan still holds the lock until released
+    dead = hold(2 ** 22 + 12345)
+    released = threading.Event()
+
+    def take():
+        with FolderLock(tmp_path, "predict", orphan_wait_s=600):
+            return released.is_set()
     try:
-        t0 = time.monotonic()
-        with pytest.raises(UserError, match="is writing this folder"):
-            FolderLock(tmp_path, "predict", orphan_wait_s=20).acquire()
-        assert time.monotonic() - t0 < 5
+        waiter, box = in_thread(take)
+        assert looked.wait(120), "the waiter never looked at the holder"
+        assert looks[0] is True and waiter.is_alive() and not box, (looks, box)  # waiting, not refusing
+        released.set()
+        dead.stdin.close()                       # the orphan exits: the kernel releases its lock
+        dead.wait(timeout=120)
+        waiter.join(timeout=120)
+        assert not waiter.is_alive(), "the lock was not taken after the orphan exited (a hang)"
+        assert box == {"value": True}, box       # taken, and only once the orphan was gone
+    finally:
+        dead.kill()
+        dead.wait()
+    looks.clear()
+    alive = hold(os.getpid())  # a live holder: refused at once, after one look
+    try:
+        refuser, box = in_thread(lambda: FolderLock(tmp_path, "predict", orphan_wait_s=600).acquire())
+        refuser.join(timeout=120)
+        assert not refuser.is_alive(), "waited for a live holder (a hang)"
+        assert isinstance(box.get("error"), UserError) and "is writing this folder" in str(box["error"]), box
+        assert looks == [False]
     finally:
         alive.kill()
         alive.wait()
@@ -307,7 +351,7 @@ def test_item12_fifo_in_a_word_folder_and_the_size_cap(tmp_path):
     words = tmp_path / "w.txt"
     words.write_text("cat\ndog\n")
     kw = dict(root=str(root), words=str(words), benchmarks=[], workers=1)
-    m = json.loads(_shard_within(10, [root / "cat" / "zz.png"], "folder", str(tmp_path / "out"), **kw).read_text())
+    m = json.loads(_shard_within(120, [root / "cat" / "zz.png"], "folder", str(tmp_path / "out"), **kw).read_text())
     assert m["word_counts"] == {"cat": 1, "dog": 2}
     assert [(Path(s["path"]).name, "not a regular file" in s["reason"]) for s in m["skipped"]] == [("zz.png", True)]
     m = json.loads(shard("folder", str(tmp_path / "capped"), max_image_mb=0.005, **kw).read_text())

@@ -469,7 +469,7 @@ def _release_fifo(fifo: Path) -> None:
         pass
 
 
-def call_with_timeout(fn, fifos=(), timeout=10.0):
+def call_with_timeout(fn, fifos=(), timeout=120.0):
     """fn() in a daemon thread; fails (and frees a reader stuck on `fifos`) when it has not returned in time."""
     import threading
 
