@@ -180,3 +180,86 @@ def test_a_forked_child_never_releases_its_parents_lock(tmp_path):
     assert not (tmp_path / ".lock").exists()
     FolderLock(tmp_path, "keeps its file").acquire().release()  # the default (shard, reproduce) keeps the file
     assert (tmp_path / ".lock").is_file()
+
+
+# ------------------------------------------------------------------------------------- shard's bar
+@pytest.fixture
+def esp_source(tmp_path):
+    """An ESP-layout source: 5 small images (one undecodable) tagged with benchmark words."""
+    from PIL import Image
+
+    root = tmp_path / "esp"
+    (root / "labels").mkdir(parents=True)
+    (root / "images").mkdir()
+    for i, tags in enumerate(["dog", "cat", "cat\nsky", "sky", "dog"]):
+        (root / "labels" / f"{i}.png.desc").write_text(tags)
+        Image.new("RGB", (8, 6), (40 * i, 10, 10)).save(root / "images" / f"{i}.png")
+    (root / "images" / "4.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")  # planned, then skipped
+    words = tmp_path / "words.txt"
+    words.write_text("dog\ncat\nsky\n")
+    bench = tmp_path / "bench.txt"
+    bench.write_text("dog cat 5\ncat sky 3\n")
+    return dict(root=str(root), words=str(words), benchmarks=[str(bench)], samples_per_shard=2, workers=1)
+
+
+class Bars:
+    """A tqdm stand-in that records each bar's total, initial and final count."""
+
+    def __init__(self):
+        self.seen = []
+        bars = self
+
+        class Bar:
+            def __init__(self, total=None, initial=0, **kwargs):
+                self.record = {"total": total, "initial": initial, "n": initial}
+                bars.seen.append(self.record)
+
+            def update(self, n=1):
+                self.record["n"] += n
+
+            def close(self):
+                self.record["closed"] = True
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.close()
+
+        self.Bar = Bar
+
+
+def test_shard_bar_counts_the_planned_images_and_starts_at_the_finished_ones(esp_source, tmp_path, monkeypatch):
+    import tqdm
+
+    import mmlightning.images.write_shards as write_shards
+
+    bars = Bars()
+    monkeypatch.setattr(tqdm, "tqdm", bars.Bar)
+    write_shards.shard("esp", str(tmp_path / "a"), **esp_source)
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert bars.seen == [{"total": 5, "initial": 0, "n": 5, "closed": True}] and manifest["samples"] == 4
+
+    real_write, calls = write_shards._write_tar, []
+
+    def dies_on_second_shard(*args, **kwargs):
+        calls.append(args[0].name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(write_shards, "_write_tar", dies_on_second_shard)
+    with pytest.raises(KeyboardInterrupt):
+        write_shards.shard("esp", str(tmp_path / "b"), **esp_source)
+    monkeypatch.setattr(write_shards, "_write_tar", real_write)
+    bars.seen.clear()
+    write_shards.shard("esp", str(tmp_path / "b"), **esp_source)  # resumes after the first shard
+    assert bars.seen == [{"total": 5, "initial": 2, "n": 5, "closed": True}]
+
+
+def test_shard_shows_the_bar(esp_source, tmp_path, capsys):
+    from mmlightning.images.write_shards import shard
+
+    shard("esp", str(tmp_path / "a"), **esp_source)
+    err = capsys.readouterr().err.replace("\r", "\n")
+    assert "shard: 100%" in err and "5/5" in err

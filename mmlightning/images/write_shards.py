@@ -273,29 +273,38 @@ def _render(item):
 
 
 def write_shards(out: Path, plan, source_name: str, settings: dict, workers: int):
-    """Write (or reuse) every shard of the plan; returns (shard records, skipped images)."""
+    """Write (or reuse) every shard of the plan; returns (shard records, skipped images).
+
+    A tqdm bar counts the plan's images (like bovw's and Lightning's bars, always on: logs get its updates
+    too); shards a killed run finished start it (`initial`), so its rate and ETA are this run's."""
     from tqdm import tqdm
 
     size, max_side, prefix = settings["samples_per_shard"], settings["max_side"], settings["prefix"]
     max_bytes = math.ceil(settings.get("max_image_mb", DEFAULT_MAX_IMAGE_MB) * 2 ** 20)
+    chunks = [(f"{prefix}-{start // size:06d}.tar", start, plan[start:start + size])
+              for start in range(0, max(len(plan), 1), size)]
+    finished = {name for name, _, _ in chunks if (out / PROGRESS / f"{name}.json").is_file() and (out / name).is_file()}
     records, skipped = [], []
-    bar = tqdm(total=len(plan), desc="shard", unit="img")
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for start in range(0, max(len(plan), 1), size):
-            chunk = plan[start:start + size]
-            name = f"{prefix}-{start // size:06d}.tar"
+    with tqdm(total=len(plan), initial=sum(len(c) for n, _, c in chunks if n in finished), desc="shard",
+              unit="img") as bar, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for name, start, chunk in chunks:
             progress = out / PROGRESS / f"{name}.json"
-            if progress.is_file() and (out / name).is_file():
+            if name in finished:
                 done = _read_json(progress)
             else:
                 results = pool.map(_render, [(ref, max_side, max_bytes) for ref, _ in chunk])
-                done = _write_tar(out / name, start, chunk, results, source_name)
+                done = _write_tar(out / name, start, chunk, _counted(results, bar), source_name)
                 write_json(progress, done)  # after the shard's rename: a record means a finished shard
-            bar.update(len(chunk))
             records.append({"name": name, **done})
             skipped += done["skipped"]
-    bar.close()
     return records, skipped
+
+
+def _counted(results, bar):
+    """The rendered images in order, one step of the bar each as it comes."""
+    for result in results:
+        bar.update(1)
+        yield result
 
 
 def _write_tar(path: Path, start: int, chunk, results, source_name: str) -> dict:
