@@ -1,6 +1,7 @@
 """The stage cache: relocatable, verified on reuse, keyed by the content of the files a stage reads."""
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -201,16 +202,54 @@ def test_unwritable_checkpoints_fail_in_one_line_before_any_stage(first, tmp_pat
     assert not (tmp_path / "rep").exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_read_only_checkpoints_fail_in_one_line(first, tmp_path):
+def deny_writes_under(monkeypatch, folder: Path) -> None:
+    """Creating anything below `folder` raises PermissionError(EACCES), as a chmod 555 folder does for a user
+    that is not root (root writes there anyway, so chmod alone cannot test this as root): new folders
+    (os.mkdir, hence Path.mkdir / os.makedirs), files opened for writing (Path.open, hence Path.write_*; os.open,
+    hence tempfile.mkstemp) and Path.touch."""
+    top = os.path.abspath(folder)
+
+    def below(path) -> bool:
+        return os.path.abspath(os.fspath(path)).startswith(top + os.sep)
+
+    def denied(path) -> PermissionError:
+        return PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+
+    real_mkdir, real_os_open, real_open, real_touch = os.mkdir, os.open, Path.open, Path.touch
+
+    def mkdir(path, *args, **kwargs):
+        if below(path) and not os.path.exists(path):
+            raise denied(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    def os_open(path, flags, *args, **kwargs):
+        if below(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise denied(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def path_open(self, mode="r", *args, **kwargs):
+        if below(self) and set(mode) & set("wax+"):
+            raise denied(self)
+        return real_open(self, mode, *args, **kwargs)
+
+    def touch(self, *args, **kwargs):
+        if below(self):
+            raise denied(self)
+        return real_touch(self, *args, **kwargs)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(Path, "open", path_open)
+    monkeypatch.setattr(Path, "touch", touch)
+
+
+def test_read_only_checkpoints_fail_in_one_line(first, tmp_path, monkeypatch):
     ro = tmp_path / "ro"
     ro.mkdir()
-    ro.chmod(0o555)
-    try:
-        with pytest.raises(UserError, match="cannot write"):
-            run_tiny(first[0], tmp_path, checkpoints=str(ro))
-    finally:
-        ro.chmod(0o755)
+    deny_writes_under(monkeypatch, ro)  # a read-only folder, for root too
+    with pytest.raises(UserError, match="cannot write") as e:
+        run_tiny(first[0], tmp_path, checkpoints=str(ro))
+    assert "\n" not in str(e.value) and os.strerror(errno.EACCES) in str(e.value), str(e.value)
+    assert list(ro.iterdir()) == []
 
 
 def test_a_read_only_finished_cache_is_still_reused(first, tmp_path, monkeypatch):
