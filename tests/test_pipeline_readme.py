@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from mmlightning.cli import main
-from mmlightning.pipeline.readme import (BEGIN, END, HEADLINE_BEGIN, TUNED_BEGIN, TUNED_END, diff_cell,
-                                         render_blocks, render_headline, render_results)
+from mmlightning.pipeline.readme import (BEGIN, CHANGE_BEGIN, END, HEADLINE_BEGIN, TUNED_BEGIN, TUNED_END,
+                                         diff_cell, render_blocks, render_change, render_headline, render_results)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "docs" / "figures" / "evaluation_embedded_default.json"
+PREVIOUS = ROOT / "docs" / "figures" / "evaluation_embedded_default_hostpairs.json"   # the default before native pairs
 
 
 def cell(rho, used, total, diff=None):
@@ -63,15 +64,17 @@ def test_rewrites_and_checks_the_block_between_the_markers(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name, markers", [("README.md", [HEADLINE_BEGIN]),
-                                           ("docs/results.md", [BEGIN, TUNED_BEGIN])])
+                                           ("docs/results.md", [BEGIN, TUNED_BEGIN, CHANGE_BEGIN])])
 def test_shipped_blocks_equal_what_the_shipped_evaluation_renders(name, markers):
     text = (ROOT / name).read_text(encoding="utf-8")
     assert all(m in text for m in markers)
     result = json.loads(SHIPPED.read_text(encoding="utf-8"))
+    previous = json.loads(PREVIOUS.read_text(encoding="utf-8"))
     assert result.get("tuned"), "the shipped evaluation has the dev/test protocol's section"
-    assert render_blocks(text, result, name) == text, (
+    assert render_blocks(text, result, name, previous) == text, (
         f"{name}'s result blocks differ from docs/figures/evaluation_embedded_default.json: run python -m "
-        "mmlightning report --evaluation docs/figures/evaluation_embedded_default.json --readme '[README.md, docs/results.md]'")
+        "mmlightning report --evaluation docs/figures/evaluation_embedded_default.json --readme '[README.md, docs/results.md]' "
+        "--previous docs/figures/evaluation_embedded_default_hostpairs.json")
 
 
 def test_headline_names_dev_choice_and_its_test_difference():
@@ -96,3 +99,14 @@ def test_report_rewrites_several_files_and_leaves_text_around_blocks(tmp_path):
     assert "**Tux Paint" in b.read_text() and b.read_text().endswith(f"{END}\ny\n")
     assert main(["report", "--evaluation", str(ev), "--readme", f"[{a}, {b}]", "--check", "true"]) == 0
     assert main(["report", "--evaluation", str(ev), "--readme", str(tmp_path / "none.md")]) == 2
+
+
+def test_change_block_compares_two_evaluations_cell_by_cell():
+    before, after = synthetic(), synthetic()
+    after["table1"]["men"]["full"]["linguistic"]["rho"] = 0.5544          # +0.010
+    after["table1"]["ws353"]["relevant:tuxpaint"]["multimodal:tuxpaint/cnn-mean"]["rho"] = 0.57   # -0.030
+    lines = render_change(before, after).splitlines()
+    assert lines[2] == "| men | full | Text | 0.544 | 0.554 | +0.010 |"
+    assert lines[3] == "| men | full | Multi-modal CNN-Mean (tuxpaint) | 0.600 | 0.600 | +0.000 |"
+    assert lines[-1] == ("Largest absolute change of rho over every cell of Table 1: linguistic 0.010 (4 cells), "
+                         "visual 0.000 (4 cells), multimodal 0.030 (4 cells).")

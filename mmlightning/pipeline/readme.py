@@ -27,6 +27,7 @@ from mmlightning.errors import UserError
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 TUNED_BEGIN, TUNED_END = "<!-- tuned:begin -->", "<!-- tuned:end -->"
 HEADLINE_BEGIN, HEADLINE_END = "<!-- headline:begin -->", "<!-- headline:end -->"
+CHANGE_BEGIN, CHANGE_END = "<!-- change:begin -->", "<!-- change:end -->"
 # the parts of the dev/test protocol's section that the README shows (evaluation.tuned_report titles)
 TUNED_PARTS = ("Chosen on MEN dev", "Test: minus linguistic [paired 95% CI]",
                "Test: minus plain CNN-Mean (tuned, same pairs) [paired 95% CI]")
@@ -138,6 +139,48 @@ def render_headline(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _numbers(x, path=()):
+    """(path, value) of every finite float in a nested dict / list (the leaves of Table 1)."""
+    if isinstance(x, dict):
+        for k, v in x.items():
+            yield from _numbers(v, path + (k,))
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            yield from _numbers(v, path + (i,))
+    elif isinstance(x, float) and math.isfinite(x):
+        yield path, x
+
+
+def render_change(previous: dict, result: dict) -> str:
+    """Table 1 of `previous` against `result`: text and multi-modal CNN-Mean per source, and the largest changes."""
+    t0, t1 = previous["table1"], result["table1"]
+    lines = ["| benchmark | pairs | system | before | after | change |", "|---|---|---|---:|---:|---:|"]
+    systems = [("linguistic", "Text")] + [(f"multimodal:{s}/cnn-mean", f"Multi-modal CNN-Mean ({s})")
+                                          for s, m in (result.get("sources") or {}).items() if "cnn-mean" in m]
+    for bench in ("men", "ws353"):
+        for sub in ("full", "relevant:all"):
+            for system, label in systems:
+                a, b = t0.get(bench, {}).get(sub, {}).get(system), t1.get(bench, {}).get(sub, {}).get(system)
+                if a and b and a["rho"] is not None and b["rho"] is not None:
+                    lines.append(f"| {bench} | {sub} | {label} | {_rho(a['rho'])} | {_rho(b['rho'])} | "
+                                 f"{_signed(round(b['rho'] - a['rho'], 3) + 0.0)} |")
+    old = dict(_numbers(t0))
+    diffs = {kind: [] for kind in ("linguistic", "visual", "multimodal")}
+    for path, x in _numbers(t1):
+        if path in old and path[-1] == "rho":
+            diffs[path[2].split(":")[0]].append(abs(x - old[path]))
+    lines += ["", "Largest absolute change of rho over every cell of Table 1: " + ", ".join(
+        f"{kind} {max(d):.3f} ({len(d)} cells)" for kind, d in diffs.items() if d) + "."]
+    best0, best1 = (previous.get("tuned") or {}).get("best"), (result.get("tuned") or {}).get("best")
+    if best0 and best1:
+        from mmlightning.evaluation.tuned_report import label
+
+        cell = lambda r, b: _no_n(diff_cell(r["tuned"]["test"]["men_test"][b]["vs_linguistic"]))  # noqa: E731
+        lines += ["", f"Chosen on MEN dev, minus text on MEN test: before, {label(best0)} {cell(previous, best0)}; "
+                      f"after, {label(best1)} {cell(result, best1)}."]
+    return "\n".join(lines) + "\n"
+
+
 def render_tuned(result: dict) -> str:
     """The README's block of the dev/test protocol (chosen systems, test differences); "" without one."""
     from mmlightning.evaluation.tuned_report import tuned_sections
@@ -154,10 +197,12 @@ def replace_block(text: str, block: str, where: str = "README.md", begin: str = 
     return pattern.sub(lambda _: f"{begin}\n{block}\n{end}", text, count=1)
 
 
-def render_blocks(text: str, result: dict, where: str) -> str:
-    """`text` with each of the three blocks it holds re-rendered; UserError when it holds none."""
-    renderers = ((HEADLINE_BEGIN, HEADLINE_END, render_headline), (BEGIN, END, render_results),
-                 (TUNED_BEGIN, TUNED_END, render_tuned))
+def render_blocks(text: str, result: dict, where: str, previous: dict | None = None) -> str:
+    """`text` with each block it holds re-rendered (the change block only with `previous`); UserError for none."""
+    renderers = [(HEADLINE_BEGIN, HEADLINE_END, render_headline), (BEGIN, END, render_results),
+                 (TUNED_BEGIN, TUNED_END, render_tuned)]
+    if previous is not None:
+        renderers.append((CHANGE_BEGIN, CHANGE_END, lambda r: render_change(previous, r)))
     found = [(b, e, f) for b, e, f in renderers if b in text]
     if not found:
         raise UserError(f"{where}: no '{BEGIN}' ... '{END}' block (nor a headline or tuned block); "
@@ -169,8 +214,19 @@ def render_blocks(text: str, result: dict, where: str) -> str:
     return text
 
 
+def _read_evaluation(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file; run `reproduce` (or `evaluate`) first") from None
+    except ValueError as e:
+        raise UserError(f"{path}: not JSON ({e})") from None
+
+
 def report(evaluation: str = "reports/evaluation.json", readme: Union[str, list[str], None] = None,
-           check: bool = False) -> str:
+           check: bool = False, previous: Optional[str] = None) -> str:
     """Render the result tables from an evaluation.json (print them, or rewrite / check the files' blocks).
 
     Args:
@@ -178,16 +234,11 @@ def report(evaluation: str = "reports/evaluation.json", readme: Union[str, list[
         readme: Markdown files (e.g. [README.md, docs/results.md]) whose headline / results / tuned blocks
             are rewritten.
         check: With --readme: do not write; fail (exit 2) when a block differs from what is rendered.
+        previous: An earlier evaluation.json: files' `<!-- change:begin -->` blocks compare it with `evaluation`.
     """
-    import json
-
     path = Path(evaluation)
-    try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file; run `reproduce` (or `evaluate`) first") from None
-    except ValueError as e:
-        raise UserError(f"{path}: not JSON ({e})") from None
+    result = _read_evaluation(path)
+    prior = None if previous is None else _read_evaluation(Path(previous))
     block = render_results(result)
     if readme is None:
         print(block + ("\n" + render_tuned(result) if result.get("tuned") else ""), end="")
@@ -198,7 +249,7 @@ def report(evaluation: str = "reports/evaluation.json", readme: Union[str, list[
             old = md.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise UserError(f"{md}: no such file") from None
-        new = render_blocks(old, result, str(md))
+        new = render_blocks(old, result, str(md), prior)
         if check and new != old:
             raise UserError(f"{md}: a result block differs from what {path} renders; run "
                             f"`python -m mmlightning report --evaluation {path} --readme '[{', '.join(files)}]'`")
