@@ -162,20 +162,21 @@ PATH_ERRORS = {
 }
 
 
-def _raised_in_jsonargparse(exc: BaseException) -> bool:
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and f"{os.sep}jsonargparse{os.sep}" in tb.tb_frame.f_code.co_filename
+def _wraps(outer: BaseException, inner: BaseException) -> bool:
+    """`outer` only re-raises `inner`, repeating its message (as jsonargparse does with errors raised while it
+    builds a class); an exception raised while handling another one is a different error and is not."""
+    first = str(inner).strip().split("\n")[0]
+    return bool(first) and first in str(outer)
 
 
 def _chain(exc: BaseException):
-    """`exc`, then what it wraps while it was raised by jsonargparse (which wraps errors raised in __init__)."""
+    """`exc`, then the exceptions it only re-raises (see `_wraps`)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         yield exc
-        exc = (exc.__cause__ or exc.__context__) if _raised_in_jsonargparse(exc) else None
+        inner = exc.__cause__ or exc.__context__
+        exc = inner if inner is not None and _wraps(exc, inner) else None
 
 
 def _blocking_file(path: str) -> str | None:

@@ -154,3 +154,20 @@ def test_unknown_option(good_vectors, bench, tmp_path, capsys):
     code, _, err = run([*evaluate_args(good_vectors, bench, tmp_path), "--alpah", "0.3"], capsys)
     assert_parser_error(code, err, "alpah")
     assert not (tmp_path / "rep").exists()
+
+
+def test_a_wrapped_user_error_is_one_line_but_a_bug_while_handling_one_is_not():
+    try:
+        try:
+            raise cli.UserError("x.yaml:3: bad value")
+        except cli.UserError as e:
+            raise ValueError(f"Problem with given class_path: {e}") from e   # a parser repeating the message
+    except ValueError as wrapped:
+        assert cli.user_error_message(wrapped) == "x.yaml:3: bad value"
+    try:
+        try:
+            raise cli.UserError("x.yaml:3: bad value")
+        except cli.UserError:
+            raise KeyError("a genuine bug in the handler")
+    except KeyError as bug:
+        assert cli.user_error_message(bug) is None
