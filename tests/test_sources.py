@@ -597,3 +597,16 @@ def test_item12_reading_a_fifo_device_or_huge_file_is_an_image_error(tmp_path):
     assert load_image(ImageRef(f"{tmp_path / 'a.tar'}::small.png")).size == (64, 64)
     with pytest.raises(ImageError, match="larger than"):
         load_image(ImageRef(f"{tmp_path / 'a.tar'}::small.png"), max_bytes=size - 1)
+
+
+def test_words_sharing_a_lemma_are_named_in_the_notes_and_the_log(caplog):
+    import logging
+
+    from mmlightning.images.sources.base import ImageRef, select_by_labels
+
+    refs = [ImageRef(f"/x/{i}.png", frozenset({"cat"})) for i in range(3)]
+    with caplog.at_level(logging.INFO, logger="mmlightning.images.sources.base"):
+        sel = select_by_labels(refs, ["cat", "cats", "dog"], 2, 0, lemma=lambda w: w.rstrip("s"))
+    assert sel.by_word["cat"] == sel.by_word["cats"] and "dog" in sel.missing
+    assert sel.notes["words_sharing_a_lemma"] == {"cat": ["cat", "cats"]}
+    assert "2 words share their images with another word of the same lemma (cat/cats -> cat)" in caplog.text

@@ -139,8 +139,10 @@ def select_by_labels(images: Iterable[ImageRef], words: Iterable[str], n_per_wor
                 below[synset].update(refs)
     sel = Selection()
     via_subtree = 0
+    by_lemma: dict[str, list[str]] = defaultdict(list)
     for word in sorted(set(words)):
         key = lemma(word)
+        by_lemma[key].append(word)
         pool = index.get(key, [])
         if subtree and (synset := first_noun_synset(key)) is not None:
             via_subtree += bool(below[synset].difference(pool))
@@ -151,6 +153,12 @@ def select_by_labels(images: Iterable[ImageRef], words: Iterable[str], n_per_wor
         sel.by_word[word] = interleave_groups(pool, word_rng(seed, word), max_per_group)[:n_per_word]
     if subtree:
         sel.notes["words_with_subtree_images"] = via_subtree
+    shared = {key: ws for key, ws in by_lemma.items() if len(ws) > 1 and ws[0] in sel.by_word}
+    if shared:  # "cat" and "cats" both take the images labelled "cat": say so, it is easy to miss
+        sel.notes["words_sharing_a_lemma"] = {key: ws for key, ws in sorted(shared.items())}
+        example = ", ".join(f"{'/'.join(ws)} -> {key}" for key, ws in sorted(shared.items())[:3])
+        log.info("%d words share their images with another word of the same lemma (%s%s)",
+                 sum(len(ws) for ws in shared.values()), example, ", ..." if len(shared) > 3 else "")
     return sel
 
 
