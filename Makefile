@@ -28,7 +28,9 @@ reproduce: install system-data
 test: install wordnet
 	$(PY) -m pytest -q
 
-test-slow: install system-data
+# The slow tests: real Debian data, the paper setting on stand-ins, DDP, kill + resume, stage reruns, and the
+# example paths of README / docs / configs, which must exist after the main job (hence reproduce first).
+test-slow: reproduce
 	$(PY) -m pytest -q -m slow
 
 # The longest modules and functions, import cycles and imports against the data order (standard library only).

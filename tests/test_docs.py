@@ -96,3 +96,35 @@ def test_a_wrong_key_or_value_does_not_parse(args, monkeypatch):
     monkeypatch.chdir(ROOT)
     with pytest.raises((Exception, SystemExit)):
         parse(args)
+
+
+# Paths the pages and configs name as things to be written (or made by another example first), not read.
+WRITTEN = ("checkpoints/shards/", "checkpoints/features/", "checkpoints/skipgram", "checkpoints/cnn1512",
+           "checkpoints/corpus_cache", "checkpoints/bovw/", "reports/mine", "reports/paper", "checkpoints/<",
+           "checkpoints/.", "reports/run_summary.json")
+PATH_TOKEN = re.compile(r"(?:checkpoints|reports)/[A-Za-z0-9_./-]*[A-Za-z0-9_/]")
+
+
+def example_paths() -> dict[str, set[str]]:
+    """Every checkpoints/... or reports/... path named by README.md, docs/ and configs/ that is read, by page."""
+    found: dict[str, set[str]] = {}
+    for page in PAGES + sorted((ROOT / "configs").glob("*.yaml")):
+        for path in PATH_TOKEN.findall(page.read_text(encoding="utf-8")):
+            if not path.startswith(WRITTEN) and not path.startswith("checkpoints/latest/skipgram_"):
+                found.setdefault(_id(page), set()).add(path)
+    return found
+
+
+def test_the_pages_name_paths_that_reproduce_makes():
+    named = set().union(*example_paths().values())
+    assert {"checkpoints/latest/skipgram/vectors.txt", "checkpoints/latest/shard-tuxpaint",
+            "reports/index.html"} <= named
+
+
+@pytest.mark.slow
+def test_every_example_path_exists_after_make_reproduce():
+    """Run after `make reproduce` (`make test-slow` does): what the pages tell a user to read is there."""
+    if not (ROOT / "checkpoints" / "latest").is_dir():
+        pytest.fail("no checkpoints/latest: run `make reproduce` first (make test-slow runs it)")
+    missing = {page: sorted(p for p in paths if not (ROOT / p).exists()) for page, paths in example_paths().items()}
+    assert not {k: v for k, v in missing.items() if v}

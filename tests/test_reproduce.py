@@ -160,22 +160,23 @@ def test_latest_links_name_each_stage_and_the_run_says_where_things_are(first, t
     world, out, summary = first
     ck = out / "ck"
     for stage in ("skipgram", "shard-pics", "extract-pics", "bovw-pics"):
-        link = ck / stage
+        link = ck / "latest" / stage
         assert link.is_symlink() and not Path(link.readlink()).is_absolute()
         assert link.resolve() == next(ck.glob(f"{stage}-*")).resolve()
-    assert (ck / "skipgram" / "vectors.txt").is_file() and (ck / "extract-pics" / "mean.txt").is_file()
+    assert (ck / "latest" / "skipgram" / "vectors.txt").is_file() and (ck / "latest" / "extract-pics" / "mean.txt").is_file()
+    assert sorted(p.name for p in ck.iterdir() if p.is_symlink()) == []   # the single commands' names stay free
     # a rerun from a copy elsewhere keeps relative links valid and prints where the outputs are
     work = copy_of(first, tmp_path)
-    (work / "ck" / "skipgram").unlink()
-    (work / "ck" / "skipgram").mkdir()          # a user's own folder under the link's name is left alone
+    (work / "ck" / "latest" / "skipgram").unlink()
+    (work / "ck" / "latest" / "skipgram").mkdir()          # a user's own folder under the link's name is left alone
     capsys.readouterr()
     run_tiny(world, work)
     printed = capsys.readouterr().out
-    assert (work / "ck" / "skipgram").is_dir() and not (work / "ck" / "skipgram").is_symlink()
-    assert (work / "ck" / "extract-pics").resolve().parent == (work / "ck").resolve()
+    assert (work / "ck" / "latest" / "skipgram").is_dir() and not (work / "ck" / "latest" / "skipgram").is_symlink()
+    assert (work / "ck" / "latest" / "extract-pics").resolve().parent == (work / "ck").resolve()
     tail = printed[printed.index("reproduce: done in"):].splitlines()
     assert [line.split()[0] for line in tail[1:]] == ["visual", "release", "report"]  # "skipgram" is the user's folder
-    assert str(work / "ck" / "extract-pics" / "mean.txt") in tail[1] and str(work / "rep" / "release") in tail[2]
+    assert str(work / "ck" / "latest" / "extract-pics" / "mean.txt") in tail[1] and str(work / "rep" / "release") in tail[2]
 
 
 # ---------------------------------------------------------------- bad input through the CLI (issue 11)

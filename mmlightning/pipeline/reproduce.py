@@ -12,9 +12,11 @@ stages to recompute anyway (with their dependants). Killing the run at any momen
 resumes: finished stages are reused, an interrupted one resumes inside its own folder. One run at a
 time per checkpoints folder: a second one stops before its first stage (`<checkpoints>/.lock`). A finished
 checkpoints folder can be moved or copied and used from any working folder (`--checkpoints`).
-Each stage's latest output is also reachable under a stable name, a link `<checkpoints>/<stage>` to
-`<checkpoints>/<stage>-<key>` (`checkpoints/skipgram/vectors.txt`, `checkpoints/extract-tuxpaint/mean.txt`),
-and the run ends by printing where the vectors, the release and the report are.
+Each stage's latest output is also reachable under a stable name, a link `<checkpoints>/latest/<stage>` to
+`<checkpoints>/<stage>-<key>` (`checkpoints/latest/skipgram/vectors.txt`,
+`checkpoints/latest/extract-tuxpaint/mean.txt`; a folder of links only, apart from the names the single
+commands write, such as `checkpoints/skipgram`), and the run ends by printing where the vectors, the
+release and the report are.
 """
 from __future__ import annotations
 
@@ -80,24 +82,27 @@ def run(cfg: ReproduceConfig) -> dict:
     return summary
 
 
-def link_latest(root: Path, summary: list[dict]) -> dict[str, Path]:
-    """`<root>/<stage>` -> `<stage>-<key>` for every cached stage of this run (relative links, replaced atomically).
+LATEST = "latest"
 
-    A name already taken by something that is not a link (a folder of the user's) is left alone, with a warning.
-    """
+
+def link_latest(root: Path, summary: list[dict]) -> dict[str, Path]:
+    """`<root>/latest/<stage>` -> `../<stage>-<key>` for every cached stage of this run (relative links,
+    replaced atomically). A name there already taken by something that is not a link is left alone, with a
+    warning."""
     links = {}
     for s in summary:
         if not s.get("dir"):
             continue
         target = Path(s["dir"])
-        link = root / s["stage"].replace(":", "-")
+        link = root / LATEST / s["stage"].replace(":", "-")
         if link.exists() and not link.is_symlink():
             log.warning("%s: exists and is not a link; the latest %s output stays %s", link, s["stage"], target)
             continue
-        tmp = root / f".{link.name}.link.tmp"
+        tmp = link.parent / f".{link.name}.link.tmp"
         try:
+            link.parent.mkdir(exist_ok=True)
             tmp.unlink(missing_ok=True)
-            tmp.symlink_to(target.name, target_is_directory=True)
+            tmp.symlink_to(Path("..") / target.name, target_is_directory=True)
             tmp.replace(link)
         except OSError as e:   # a read-only cache reused as it is: no links, the folders are named in the log
             log.debug("%s: no latest link (%s)", link, e)
