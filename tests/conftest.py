@@ -107,6 +107,17 @@ def private_caches(tmp_path_factory):
         yield root
 
 
+@pytest.fixture(autouse=True)
+def restore_argv():
+    """sys.argv as pytest set it after every test: `cli.main` hands LightningCLI its arguments through sys.argv
+    and leaves them there."""
+    import sys
+
+    argv = sys.argv
+    yield
+    sys.argv = argv
+
+
 @pytest.fixture(scope="session")
 def make_shards():
     """`write_synthetic_shards(out, n_shards, per_shard, seed, bad, labels)` -> the shard folder."""

@@ -43,6 +43,7 @@ def test_fit_loss_falls_accuracy_rises_and_checkpoint_reloads(tmp_path):
                "--data.init_args.batch_size", "6", "--data.init_args.num_workers", "0",
                "--trainer.max_epochs", "8", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
                "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(out),
+               "--trainer.log_every_n_steps", "1",  # 4 batches an epoch: fewer than Lightning's default 50
                "--trainer.logger.init_args.save_dir", str(out),
                "--trainer.callbacks.init_args.dirpath", str(out)])
     assert rc == 0

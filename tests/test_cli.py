@@ -68,8 +68,9 @@ def test_user_error_message_unwraps_and_maps_path_errors(tmp_path):
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--model", type=Optional[StrictModel])  # a Union, as LightningCLI's model and data
     cfg = parser.parse_args(["--model", '{"class_path": "%s.StrictModel", "init_args": {"min_count": 0}}' % __name__])
+    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes  # renamed in jsonargparse 4.49
     with pytest.raises(Exception) as e:   # jsonargparse wraps an error raised in a class's __init__
-        parser.instantiate_classes(cfg)
+        instantiate(cfg)
     assert not isinstance(e.value, UserError)
     assert cli.user_error_message(e.value) == "data.min_count: must be >= 1, got 0"
 

@@ -56,14 +56,14 @@ def test_offsets_and_pairs_per_kept_word_match_the_numpy_generator():
     c, x = window_pairs(ids, sent, b, W)
     assert (sent[c] == sent[x]).all() and (c != x).all()
     cn, xn = make_pairs(np.arange(n), np.arange(n) // 11, np.ones(n), W, np.random.default_rng(0))
-    dev_off = np.bincount(np.abs(c - x).numpy(), minlength=W + 1)[1:] / n  # pairs per word at offset d
+    dev_off = np.bincount((c - x).abs().numpy(), minlength=W + 1)[1:] / n  # pairs per word at offset d
     np_off = np.bincount(np.abs(cn - xn), minlength=W + 1)[1:] / n
     np.testing.assert_allclose(dev_off, np_off, rtol=0.04)
     assert len(c) / n == pytest.approx(len(cn) / n, rel=0.02)  # pairs per kept word
     # in one long sentence the offsets follow the dynamic window exactly: P(d) = 2 (W - d + 1) / W per word
     c1, x1 = window_pairs(ids, torch.zeros(n, dtype=torch.int32), b, W)
     theory = np.array([2 * (W - d + 1) / W for d in range(1, W + 1)])
-    np.testing.assert_allclose(np.bincount(np.abs(c1 - x1).numpy())[1:] / n, theory, rtol=0.03)
+    np.testing.assert_allclose(np.bincount((c1 - x1).abs().numpy())[1:] / n, theory, rtol=0.03)
 
 
 def test_subsampling_rate_per_word_matches_word2vecs_keep_probability():
