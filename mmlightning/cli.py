@@ -100,15 +100,18 @@ def run_lightning(args: list[str]):
     from pytorch_lightning.cli import LightningCLI
 
     args = expand_output_dir(args)
-    sys.argv = ["python -m mmlightning", *args]  # LightningCLI reads sys.argv (passing args too warns)
-    return LightningCLI(
-        pl.LightningModule,
-        pl.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "python -m mmlightning"},
-    )
+    argv, sys.argv = sys.argv, ["python -m mmlightning", *args]  # LightningCLI reads sys.argv (args too warns)
+    try:
+        return LightningCLI(
+            pl.LightningModule,
+            pl.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "python -m mmlightning"},
+        )
+    finally:
+        sys.argv = argv  # the caller's again (DDP launchers re-execute while the CLI runs, not after)
 
 
 def run_pipeline(name: str, args: list[str]):

@@ -172,3 +172,10 @@ def test_a_wrapped_user_error_is_one_line_but_a_bug_while_handling_one_is_not():
             raise KeyError("a genuine bug in the handler")
     except KeyError as bug:
         assert cli.user_error_message(bug) is None
+
+
+def test_the_lightning_cli_gives_sys_argv_back(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["mine", "--x"])
+    with pytest.raises(SystemExit):   # the parser exits after printing
+        cli.main(["fit", "--config", str(ROOT / "configs" / "skipgram.yaml"), "--print_config"])
+    assert sys.argv == ["mine", "--x"]
