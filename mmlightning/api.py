@@ -70,26 +70,44 @@ def fuse(linguistic: Any, visual: Any, alpha: float = 0.5, words: Iterable[str] 
     return fuse_keyed(as_keyed_vectors(linguistic), as_keyed_vectors(visual), words, alpha, centring)
 
 
-def evaluate(vectors: Any, benchmarks: Sequence[str] = ("ws353", "men"), oov: str = "skip",
+EVALUATE_FIELDS = ("task", "benchmark", "score", "ci95", "used", "total", "oov_ratio", "rho", "pairs_used",
+                   "pairs_total", "purity", "words_used", "words_total", "categories", "oov_words")
+
+
+def evaluate(vectors: Any, benchmarks: Sequence[str] | str = ("ws353", "men"), oov: str = "skip",
              n_boot: int = 1000, seed: int = 0) -> list[dict]:
-    """Spearman rho of cosine vs human scores on each benchmark, as plain records (one per benchmark).
+    """Score vectors on relatedness and categorisation sets, as plain records (one per set).
 
-    Each record: benchmark, rho, ci95 (bootstrap [low, high], None without pairs), pairs_used,
-    pairs_total, oov_ratio (share of pairs with a word missing). Benchmarks: shipped names ("men",
-    "ws353", "simlex999", ...) or files of `word1 word2 score` lines. (`mmlightning.evaluation.relatedness`)
+    Every record has: task ("similarity" | "categorisation"), benchmark, score (rho or purity), ci95
+    (95% bootstrap [low, high], None when undefined), used / total (pairs or words), oov_ratio (share
+    of pairs or words with a word missing), and the task's own fields: rho, pairs_used, pairs_total
+    (similarity) or purity, words_used, words_total, categories, oov_words (categorisation); the other
+    task's fields are None. Sets: shipped names ("men", "simverb3500", "ap", "battig", ...), "all"
+    (every shipped set), or files (`word1 word2 score` lines, or a CSV with columns category, word).
+    Relatedness: `mmlightning.evaluation.relatedness`; categorisation (Ward clusters of the in-vocabulary
+    words, k = gold categories, purity): `mmlightning.evaluation.categorisation`. `oov` applies to pairs.
 
-        rows = mm.evaluate({"cat": [1, 0], "dog": [1, 1]}, ["men"], n_boot=0)
+        rows = mm.evaluate({"cat": [1, 0], "dog": [1, 1]}, ["men", "ap"], n_boot=0)
     """
-    from mmlightning.datasets import load_benchmark
+    from mmlightning.datasets import CategorySet
+    from mmlightning.evaluation.categorisation import score_categories
     from mmlightning.evaluation.relatedness import score
+    from mmlightning.evaluation.systems import resolve_sets
 
     kv = as_keyed_vectors(vectors)
     rows = []
-    for name in benchmarks:
-        s = score(kv, load_benchmark(name), oov=oov, n_boot=n_boot, seed=seed)
-        rows.append({"benchmark": s.benchmark, "rho": s.rho, "ci95": list(s.ci95) if s.ci95 else None,
-                     "pairs_used": s.pairs_used, "pairs_total": s.pairs_total,
-                     "oov_ratio": 1.0 - s.pairs_used / s.pairs_total if s.pairs_total else 0.0})
+    for bench in resolve_sets(benchmarks):
+        rec = dict.fromkeys(("rho", "pairs_used", "pairs_total", "purity", "words_used", "words_total",
+                             "categories", "oov_words"))
+        if isinstance(bench, CategorySet):
+            c = score_categories(kv, bench, n_boot=n_boot, seed=seed)
+            rec.update(c.to_dict(), task="categorisation", score=c.purity, used=c.words_used, total=c.words_total)
+        else:
+            s = score(kv, bench, oov=oov, n_boot=n_boot, seed=seed)
+            rec.update(task="similarity", score=s.rho, rho=s.rho, ci95=list(s.ci95) if s.ci95 else None,
+                       pairs_used=s.pairs_used, pairs_total=s.pairs_total, used=s.pairs_used, total=s.pairs_total)
+        rec.update(benchmark=bench.name, oov_ratio=1.0 - rec["used"] / rec["total"] if rec["total"] else 0.0)
+        rows.append({k: rec[k] for k in EVALUATE_FIELDS})
     return rows
 
 

@@ -219,7 +219,7 @@ def _write_pages(result: dict, out: Path, shards: dict, aggregates: dict, per_wo
     for src, spec in shards.items():
         idx = image_index(spec, t2_words, per_word)
         thumbs[src] = {w: thumbnails(refs, tars=tars) for w, refs in idx.items()}
-    md = render_markdown(result, tables=("settings", "table1", "diff"))
+    md = render_markdown(result, tables=("settings", "suite", "table1", "diff", "categorisation"))
     fig = out / "figure4_alpha.png"
     fig_html = ""
     if fig.is_file():

@@ -1,10 +1,12 @@
-"""Render an `evaluate_systems` result: Markdown (Table 1, differences, Table 2), JSON, Figure 4 PNG.
+"""Render an `evaluate_systems` result: Markdown (every set x every system, Table 1, differences,
+categorisation, Table 2), JSON, Figure 4 PNG.
 
     from mmlightning.evaluation.report import render_markdown, plot_alpha_sweep, write_reports
     print(render_markdown(result))                 # all sections
     paths = write_reports(result, "reports")       # {"markdown": ..., "json": ..., "figure4": ...}
 
-Cells read "rho [lo, hi] used/total"; "n/a" marks an undefined rho (fewer than 3 usable pairs).
+Cells read "rho [lo, hi] used/total" (pairs) or "purity [lo, hi] used/total" (words); "n/a" marks an
+undefined score (fewer than 3 usable pairs / words).
 In the difference table a "*" marks a 95% CI of (multi-modal - linguistic) that excludes 0.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Iterator, Callable
 
 from mmlightning.atomic import atomic_path, write_json, write_text
 
-SECTIONS = ("settings", "table1", "diff", "table2", "tuned")  # "tuned" only when the result has it
+SECTIONS = ("settings", "suite", "table1", "diff", "categorisation", "table2", "tuned")  # each only when it has data
 
 
 def _num(x: float | None, digits: int = 3, sign: bool = False) -> str:
@@ -31,13 +33,19 @@ def _cell(c: dict) -> str:
     return f"{_num(c['rho'])}{ci_s} {c['pairs_used']}/{c['pairs_total']}"
 
 
+def _purity_cell(c: dict) -> str:
+    ci = c.get("ci95")
+    ci_s = f" [{_num(ci[0])}, {_num(ci[1])}]" if ci else ""
+    return f"{_num(c['purity'])}{ci_s} {c['words_used']}/{c['words_total']}"
+
+
 def _diff_cell(d: dict) -> str:
     ci = d.get("ci95")
     if d.get("diff") is None:
         return f"n/a (n={d.get('pairs', 0)})"
     star = "*" if ci and (ci[0] > 0 or ci[1] < 0) else ""
     ci_s = f" [{_num(ci[0], sign=True)}, {_num(ci[1], sign=True)}]" if ci else ""
-    return f"{_num(d['diff'], sign=True)}{ci_s}{star} n={d['pairs']}"
+    return f"{_num(d['diff'], sign=True)}{ci_s}{star} n={d.get('pairs', d.get('words'))}"
 
 
 def _header(label: str) -> str:
@@ -89,6 +97,8 @@ def _diff_of(cell: dict) -> str:
 def table1_markdown(result: dict) -> str:
     """Table 1 in the paper's layout, one table per image source: rows linguistic / visual / multi-modal
     per method, columns benchmark x subset (full, relevant to this source, relevant to every source)."""
+    if not result["table1"]:
+        return ""
     s = result["settings"]
     out = [f"### Table 1: Spearman rho [95% bootstrap CI] pairs used/total "
            f"(alpha={s['alpha']}, oov={s['oov']}, missing_visual={s['missing_visual']})"]
@@ -100,8 +110,47 @@ def table1_markdown(result: dict) -> str:
     return "\n\n".join(out)
 
 
+def suite_markdown(result: dict) -> str:
+    """One table of every set x every system: Spearman rho on all pairs of each relatedness set, purity
+    of each categorisation set, each with its 95% CI and pairs / words used of the total."""
+    systems = list(result["systems"])
+    rows = [[bench, "rho"] + [_cell(subsets["full"][s]) if s in subsets["full"] else "" for s in systems]
+            for bench, subsets in result["table1"].items() if "full" in subsets]
+    rows += [[name, "purity"] + [_purity_cell(cells[s]) if s in cells else "" for s in systems]
+             for name, cells in (result.get("categorisation") or {}).items()]
+    if not rows:
+        return ""
+    title = ("### Every set x every system: Spearman rho (pairs) or purity (words) [95% bootstrap CI] used/total "
+             f"(oov={result['settings']['oov']})")
+    return title + "\n\n" + _table(["Set", "Score"] + [_header(s) for s in systems], rows)
+
+
+def categorisation_markdown(result: dict) -> str:
+    """Categorisation: the method, each set's words / categories / OOV, and multi-modal minus linguistic."""
+    cats = result.get("categorisation") or {}
+    if not cats:
+        return ""
+    method = result["settings"].get("clustering", "")
+    out = [f"### Concept categorisation: purity of {method}",
+           "- CI: 95% percentile bootstrap over words (each word in / out of its cluster's majority category, "
+           "clusters fixed); OOV words are left out of the clustering and listed in evaluation.json"]
+    rows = []
+    for name, cells in cats.items():
+        ling = cells.get("linguistic", next(iter(cells.values())))
+        oov = ling["oov_words"]
+        shown = ", ".join(oov[:8]) + (f", ... ({len(oov)})" if len(oov) > 8 else "")
+        diffs = [f"{_header(s)} {_diff_cell(c['vs_linguistic'])}" for s, c in cells.items() if "vs_linguistic" in c]
+        rows.append([name, str(ling["words_total"]), str(ling["categories"]), shown or "none",
+                     "; ".join(diffs) or "-"])
+    out.append(_table(["Set", "words", "categories (k)", "linguistic OOV", "multi-modal - linguistic purity [paired CI]"],
+                      rows))
+    return "\n\n".join(out)
+
+
 def diff_markdown(result: dict) -> str:
     """Multi-modal minus linguistic, with paired bootstrap CIs, per source in Table 1's layout."""
+    if not result["table1"]:
+        return ""
     out = [_source_table(result, source, [(f"Multi-modal {m}", _system("multimodal", source, m), _diff_of)
                                           for m in methods])
            for source, methods in _sources(result).items() if methods]
@@ -120,6 +169,8 @@ def table2_pairs(result: dict) -> Iterator[tuple[str, list[tuple[str, dict]]]]:
 
 def table2_markdown(result: dict) -> str:
     """Table 2: 5 best and 5 worst pairs per benchmark for the chosen system."""
+    if not result.get("table2"):
+        return ""
     system = result["table2_system"]
     out = [f"### Table 2: best and worst pairs of {_header(system)} (|cosine - gold rescaled to [0, 1]|)"]
     for bench, pairs in table2_pairs(result):
@@ -145,11 +196,12 @@ def settings_markdown(result: dict) -> str:
 
 
 def render_markdown(result: dict, tables: tuple[str, ...] = SECTIONS) -> str:
-    """The chosen sections ("settings", "table1", "diff", "table2", "tuned") as one Markdown string."""
+    """The chosen sections (of SECTIONS) as one Markdown string; empty sections are left out."""
     from mmlightning.evaluation.tuned_report import tuned_markdown
 
-    parts = {"settings": settings_markdown, "table1": table1_markdown, "diff": diff_markdown,
-             "table2": table2_markdown, "tuned": tuned_markdown}
+    parts = {"settings": settings_markdown, "suite": suite_markdown, "table1": table1_markdown,
+             "diff": diff_markdown, "categorisation": categorisation_markdown, "table2": table2_markdown,
+             "tuned": tuned_markdown}
     return "\n\n".join(p for p in (parts[t](result) for t in tables) if p) + "\n"
 
 
@@ -197,13 +249,14 @@ def plot_alpha_sweep(result: dict, path: str | os.PathLike) -> None:
 def write_reports(result: dict, out_dir: str | os.PathLike = "reports") -> dict[str, Path]:
     """Write evaluation.md, evaluation.json and figure4_alpha.png (atomically); returns their paths.
 
-    Without a visual system there is no alpha sweep: no PNG is written (a stale one is removed).
+    Without a visual system (or a relatedness set) there is no alpha sweep: no PNG is written (a stale
+    one is removed).
     """
     out = Path(out_dir)
     paths = {"markdown": out / "evaluation.md", "json": out / "evaluation.json", "figure4": out / "figure4_alpha.png"}
     write_json(paths["json"], result)
     md = render_markdown(result)
-    if result.get("sources"):
+    if result.get("sources") and result["table1"]:
         plot_alpha_sweep(result, paths["figure4"])
         md += f"\n![Figure 4: rho against alpha]({paths['figure4'].name})\n"
     else:

@@ -1,8 +1,9 @@
-"""The `evaluate` command: linguistic, visual and multi-modal vectors on relatedness benchmarks.
+"""The `evaluate` command: linguistic, visual and multi-modal vectors on relatedness and categorisation sets.
 
     python -m mmlightning evaluate --linguistic text.txt \\
         --visual '{"tuxpaint/cnn-mean": "ckpt/tux/mean.txt", "tuxpaint/cnn-max": "ckpt/tux/max.txt"}' \\
         --alpha 0.5 --benchmarks '[ws353, men]' --oov skip --out reports
+    python -m mmlightning evaluate --linguistic text.txt --benchmarks all    # every shipped set
     python -m mmlightning evaluate --linguistic text.txt --visual.tuxpaint/cnn-mean mean.txt   # same dict
     python -m mmlightning evaluate --config configs/evaluate.yaml
     python -m mmlightning evaluate --linguistic mine.kv --unsafe_gensim_pickle true  # unpickles: only for files you trust
@@ -15,6 +16,8 @@ Vectors files: word2vec text or binary, or a `.npy` matrix with its `.vocab.txt`
 (`mmlightning.vectors`); gensim's native `.kv` is a pickle, read only with `--unsafe_gensim_pickle true`.
 Visual systems are named `<source>/<method>` (e.g. `tuxpaint/bovw`); Table 1 groups columns by them.
 Rows: each benchmark x {full, relevant:<source> for each source, relevant:all when several sources}.
+Categorisation sets (`ap`, `battig`, `bless`, `esslli2008_verbs`, or a category,word CSV) are scored by
+`mmlightning.evaluation.categorisation` (Ward clusters, purity, bootstrap CI over words) for every system.
 A source covers a word when every one of its methods has a vector for it (lookup: as given, then
 lower-cased); relevant:all needs both words covered by every source (the paper's "Relevant").
 
@@ -35,19 +38,23 @@ JSON schema (`evaluation.json`, format "mmlightning-evaluation/1"):
                {word1, word2, gold, gold01, cosine, error = |cosine - gold01|}, gold01 = gold rescaled
                to [0, 1] by the benchmark's min and max
     table2_system: the system the Markdown Table 2 shows
+    categorisation: {set: {system: {purity, ci95, words_used, words_total, categories, oov_words,
+                                    vs_linguistic (multimodal only): {diff, ci95, words}}}}
+                (settings.clustering names the method)
     tuned (only with `protocol`): the dev/test section, `mmlightning.evaluation.protocol.run_protocol`
 rho, diff and CI values are null where undefined (fewer than 3 usable pairs or a constant side).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Mapping, Optional, Sequence
+from typing import Literal, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from mmlightning.datasets import PAPER_BENCHMARKS, Benchmark, load_benchmark
+from mmlightning.datasets import PAPER_BENCHMARKS, Benchmark, CategorySet, expand_names, load_set
 from mmlightning.errors import UserError
+from mmlightning.evaluation.categorisation import METHOD as CLUSTERING, categorisation_systems
 from mmlightning.evaluation.fusion import fused_pair_cosines
 from mmlightning.evaluation.relatedness import (
     OOV_POLICIES, Score, gold_scores, pair_cosines, paired_difference, relevant_mask, score_cosines, spearman, subset,
@@ -67,6 +74,15 @@ def split_name(name: str) -> tuple[str, str]:
     return (source, method) if sep else (name, "vectors")
 
 
+def resolve_sets(benchmarks) -> list[Benchmark | CategorySet]:
+    """Benchmark / CategorySet objects from names, files or objects; "all" is every shipped set."""
+    items = [benchmarks] if isinstance(benchmarks, str) else list(benchmarks or DEFAULT_BENCHMARKS)
+    out: list[Benchmark | CategorySet] = []
+    for b in items:
+        out += [b] if isinstance(b, (Benchmark, CategorySet)) else [load_set(n) for n in expand_names([b])]
+    return out
+
+
 def sweep_alphas(step: float = 0.05) -> list[float]:
     """0, step, ..., 1 (rounded to avoid float drift)."""
     n = int(round(1.0 / step))
@@ -76,11 +92,12 @@ def sweep_alphas(step: float = 0.05) -> list[float]:
 # ---------------------------------------------------------------- the library entry point
 
 def evaluate_systems(linguistic: KeyedVectors, visual: Mapping[str, KeyedVectors] | None = None,
-                     benchmarks: Sequence[Benchmark | str] | None = None, alpha: float = 0.5,
+                     benchmarks: Sequence[Benchmark | CategorySet | str] | str | None = None, alpha: float = 0.5,
                      oov: str = "skip", missing_visual: str = "zero", centring: bool = True,
                      n_boot: int = 1000, seed: int = 0, sweep_step: float = 0.05,
                      table2_system: str | None = None, inputs: dict | None = None) -> dict:
-    """Score linguistic, each visual and each multi-modal system: Table 1, the alpha sweep and Table 2.
+    """Score linguistic, each visual and each multi-modal system: Table 1, the alpha sweep, Table 2 and
+    the purity of every categorisation set among `benchmarks`.
 
     Returns the JSON-ready dict described in the module docstring.
     """
@@ -91,7 +108,8 @@ def evaluate_systems(linguistic: KeyedVectors, visual: Mapping[str, KeyedVectors
         raise UserError(f"alpha {alpha} is outside [0, 1]")
     if missing_visual not in ("zero", "text"):
         raise UserError(f"missing_visual {missing_visual!r} is not one of zero, text")
-    benches = [b if isinstance(b, Benchmark) else load_benchmark(b) for b in (benchmarks or DEFAULT_BENCHMARKS)]
+    sets = resolve_sets(benchmarks)
+    benches = [b for b in sets if isinstance(b, Benchmark)]
     sources: dict[str, list[str]] = {}
     for name in visual:
         src, method = split_name(name)
@@ -117,15 +135,18 @@ def evaluate_systems(linguistic: KeyedVectors, visual: Mapping[str, KeyedVectors
     result = {"format": FORMAT,
               "settings": {"alpha": alpha, "oov": oov, "missing_visual": missing_visual, "centring": centring,
                            "n_boot": n_boot, "seed": seed, "ci_level": 0.95, "sweep_alphas": alphas,
-                           "inputs": inputs or {}},
+                           "clustering": CLUSTERING, "inputs": inputs or {}},
               "systems": systems, "sources": sources, "table1": {}, "alpha_sweep": {"alphas": alphas},
-              "table2": {}, "table2_system": table2_system}
+              "table2": {}, "table2_system": table2_system, "categorisation": {}}
     for bench in benches:
         t1, sweep, t2 = _evaluate_benchmark(bench, linguistic, visual, alpha, alphas, oov,
                                             missing_visual, centring, n_boot, seed)
         result["table1"][bench.name] = t1
         result["alpha_sweep"][bench.name] = sweep
         result["table2"][bench.name] = t2
+    for cset in (s for s in sets if isinstance(s, CategorySet)):
+        result["categorisation"][cset.name] = categorisation_systems(linguistic, visual, cset, alpha, centring,
+                                                                     n_boot, seed)
     return result
 
 
@@ -216,13 +237,14 @@ def best_worst_pairs(bench: Benchmark, s: Score, k: int = 5) -> dict:
 
 # ---------------------------------------------------------------- loading
 
-def load_inputs(linguistic: str, visual: Mapping[str, str], benchmarks: Sequence[str],
+def load_inputs(linguistic: str, visual: Mapping[str, str], benchmarks: Sequence[str] | str,
                 unsafe_gensim_pickle: bool = False):
-    """Load the benchmarks, then only their words from each vectors file; UserError on bad input.
+    """Load the sets (benchmarks and categorisation sets; "all" is every shipped one), then only their
+    words from each vectors file; UserError on bad input.
 
     `unsafe_gensim_pickle`: also read gensim's native (pickled) files; unpickles: only for files you trust.
     """
-    benches = [load_benchmark(b) for b in benchmarks]
+    benches = resolve_sets(benchmarks)
     words = set().union(*(b.words() for b in benches))
     names = ", ".join(b.name for b in benches)
     ling = load_vectors(linguistic, restrict_to=words, unsafe_gensim_pickle=unsafe_gensim_pickle)
@@ -246,19 +268,23 @@ def load_inputs(linguistic: str, visual: Mapping[str, str], benchmarks: Sequence
 # ---------------------------------------------------------------- the command
 
 def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] = None, alpha: float = 0.5,
-             benchmarks: Optional[list[str]] = None, oov: Literal["skip", "zero"] = "skip",
+             benchmarks: Optional[Union[list[str], str]] = None, oov: Literal["skip", "zero"] = "skip",
              missing_visual: Literal["zero", "text"] = "zero", centring: bool = True, n_boot: int = 1000,
              seed: int = 0, table2_system: Optional[str] = None, out: str = "reports", protocol: bool = False,
              aggregates: Optional[dict[str, str]] = None, source_fusion: Optional[list[str]] = None,
              dispersion_gate: bool = True, unsafe_gensim_pickle: bool = False) -> dict:
-    """Score linguistic, visual and multi-modal vectors on relatedness benchmarks (Table 1, Figure 4, Table 2).
+    """Score linguistic, visual and multi-modal vectors on relatedness and categorisation sets (Table 1,
+    Figure 4, Table 2, and one table of every set x every system).
 
     Args:
         linguistic: the text vectors: word2vec text/binary, or a .npy matrix with its .vocab.txt word list
             beside it (gensim's native .kv only with unsafe_gensim_pickle).
         visual: visual vector files by system name '<source>/<method>', e.g. {"tuxpaint/cnn-mean": "mean.txt"}.
         alpha: weight of the linguistic part in Eq. 1 (1 - alpha for the visual part).
-        benchmarks: shipped benchmark names (ws353, ws353_similarity, ws353_relatedness, men, simlex999, rg65, mturk287, rw) or files; default the first five.
+        benchmarks: shipped set names or files, or "all" (every shipped set); default the first five. Relatedness:
+            ws353, ws353_similarity, ws353_relatedness, men, simlex999, rg65, mturk287, rw, simverb3500, mturk771,
+            mc30, yp130, semeval2017, or a file of word1 word2 score lines. Categorisation (purity of Ward
+            clusters): ap, battig, bless, esslli2008_verbs, or a CSV with columns category, word.
         oov: a pair with a word missing from a system is left out ("skip") or scored as cosine 0 ("zero").
         missing_visual: multi-modal score of a pair with an imageless word: zero visual part ("zero", Eq. 1) or the text cosine ("text").
         centring: subtract each modality's mean vector before L2 normalisation (Eq. 1; off only for ablations).
@@ -278,7 +304,7 @@ def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] 
     if not linguistic:
         raise UserError("--linguistic FILE is required (the text vectors: word2vec text/binary or .npy + .vocab.txt)")
     visual = dict(visual or {})
-    benchmarks = list(benchmarks or DEFAULT_BENCHMARKS)
+    benchmarks = benchmarks or DEFAULT_BENCHMARKS
     ling, vis, benches = load_inputs(linguistic, visual, benchmarks, unsafe_gensim_pickle)
     Path(out).mkdir(parents=True, exist_ok=True)  # an unusable --out fails now (one line), not after the bootstrap
     result = evaluate_systems(ling, vis, benches, alpha=alpha, oov=oov, missing_visual=missing_visual,
@@ -290,7 +316,7 @@ def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] 
         result["tuned"] = run_protocol_files(linguistic, visual, aggregates, source_fusion, dispersion_gate, n_boot, seed,
                                              unsafe_gensim_pickle=unsafe_gensim_pickle)
     paths = write_reports(result, out)
-    print(render_markdown(result, tables=("table1", "diff", "tuned")))
+    print(render_markdown(result, tables=("suite", "table1", "diff", "tuned")))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return result
 
