@@ -316,7 +316,7 @@ def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] 
         result["tuned"] = run_protocol_files(linguistic, visual, aggregates, source_fusion, dispersion_gate, n_boot, seed,
                                              unsafe_gensim_pickle=unsafe_gensim_pickle)
     paths = write_reports(result, out)
-    print(render_markdown(result, tables=("suite", "table1", "diff", "tuned")))
+    print(render_markdown(result, tables=("suite", "table1", "diff", "categorisation", "tuned")))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return result
 
