@@ -83,6 +83,7 @@ class PairChunks(IterableDataset):
         self.start_at(0)
         self._enc: EncodedCorpus | None = None
         self.workers = workers
+        self.carry_words = False  # batches also carry their words (for the visual objective, mmskipgram.py)
 
     def start_at(self, epoch: int) -> None:
         """The next iteration makes epoch `epoch`, each later one the next (persistent workers count their own)."""
@@ -113,15 +114,19 @@ class PairChunks(IterableDataset):
                     "seed": stretch_seed(self.seed, epoch, c), "chunk": c, "words": max(hi - lo, 0), "epoch": epoch}
         rng = np.random.default_rng([self.seed, epoch, c])
         if lo >= hi:  # padding chunk
-            centre = context = np.zeros(0, np.int64)
+            centre = context = kept = np.zeros(0, np.int64)
         else:
             ids = np.asarray(enc.tokens[lo:hi])  # (n,)
             sent = np.searchsorted(enc.sentences, np.arange(lo, hi), side="right")  # (n,)
-            centre, context = make_pairs(ids, sent, self._keep, self.window, rng)  # (P,), (P,)
+            # (P,), (P,) pairs and the (m,) sub-sampled words they come from
+            centre, context, kept = make_pairs(ids, sent, self._keep, self.window, rng, return_kept=True)
         neg = draw_negatives(self._table, centre, self.negative, rng)  # (P, K)
         out = np.concatenate([centre[:, None], neg], axis=1)  # (P, K+1)
-        return {"input": torch.from_numpy(context), "output": torch.from_numpy(out),
+        item = {"input": torch.from_numpy(context), "output": torch.from_numpy(out),
                 "chunk": c, "words": max(hi - lo, 0), "epoch": epoch}
+        if self.carry_words:  # the sub-sampled words, (m,) int64
+            item["kept"] = torch.from_numpy(kept)
+        return item
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -137,7 +142,9 @@ class PairChunks(IterableDataset):
             if hogwild:  # train here, lock-free on the shared tables; send back only what the step logs
                 item.update(self.workers.train_fn(*self.workers.tables, item))
                 if self.native:
-                    del item["tokens"], item["sent"]
+                    del item["sent"]
+                    if not self.carry_words:
+                        del item["tokens"]
                 else:
                     item["input"], item["output"] = item["input"][:256].clone(), item["output"][:256].clone()
                 item["trained"] = True
@@ -205,6 +212,7 @@ class SkipGramDataModule(pl.LightningDataModule):
         self.dataset: PairChunks | Stretches | None = None
         self.device_pairs: DevicePairs | None = None
         self._workers = WorkerTraining(negative)
+        self._carry = False
 
     def prepare_data(self) -> None:
         prepare_corpus(self.corpus, self.hparams.cache_dir, self.hparams.min_count, self.hparams.max_vocab,
@@ -246,6 +254,15 @@ class SkipGramDataModule(pl.LightningDataModule):
         h, counts = self.hparams, self.encoded.counts
         return Sampling(keep_probabilities(counts, h.sample), alias_table(counts), h.window, h.negative)
 
+    def carry_words(self) -> None:
+        """From now on batches also carry their words (after `setup`; the visual objective counts them):
+        host chunks their sub-sampled words 'kept' (m,); native chunks keep 'tokens' (n,) even when a
+        Hogwild worker trained them; device stretches their sub-sampled words 'kept' (m,) and 'slices',
+        the number of `chunk_words`-sized parts the stretch makes."""
+        self._carry = True
+        if isinstance(self.dataset, PairChunks):
+            self.dataset.carry_words = True
+
     def hogwild(self) -> WorkerTraining | None:
         """The slot through which DataLoader workers train (Hogwild), or None where they cannot."""
         one_cpu = self.trainer is None or (self.trainer.world_size == 1
@@ -271,7 +288,12 @@ class SkipGramDataModule(pl.LightningDataModule):
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         if self.device_pairs.device != device:
             self.device_pairs.to(device)  # once: the whole corpus lives on the device from here on
-        inp, out = self.device_pairs.pairs(int(batch["chunk"]), int(batch["epoch"]))
+        s, e = int(batch["chunk"]), int(batch["epoch"])
+        inp, out = self.device_pairs.pairs(s, e)
+        if self._carry:  # the stretch's sub-sampled words: the very draws `pairs` made (same generator state)
+            kept, _ = self.device_pairs.kept(s, self.device_pairs.generator(s, e))
+            slices = max(1, math.ceil(self.device_pairs.words(s) / self.hparams.chunk_words))
+            batch = {**batch, "kept": kept.long(), "slices": slices}
         return {**batch, "input": inp, "output": out, "device_pairs": True}
 
 

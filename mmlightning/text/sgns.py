@@ -73,12 +73,13 @@ def draw_negatives(table: tuple[np.ndarray, np.ndarray], positives: np.ndarray, 
 
 
 def make_pairs(ids: np.ndarray, sent: np.ndarray, keep_prob: np.ndarray, window: int,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+               rng: np.random.Generator, return_kept: bool = False):
     """Skip-gram pairs of a stretch of corpus: sub-sample, then dynamic windows within sentences.
 
     ids: (n,) word ids; sent: (n,) sentence index of each word. Returns (centre, context), int64 (P,) each,
     grouped by offset (all distance-1 pairs first). A kept centre i with window b_i ~ U{1..window} pairs
     with every kept j of its sentence with 0 < |i - j| <= b_i, counted after removing discarded words.
+    With `return_kept`, also the kept (sub-sampled) word ids, int64 (m,) (the same draws either way).
     """
     keep = rng.random(len(ids)) < keep_prob[ids]  # (n,)
     ids, sent = ids[keep].astype(np.int64), sent[keep]  # (m,)
@@ -90,9 +91,9 @@ def make_pairs(ids: np.ndarray, sent: np.ndarray, keep_prob: np.ndarray, window:
         left = same & (b[d:] >= d)  # centre i + d, context i
         centres += [ids[:-d][right], ids[d:][left]]
         contexts += [ids[d:][right], ids[:-d][left]]
-    if not centres:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(centres), np.concatenate(contexts)
+    pairs = (np.concatenate(centres), np.concatenate(contexts)) if centres else \
+        (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return (*pairs, ids) if return_kept else pairs
 
 
 def linear_lr(progress: float, lr: float, min_lr: float) -> float:

@@ -41,6 +41,7 @@ import torch
 import torch.distributed as dist
 
 from mmlightning.errors import UserError
+from mmlightning.text.mmskipgram import PAPER_MARGIN, PAPER_NEGATIVES, VisualObjective, check_settings, init_map
 from mmlightning.text.data import PairChunks, SkipGramDataModule  # noqa: F401 (configs name them here too)
 from mmlightning.text.native import MAX_NATIVE_DIM, NativeKernel, NativeTrainer
 from mmlightning.text.sgns import (ChunkTrainer, alias_table, draw_negatives, keep_probabilities,  # noqa: F401
@@ -61,7 +62,9 @@ class SkipGram(pl.LightningModule):
     def __init__(self, dim: int = 100, lr: float = 0.025, min_lr: float = 0.0001, batch_pairs: int = 1024,
                  hogwild_threads: int = 1, intra_op_threads: int = 1, compile: bool = True, sync_every: int = 1,
                  hogwild_workers: bool = True, seed: int = 1, output_dir: str | None = "checkpoints/skipgram",
-                 device_batch_pairs: int = 4096, cuda_graphs: bool = True):
+                 device_batch_pairs: int = 4096, cuda_graphs: bool = True, visual_vectors: str | None = None,
+                 visual_variant: str = "B", visual_margin: float = PAPER_MARGIN,
+                 visual_negatives: int = PAPER_NEGATIVES, visual_weight: float = 1.0):
         """
         Args:
             dim: vector dimension.
@@ -79,6 +82,13 @@ class SkipGram(pl.LightningModule):
             output_dir: where vocab.tsv and vectors.txt are written at the end of fit (None: not written).
             device_batch_pairs: pairs per SGD update for pairs made on the device (data.pairs: device).
             cuda_graphs: on a CUDA device, replay each sub-batch's update as one captured CUDA graph.
+            visual_vectors: MMSkip-gram (mmskipgram.py): a visual vectors file (any format load_vectors reads);
+                each occurrence of a word that has one adds the paper's max-margin term (None: text only).
+            visual_variant: A (the word vector vs the visual vectors PCA-reduced to dim) or B (a linear map
+                word -> visual space, learned jointly).
+            visual_margin: the term's margin (the paper's 0.5).
+            visual_negatives: visual negatives per occurrence (the paper's 20).
+            visual_weight: the term's weight (its learning rate is lr x weight).
         """
         super().__init__()
         for name, value in (("dim", dim), ("batch_pairs", batch_pairs), ("device_batch_pairs", device_batch_pairs),
@@ -88,6 +98,8 @@ class SkipGram(pl.LightningModule):
                 raise UserError(f"model.{name}: must be >= 1, got {value}")
         if lr <= 0 or not 0 <= min_lr <= lr:
             raise UserError(f"model.lr, model.min_lr: need 0 <= min_lr <= lr, got lr={lr}, min_lr={min_lr}")
+        if visual_vectors:
+            check_settings(visual_variant, visual_margin, visual_negatives, visual_weight)
         self.save_hyperparameters(ignore=["output_dir"])  # the configured output wins over a checkpoint's
         self.output_dir = output_dir
         self.automatic_optimization = False
@@ -96,6 +108,9 @@ class SkipGram(pl.LightningModule):
         self.vocab_hash = ""
         self.syn0: torch.nn.Parameter | None = None
         self.syn1: torch.nn.Parameter | None = None
+        self.vis_map: torch.nn.Parameter | None = None  # (Dv, D): variant B's map, learned jointly
+        self._visual: VisualObjective | None = None
+        self._visual_loss = float("nan")
         self._pool = None
         self._chunk_trainer: ChunkTrainer | None = None
         self._device_trainer: ChunkTrainer | None = None
@@ -126,6 +141,9 @@ class SkipGram(pl.LightningModule):
                                 "use data.pairs: host")
             self._native = NativeTrainer(NativeKernel.load(), dm.sampling(), h.lr, h.min_lr, epochs,
                                          threads=h.hogwild_threads)
+        self._visual = None
+        if h.visual_vectors:
+            self._setup_visual(dm)
         workers = dm.hogwild() if callable(getattr(dm, "hogwild", None)) else None
         if h.hogwild_workers and workers is not None:  # workers fork after this and update the very same memory
             if self._native is not None:
@@ -133,6 +151,20 @@ class SkipGram(pl.LightningModule):
             else:
                 self._chunk_trainer.warm_up(len(self.words), h.dim, workers.negative + 1)  # compile once, here
                 workers.attach(self.syn0.data, self.syn1.data, partial(_train_host, self._chunk_trainer))
+
+    def _setup_visual(self, dm) -> None:
+        """The visual objective for this vocabulary, B's map (unless a checkpoint's comes), words in batches."""
+        h = self.hparams
+        self._visual = VisualObjective.from_file(h.visual_vectors, self.words, h.dim, h.visual_variant, seed=h.seed,
+                                                 margin=h.visual_margin, negatives=h.visual_negatives,
+                                                 weight=h.visual_weight)
+        shape = (self._visual.visual_dim, h.dim)
+        if h.visual_variant == "B" and (self.vis_map is None or tuple(self.vis_map.shape) != shape):
+            self.vis_map = torch.nn.Parameter(init_map(*shape, seed=h.seed))  # (Dv, D)
+        if not callable(getattr(dm, "carry_words", None)):
+            raise UserError("model.visual_vectors: the datamodule cannot carry its words (use SkipGramDataModule)")
+        dm.carry_words()
+        self._keep = torch.from_numpy(dm.sampling().keep).float() if self._native is not None else None  # (V,)
 
     def set_vocabulary(self, words: Sequence[str], counts: np.ndarray) -> None:
         """Create word2vec-initialised tables for `words` (no-op if they exist for the same words)."""
@@ -179,13 +211,16 @@ class SkipGram(pl.LightningModule):
             if self._native is None:
                 raise RuntimeError("a native chunk, but the datamodule's pair mode is not native")
             stats = batch if batch.get("trained", False) else self._native(syn0, syn1, batch)
+            self._visual_chunk(batch, chunk, n_chunks)
             self._after_step(batch, batch_idx, None, None, chunk, n_chunks, loss=stats.get("loss"))
             return
         inp, out = batch["input"].to(self.device), batch["output"].to(self.device)  # (P,), (P, K+1)
         if batch.get("device_pairs", False):  # one large stretch, large sub-batches, in this process
-            self._device_trainer(syn0, syn1, inp, out, self.current_epoch, chunk, n_chunks)
-        elif not batch.get("trained", False):  # else a Hogwild worker has trained on it already
-            self._train_chunk(syn0, syn1, inp, out, chunk, n_chunks)
+            self._train_stretch(syn0, syn1, inp, out, batch, chunk, n_chunks)
+        else:
+            if not batch.get("trained", False):  # else a Hogwild worker has trained on it already
+                self._train_chunk(syn0, syn1, inp, out, chunk, n_chunks)
+            self._visual_chunk(batch, chunk, n_chunks)
         self._after_step(batch, batch_idx, inp, out, chunk, n_chunks)
 
     def _train_chunk(self, syn0, syn1, inp, out, chunk: int, n_chunks: int) -> None:
@@ -204,6 +239,41 @@ class SkipGram(pl.LightningModule):
             train()
             self._warm = n > 1
 
+    def _train_stretch(self, syn0, syn1, inp, out, batch: dict[str, Any], chunk: int, n_chunks: int) -> None:
+        """Device pairs of one stretch; with the visual objective, cut into `slices` parts, each followed by its
+        visual step on its share of the stretch's sub-sampled words (pairs are shuffled over the stretch)."""
+        train = partial(self._device_trainer, syn0, syn1, inp, out, self.current_epoch, chunk, n_chunks)
+        if self._visual is None:
+            return train()
+        kept, S = batch["kept"], int(batch["slices"])  # (m,)
+        n, m = max(-(-len(inp) // self.hparams.device_batch_pairs), 1), len(kept)
+        for s in range(S):
+            train(parts=range(s * n // S, (s + 1) * n // S))
+            self._visual_step(kept[s * m // S:(s + 1) * m // S], None, chunk, s, (chunk + (s + 1) / S) / n_chunks)
+
+    def _visual_chunk(self, batch: dict[str, Any], chunk: int, n_chunks: int) -> None:
+        """The visual step after a host or native chunk: its sub-sampled words (native: each token with its
+        keep probability, the kernel's sub-sampling being inside C)."""
+        if self._visual is None:
+            return
+        if batch.get("native", False):
+            ids = batch["tokens"].long()  # (n,)
+            self._visual_step(ids, self._keep[ids], chunk, 0, (chunk + 1) / n_chunks)
+        else:
+            self._visual_step(batch["kept"], None, chunk, 0, (chunk + 1) / n_chunks)
+
+    def _visual_step(self, ids: torch.Tensor, weights, chunk: int, part: int, fraction: float) -> None:
+        """One step of the visual term over occurrences `ids` (m,) (weights (m,) or None), at lr_at(fraction)."""
+        ids = ids.to(self.device)
+        rows, counts = self._visual.to(self.device).counts(ids, None if weights is None else weights.to(self.device))
+        neg = self._visual.draw_negatives(self.current_epoch, chunk, part)  # (K,)
+        vmap = None if self.vis_map is None else self.vis_map.data
+        self._visual_loss = self._visual.step(self.syn0.data, vmap, rows, counts, neg, self.lr_at(fraction))
+
+    def _tables(self) -> list[torch.nn.Parameter]:
+        """What training changes: syn0, syn1 and (variant B) the visual map."""
+        return [p for p in (self.syn0, self.syn1, self.vis_map) if p is not None]
+
     def _after_step(self, batch: dict[str, Any], batch_idx: int, inp, out, chunk: int, n_chunks: int,
                     loss: float | None = None) -> None:
         """Count the step, sync ranks, log words/s, lr and (every 50 steps) a loss sample (`loss`, or of inp/out)."""
@@ -218,6 +288,8 @@ class SkipGram(pl.LightningModule):
                  prog_bar=True, on_step=True, on_epoch=False, batch_size=1, rank_zero_only=True)
         self.log("lr", self.lr_at((chunk + 1) / n_chunks), on_step=True, on_epoch=False, batch_size=1,
                  rank_zero_only=True)
+        if self._visual is not None:
+            self.log("visual_loss", self._visual_loss, on_step=True, on_epoch=False, batch_size=1, rank_zero_only=True)
         if batch_idx % 50 == 0 and (loss is not None or len(inp)):
             if loss is None:
                 with torch.no_grad():
@@ -241,15 +313,15 @@ class SkipGram(pl.LightningModule):
             return
         with torch.no_grad():
             if self._synced is None:  # tables as of the start (identical on every rank: same seed)
-                self._synced = [p.data.clone() for p in (self.syn0, self.syn1)]
-            for p, base in zip((self.syn0, self.syn1), self._synced):
+                self._synced = [p.data.clone() for p in self._tables()]
+            for p, base in zip(self._tables(), self._synced):
                 delta = p.data - base  # (V, D) this rank's change since the last sync
                 dist.all_reduce(delta, op=dist.ReduceOp.SUM)
                 p.data.copy_(base.add_(delta))  # base becomes the new common tables
 
     def on_train_start(self) -> None:
         if self.trainer.world_size > 1:
-            self._synced = [p.data.clone() for p in (self.syn0, self.syn1)]  # after DDP's broadcast
+            self._synced = [p.data.clone() for p in self._tables()]  # after DDP's broadcast
 
     def teardown(self, stage: str) -> None:
         if self._pool is not None:
@@ -270,6 +342,9 @@ class SkipGram(pl.LightningModule):
             raise UserError("checkpoint: not a SkipGram checkpoint (no 'skipgram' entry)")
         if self.syn0 is None:  # loaded outside fit: take the checkpoint's vocabulary
             self.set_vocabulary(info["words"], np.asarray(info["counts"]))
+        vmap = checkpoint.get("state_dict", {}).get("vis_map")
+        if vmap is not None and self.vis_map is None:  # (variant B) a place for the checkpoint's map
+            self.vis_map = torch.nn.Parameter(torch.zeros_like(vmap))
         elif info["vocab_hash"] != self.vocab_hash:
             raise UserError(f"checkpoint: its vocabulary ({len(info['words'])} words, {info['vocab_hash']}) is not "
                             f"this corpus's ({len(self.words)} words, {self.vocab_hash}); same corpus and "

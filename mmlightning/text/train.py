@@ -16,9 +16,10 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from mmlightning.errors import UserError
+from mmlightning.text.mmskipgram import PAPER_MARGIN, PAPER_NEGATIVES, check_settings, file_digest
 from mmlightning.resumable import ResumableOutput
 
 PAIR_MODES = ("auto", "native", "host", "device")
@@ -48,6 +49,11 @@ class SkipgramConfig:
         pairs: Where pairs are made and trained: auto (native where the C kernel builds, else host: the same
             default as `fit`), native (the compiled kernel), host (numpy pairs + torch update; several times slower),
             device (pairs made by torch on the trainer's device).
+        visual_vectors: MMSkip-gram's visual vectors file (None: text-only skip-gram); see mmskipgram.py.
+        visual_variant: A (word vector vs PCA-reduced visual vectors) or B (a word -> visual map learned jointly).
+        visual_margin: Margin of the max-margin term (the paper's 0.5).
+        visual_negatives: Visual negatives per occurrence (the paper's 20).
+        visual_weight: Weight of the visual term.
         model_kwargs: Further SkipGram arguments (e.g. hogwild_threads).
         progress_bar: Show the training progress bar (not part of the cache key).
         relatedness: Benchmarks scored after every epoch into the stage's metrics.csv (not part of the cache key).
@@ -65,6 +71,11 @@ class SkipgramConfig:
     chunk_words: int = 16384
     compile: bool = True
     pairs: str = "auto"
+    visual_vectors: Optional[str] = None
+    visual_variant: str = "B"
+    visual_margin: float = PAPER_MARGIN
+    visual_negatives: int = PAPER_NEGATIVES
+    visual_weight: float = 1.0
     model_kwargs: dict = field(default_factory=dict)
     progress_bar: bool = True
     relatedness: list[str] = field(default_factory=lambda: ["ws353", "men", "simlex999"])
@@ -78,6 +89,8 @@ class SkipgramConfig:
             raise UserError(f"skipgram: lr {self.lr} / min_lr {self.min_lr} must satisfy 0 <= min_lr <= lr, lr > 0")
         if self.pairs not in PAIR_MODES:
             raise UserError(f"skipgram.pairs: must be {', '.join(PAIR_MODES)}, got {self.pairs!r}")
+        if self.visual_vectors is not None:
+            check_settings(self.visual_variant, self.visual_margin, self.visual_negatives, self.visual_weight)
 
     def resolved_pairs(self) -> str:
         """`pairs` made concrete on the CPU (auto: native where the kernel builds, else host)."""
@@ -89,9 +102,14 @@ class SkipgramConfig:
         """The settings the vectors depend on (the progress bar and the per-epoch scoring do not).
 
         The pair mode enters as the one that runs (auto resolved); host is left out so that caches made
-        before the option stay valid.
+        before the option stay valid. The visual settings enter only with visual vectors, the file by the
+        SHA-256 of its bytes (not its path).
         """
         key = {k: v for k, v in asdict(self).items() if k not in ("progress_bar", "relatedness")}
+        if self.visual_vectors is None:
+            key = {k: v for k, v in key.items() if not k.startswith("visual_")}
+        else:
+            key["visual_vectors"] = {"sha256": file_digest(self.visual_vectors)}
         key["pairs"] = self.resolved_pairs()
         if key["pairs"] == "host":
             key.pop("pairs")
@@ -131,8 +149,10 @@ def train_skipgram(cfg: SkipgramConfig, output_dir: str | os.PathLike = "checkpo
     dm = SkipGramDataModule(corpus=corpus, cache_dir=str(cache_dir), min_count=cfg.min_count, window=cfg.window,
                             negative=cfg.negative, sample=cfg.sample, chunk_words=cfg.chunk_words,
                             num_workers=cfg.num_workers, seed=seed, pairs=pairs)
+    visual = {k: getattr(cfg, k) for k in ("visual_vectors", "visual_variant", "visual_margin", "visual_negatives",
+                                           "visual_weight")} if cfg.visual_vectors else {}
     model = SkipGram(dim=cfg.dim, lr=cfg.lr, min_lr=cfg.min_lr, seed=seed, output_dir=str(output_dir),
-                     compile=cfg.compile, **cfg.model_kwargs)
+                     compile=cfg.compile, **visual, **cfg.model_kwargs)
     trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator=accelerator, devices=devices, strategy=strategy,
                          default_root_dir=str(output_dir), logger=CSVLogger(str(output_dir), name="logs"),
                          callbacks=[ModelCheckpoint(dirpath=str(last.parent), save_last=True, save_top_k=1,
