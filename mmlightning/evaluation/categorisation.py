@@ -12,16 +12,17 @@ Rules:
 - Clustering (`METHOD`): Ward's agglomerative clustering (scipy.cluster.hierarchy.linkage, method "ward")
   of the L2-normalised vectors, the tree cut at k clusters (fcluster "maxclust"). On unit vectors the
   squared Euclidean distance is 2 * (1 - cosine), so Ward minimises the within-cluster cosine dispersion,
-  the criterion CLUTO's repeated bisections (Baroni et al.'s tool) optimises, and gives clusters of
-  comparable size as it does. It is deterministic: no seed, no restarts, the same vectors always give the
-  same clusters. A zero vector stays zero.
+  sum over clusters of (n_r - |sum of its unit vectors|^2 / n_r), a close relative of the I2 criterion
+  (maximise the sum of |sum of its unit vectors|) that CLUTO's repeated bisections, Baroni et al.'s tool,
+  optimises; like it, it tends to give clusters of comparable size. It is deterministic: no seed, no restarts, the same vectors give the
+  same clusters (on one machine: the distances come from a float32 BLAS product). A zero vector stays zero.
 - Purity (Zhao & Karypis 2001): each cluster counts its most frequent gold category; purity = the sum of
   those counts / the number of clustered words. 1 = every cluster holds one category only.
 - CI: 95% percentile bootstrap over words (1,000 resamples, seeded). Purity is the share of words whose
   category is their cluster's majority category; the clusters and their majorities are found once on
   all words and each resample averages those 0/1 marks over words drawn with replacement. The CI thus
   covers which words a set happens to hold, not how the tree would change with them (re-clustering each
-  resample costs ~1 s per resample on Battig, and the maximum inside purity biases a re-counted resample
+  resample costs ~0.3 s per resample on Battig, and the maximum inside purity biases a re-counted resample
   upwards). A difference between two systems resamples the same words for both (paired).
 - purity is None with fewer than 3 words or fewer than 2 categories in vocabulary; the CI is None below
   10 words or with n_boot 0.

@@ -1,4 +1,5 @@
-"""A report to look at: reports/index.html (Table 1, Figure 4, Table 2 with image strips) + a page per source.
+"""A report to look at: reports/index.html (every set x every system, Table 1, Figure 4, Table 2 with
+image strips) + a page per source.
 
     paths = write_html_report(result, "reports", shards={"tuxpaint": "ck/shard-tuxpaint-.../manifest.json"},
                               aggregates={"tuxpaint": "ck/extract-tuxpaint-.../aggregates.pt"})
