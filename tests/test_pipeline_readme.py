@@ -8,7 +8,8 @@ import pytest
 
 from mmlightning.cli import main
 from mmlightning.pipeline.readme import (BEGIN, CHANGE_BEGIN, END, HEADLINE_BEGIN, TUNED_BEGIN, TUNED_END,
-                                         diff_cell, render_blocks, render_change, render_headline, render_results)
+                                         diff_cell, render_blocks, render_change, render_headline, render_results,
+                                         render_suite, suite_summary)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "docs" / "figures" / "evaluation_embedded_default.json"
@@ -110,3 +111,19 @@ def test_change_block_compares_two_evaluations_cell_by_cell():
     assert lines[3] == "| men | full | Multi-modal CNN-Mean (tuxpaint) | 0.600 | 0.600 | +0.000 |"
     assert lines[-1] == ("Largest absolute change of rho over every cell of Table 1: linguistic 0.010 (4 cells), "
                          "visual 0.000 (4 cells), multimodal 0.030 (4 cells).")
+
+
+def test_suite_block_and_summary_count_the_cis_by_hand():
+    result = synthetic()
+    assert render_suite(result) == "" and suite_summary(result) == ""
+    mm = "multimodal:tuxpaint/cnn-mean"
+    result["suite"] = {
+        "table1": {"a": {"full": {"linguistic": cell(0.5, 9, 10), mm: cell(0.6, 9, 10, diff=0.1)}},       # CI above 0
+                   "b": {"full": {"linguistic": cell(0.5, 9, 10), mm: cell(0.49, 9, 10, diff=-0.01)}}},  # CI holds 0
+        "categorisation": {"c": {"linguistic": {"purity": 0.4, "words_used": 8, "words_total": 9},
+                                 mm: {"purity": 0.3, "words_used": 8, "words_total": 9,
+                                      "vs_linguistic": {"diff": -0.1, "ci95": [-0.2, -0.05], "words": 8}}}}}
+    lines = render_suite(result).splitlines()
+    assert lines[2] == "| a | rho | 0.500 (9/10) | 0.600 (+0.100 [+0.080, +0.120]*) |"
+    assert lines[4] == "| c | purity | 0.400 (8/9) | 0.300 (-0.100 [-0.200, -0.050]*) |"
+    assert suite_summary(result).endswith("Tux Paint (ImageNet role), a paired CI above 0 on 1 sets and below 0 on 1.")

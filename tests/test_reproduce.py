@@ -239,3 +239,16 @@ def test_the_skipgram_stage_folder_holds_the_stages_record_only(first):
     stage = next((first[1] / "ck").glob("skipgram-*"))
     assert sorted(p.name for p in stage.glob("*.json")) == ["record.json"]
     assert json.loads((stage / "record.json").read_text())["state"] == "done"
+
+
+def test_the_suite_scores_every_shipped_set_apart_from_table1(first):
+    from mmlightning.datasets import expand_names
+
+    rep = json.loads((first[1] / "rep" / "evaluation.json").read_text())
+    assert list(rep["table1"]) == ["bench"] and set(rep["alpha_sweep"]) == {"alphas", "bench"}  # the paper's part
+    suite = rep["suite"]
+    assert set(suite["table1"]) | set(suite["categorisation"]) == set(expand_names(["all"]))
+    assert all(set(cells) == {"full"} for cells in suite["table1"].values())
+    assert {"linguistic", "multimodal:pics/cnn-mean"} <= set(suite["categorisation"]["bless"])
+    md = (first[1] / "rep" / "evaluation.md").read_text()
+    assert "Every set x every system" in md and "Concept categorisation" in md

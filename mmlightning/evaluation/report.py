@@ -112,7 +112,10 @@ def table1_markdown(result: dict) -> str:
 
 def suite_markdown(result: dict) -> str:
     """One table of every set x every system: Spearman rho on all pairs of each relatedness set, purity
-    of each categorisation set, each with its 95% CI and pairs / words used of the total."""
+    of each categorisation set, each with its 95% CI and pairs / words used of the total.
+
+    A result whose sets beyond Table 1's were scored apart (`reproduce`'s suite) holds them in `suite`."""
+    result = result.get("suite") or result
     systems = list(result["systems"])
     rows = [[bench, "rho"] + [_cell(subsets["full"][s]) if s in subsets["full"] else "" for s in systems]
             for bench, subsets in result["table1"].items() if "full" in subsets]
@@ -127,6 +130,7 @@ def suite_markdown(result: dict) -> str:
 
 def categorisation_markdown(result: dict) -> str:
     """Categorisation: the method, each set's words / categories / OOV, and multi-modal minus linguistic."""
+    result = result.get("suite") or result
     cats = result.get("categorisation") or {}
     if not cats:
         return ""

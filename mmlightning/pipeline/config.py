@@ -135,6 +135,7 @@ class EvaluationConfig:
     """Relatedness evaluation (mmlightning.evaluation.systems.evaluate_systems)."""
 
     benchmarks: list[str] = field(default_factory=lambda: ["ws353", "men"])
+    suite: list[str] = field(default_factory=lambda: ["all"])
     alpha: float = 0.5
     missing_visual: str = "zero"
     n_boot: int = 1000
@@ -170,7 +171,9 @@ class ReproduceConfig:
         unsafe_gensim_pickle: Also read `linguistic:` in gensim's native .kv format; unpickles: only for files you trust.
         skipgram: Skip-gram settings (epochs, dim, window, negative, sample, min_count, num_workers, ...).
         sources: Image sources by name, each {source, root, n_per_word, options, ..., preprocess}.
-        benchmarks: Benchmarks to evaluate on (and whose vocabulary selects the concept words).
+        benchmarks: Benchmarks of Table 1 and Figure 4, whose vocabulary selects the concept words (the paper's: ws353, men).
+        suite: Further sets scored for every system in the report's suite table (relatedness and concept
+            categorisation; "all" = every shipped set; [] = none); they select no images.
         backbone: CNN backbone for the visual features (efficientnet_lite0, alexnet1512, torchvision names).
         backbone_kwargs: Backbone options, e.g. {checkpoint: path} for alexnet1512.
         layer: Feature layer of the backbone (fc6, fc7 for alexnet1512; default: the backbone's own).
@@ -200,6 +203,7 @@ class ReproduceConfig:
     skipgram: SkipgramConfig = field(default_factory=SkipgramConfig)
     sources: dict[str, SourceConfig] = field(default_factory=default_sources)
     benchmarks: list[str] = field(default_factory=lambda: ["ws353", "men"])
+    suite: list[str] = field(default_factory=lambda: ["all"])
     backbone: str = "efficientnet_lite0"
     backbone_kwargs: Optional[dict] = None
     layer: Optional[str] = None

@@ -28,6 +28,7 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 TUNED_BEGIN, TUNED_END = "<!-- tuned:begin -->", "<!-- tuned:end -->"
 HEADLINE_BEGIN, HEADLINE_END = "<!-- headline:begin -->", "<!-- headline:end -->"
 CHANGE_BEGIN, CHANGE_END = "<!-- change:begin -->", "<!-- change:end -->"
+SUITE_BEGIN, SUITE_END = "<!-- suite:begin -->", "<!-- suite:end -->"
 # the parts of the dev/test protocol's section that the README shows (evaluation.tuned_report titles)
 TUNED_PARTS = ("Chosen on MEN dev", "Test: minus linguistic [paired 95% CI]",
                "Test: minus plain CNN-Mean (tuned, same pairs) [paired 95% CI]")
@@ -136,6 +137,9 @@ def render_headline(result: dict) -> str:
         lines += ["", f"Chosen on MEN dev, measured on MEN test: **{label(best)}**, "
                       f"{_no_n(diff_cell(test['vs_linguistic']))} over text on {test['vs_linguistic']['pairs']} pairs "
                       f"(rho {_rho(test['rho'])})."]
+    summary = suite_summary(result)
+    if summary:
+        lines += ["", summary]
     return "\n".join(lines) + "\n"
 
 
@@ -181,6 +185,52 @@ def render_change(previous: dict, result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _suite_cells(result: dict) -> list[tuple[str, str, dict]]:
+    """(set, "rho" / "purity", {system: cell}) for every set of the suite (full pairs; all words)."""
+    suite = result.get("suite") or {}
+    rows = [(b, "rho", cells["full"]) for b, cells in suite.get("table1", {}).items()]
+    return rows + [(name, "purity", cells) for name, cells in suite.get("categorisation", {}).items()]
+
+
+def _score(cell: dict, kind: str) -> str:
+    used, total = (cell["pairs_used"], cell["pairs_total"]) if kind == "rho" else (cell["words_used"], cell["words_total"])
+    return f"{_rho(cell[kind])} ({used}/{total})"
+
+
+def render_suite(result: dict) -> str:
+    """Every set of the suite: text, and multi-modal CNN-Mean per source minus text [paired CI]; "" without a suite."""
+    rows = _suite_cells(result)
+    if not rows:
+        return ""
+    sources = [s for s, m in (result.get("sources") or {}).items() if "cnn-mean" in m]
+    head = ["set", "score", "Text"] + [f"Multi-modal CNN-Mean {s} (minus text)" for s in sources]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for name, kind, cells in rows:
+        out = [name, kind, _score(cells["linguistic"], kind)]
+        for s in sources:
+            mm = cells.get(f"multimodal:{s}/cnn-mean")
+            d = (mm or {}).get("vs_linguistic") or {}
+            out.append(f"{_rho(mm[kind])} ({_no_n(diff_cell({**d, 'pairs': 0}))})" if mm and d else "")
+        lines.append("| " + " | ".join(out) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def suite_summary(result: dict) -> str:
+    """One sentence: on how many suite sets multi-modal CNN-Mean minus text has a CI above / below 0."""
+    rows = _suite_cells(result)
+    parts = []
+    for s, methods in (result.get("sources") or {}).items():
+        diffs = [cells[f"multimodal:{s}/cnn-mean"].get("vs_linguistic") or {} for _, _, cells in rows
+                 if f"multimodal:{s}/cnn-mean" in cells]
+        up = sum(1 for d in diffs if d.get("ci95") and d["ci95"][0] > 0)
+        down = sum(1 for d in diffs if d.get("ci95") and d["ci95"][1] < 0)
+        parts.append(f"{TITLES.get(s, (s,))[0]}, a paired CI above 0 on {up} sets and below 0 on {down}")
+    if not rows or not parts:
+        return ""
+    return (f"Over the {len(rows)} sets of the evaluation suite (relatedness and concept categorisation), "
+            f"multi-modal CNN-Mean minus text: {'; '.join(parts)}.")
+
+
 def render_tuned(result: dict) -> str:
     """The README's block of the dev/test protocol (chosen systems, test differences); "" without one."""
     from mmlightning.evaluation.tuned_report import tuned_sections
@@ -200,7 +250,7 @@ def replace_block(text: str, block: str, where: str = "README.md", begin: str = 
 def render_blocks(text: str, result: dict, where: str, previous: dict | None = None) -> str:
     """`text` with each block it holds re-rendered (the change block only with `previous`); UserError for none."""
     renderers = [(HEADLINE_BEGIN, HEADLINE_END, render_headline), (BEGIN, END, render_results),
-                 (TUNED_BEGIN, TUNED_END, render_tuned)]
+                 (TUNED_BEGIN, TUNED_END, render_tuned), (SUITE_BEGIN, SUITE_END, render_suite)]
     if previous is not None:
         renderers.append((CHANGE_BEGIN, CHANGE_END, lambda r: render_change(previous, r)))
     found = [(b, e, f) for b, e, f in renderers if b in text]

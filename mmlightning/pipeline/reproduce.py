@@ -75,7 +75,7 @@ def run(cfg: ReproduceConfig) -> dict:
     write_json(Path(cfg.reports) / "run_summary.json", summary)
     from mmlightning.evaluation.report import render_markdown
 
-    log.info("\n%s", render_markdown(evaluation["result"], tables=("table1", "diff", "tuned")))
+    log.info("\n%s", render_markdown(evaluation["result"], tables=("table1", "diff", "suite", "tuned")))
     log.info("%s", summary_table(runner.summary, total))
     links = link_latest(root, runner.summary)
     print(where_things_are(cfg, links, total))
