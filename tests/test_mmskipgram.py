@@ -1,6 +1,4 @@
 """MMSkip-gram's visual objective: the gradient (finite differences), PCA, matching, and what training does."""
-import logging
-
 import numpy as np
 import pytest
 import pytorch_lightning as pl
@@ -229,5 +227,9 @@ def test_variant_b_map_is_checkpointed_and_a_resumed_run_matches(tmp_path):
     resumed = load_vectors(fit(tmp_path, "b", "host", visual_vectors=vis))
     np.testing.assert_allclose(resumed.vectors, straight.vectors, atol=1e-6)
     from mmlightning.text.export import export
-    assert load_vectors(export(str(tmp_path / "b" / "ckpt" / "last.ckpt"), str(tmp_path / "e.txt"))).vectors.shape[1] == 20
-    logging.getLogger(__name__).info("ok")
+    from mmlightning.text.skipgram import SkipGram
+    last = str(tmp_path / "b" / "ckpt" / "last.ckpt")
+    assert load_vectors(export(last, str(tmp_path / "e.txt"))).vectors.shape[1] == 20
+    loaded = SkipGram.load_from_checkpoint(last, output_dir=None)  # outside fit: the map comes back too
+    torch.testing.assert_close(loaded.vis_map.data, torch.load(last, weights_only=False)["state_dict"]["vis_map"])
+    assert loaded.hparams.visual_variant == "B" and loaded.hparams.visual_negatives == 20

@@ -63,18 +63,20 @@ def cosine_hinge(z: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, counts: 
     With d cos(z, v) / dz = (v - cos(z, v) z^) / |z| for unit v:
     grad_i = counts_i sum_{k active} [(neg_k - c_ik z^_i) - (pos_i - p_i z^_i)] / |z_i|. Returns (loss, (n, E)).
     """
-    norm = z.norm(dim=1, keepdim=True).clamp_min(1e-12)  # (n, 1)
-    zh = z / norm  # (n, E)
-    p = (zh * pos).sum(1, keepdim=True)  # (n, 1) cos(z_i, own)
-    c = zh @ neg.T  # (n, K) cos(z_i, neg_k)
-    h = margin - p + c  # (n, K) hinge arguments
+    norm = torch.linalg.vector_norm(z, dim=1).clamp_min(1e-12)  # (n,)
+    p = torch.linalg.vecdot(z, pos) / norm  # (n,) cos(z_i, own)
+    c = (z @ neg.T) / norm[:, None]  # (n, K) cos(z_i, neg_k)
+    h = margin - p[:, None] + c  # (n, K) hinge arguments
     act = h > 0
     if mask is not None:
         act &= mask
     a = act.to(z.dtype) * counts.to(z.dtype)[:, None]  # (n, K) weight of each active term
     loss = (a * h).sum()
-    n_act = a.sum(1, keepdim=True)  # (n, 1)
-    grad = (a @ neg - (a * c).sum(1, keepdim=True) * zh - n_act * (pos - p * zh)) / norm  # (n, E)
+    n_act = a.sum(1)  # (n,)
+    # the same sum, written without (n, E) temporaries but the result: z^ = z / |z| folded into coefficients
+    coef_z = (n_act * p - (a * c).sum(1)) / norm ** 2  # (n,)
+    grad = (a / norm[:, None]) @ neg  # (n, E)
+    grad.addcmul_(pos, (-n_act / norm)[:, None]).addcmul_(z, coef_z[:, None])
     return loss, grad
 
 
@@ -219,7 +221,8 @@ class VisualObjective:
         neg_rows = neg_rows.to(syn0.device)
         mask = neg_rows[None, :] != rows[:, None]  # (n, K) a word is not its own negative
         z = u if self.variant == "A" else u @ vmap.T  # (n, E): (n, D) x (D, Dv) for B
-        loss, gz = cosine_hinge(z, self.targets[rows], self.targets[neg_rows], counts, self.margin, mask)
+        pos, neg = self.targets.index_select(0, rows), self.targets.index_select(0, neg_rows)  # (n, E), (K, E)
+        loss, gz = cosine_hinge(z, pos, neg, counts, self.margin, mask)
         step = -lr * self.weight
         if self.variant == "A":
             syn0.index_add_(0, ids, gz, alpha=step)

@@ -342,13 +342,13 @@ class SkipGram(pl.LightningModule):
             raise UserError("checkpoint: not a SkipGram checkpoint (no 'skipgram' entry)")
         if self.syn0 is None:  # loaded outside fit: take the checkpoint's vocabulary
             self.set_vocabulary(info["words"], np.asarray(info["counts"]))
-        vmap = checkpoint.get("state_dict", {}).get("vis_map")
-        if vmap is not None and self.vis_map is None:  # (variant B) a place for the checkpoint's map
-            self.vis_map = torch.nn.Parameter(torch.zeros_like(vmap))
         elif info["vocab_hash"] != self.vocab_hash:
             raise UserError(f"checkpoint: its vocabulary ({len(info['words'])} words, {info['vocab_hash']}) is not "
                             f"this corpus's ({len(self.words)} words, {self.vocab_hash}); same corpus and "
                             "min_count are needed to resume")
+        vmap = checkpoint.get("state_dict", {}).get("vis_map")
+        if vmap is not None and self.vis_map is None:  # (variant B) a place for the checkpoint's map
+            self.vis_map = torch.nn.Parameter(torch.zeros_like(vmap))
 
 
 def _train_host(trainer: ChunkTrainer, syn0: torch.Tensor, syn1: torch.Tensor, batch: dict[str, Any]) -> dict:
