@@ -1,4 +1,6 @@
 """MMSkip-gram's visual objective: the gradient (finite differences), PCA, matching, and what training does."""
+import logging
+
 import numpy as np
 import pytest
 import pytorch_lightning as pl
@@ -233,3 +235,21 @@ def test_variant_b_map_is_checkpointed_and_a_resumed_run_matches(tmp_path):
     loaded = SkipGram.load_from_checkpoint(last, output_dir=None)  # outside fit: the map comes back too
     torch.testing.assert_close(loaded.vis_map.data, torch.load(last, weights_only=False)["state_dict"]["vis_map"])
     assert loaded.hparams.visual_variant == "B" and loaded.hparams.visual_negatives == 20
+
+
+def test_cli_fit_takes_the_visual_objective_and_refuses_bad_settings_in_one_line(tmp_path, capsys):
+    from mmlightning import cli
+    from test_skipgram import _cli_config
+
+    cfg = _cli_config(tmp_path, corpus(tmp_path / "c.txt", 300))
+    vis = visual_file(tmp_path / "v.txt")
+    args = ["fit", "--config", str(cfg), "--data.init_args.num_workers", "0", "--trainer.enable_progress_bar",
+            "false", "--trainer.max_epochs", "1", f"--model.init_args.visual_vectors={vis}"]
+    try:
+        assert cli.main([*args, "--model.init_args.visual_variant=A"]) == 0
+        assert load_vectors(tmp_path / "run" / "vectors.txt").vector_size == 20
+        assert cli.main([*args, "--model.init_args.visual_negatives=0"]) == 2
+    finally:
+        logging.getLogger("mmlightning").handlers.clear()  # cli.main adds a stderr handler
+    err = [line for line in capsys.readouterr().err.splitlines() if "visual_negatives" in line]
+    assert len(err) == 1 and "must be >= 1" in err[0]
