@@ -95,11 +95,12 @@ def evaluate_systems(linguistic: KeyedVectors, visual: Mapping[str, KeyedVectors
                      benchmarks: Sequence[Benchmark | CategorySet | str] | str | None = None, alpha: float = 0.5,
                      oov: str = "skip", missing_visual: str = "zero", centring: bool = True,
                      n_boot: int = 1000, seed: int = 0, sweep_step: float = 0.05,
-                     table2_system: str | None = None, inputs: dict | None = None) -> dict:
+                     table2_system: str | None = None, inputs: dict | None = None, relevant: bool = True) -> dict:
     """Score linguistic, each visual and each multi-modal system: Table 1, the alpha sweep, Table 2 and
     the purity of every categorisation set among `benchmarks`.
 
-    Returns the JSON-ready dict described in the module docstring.
+    Returns the JSON-ready dict described in the module docstring. `relevant=False` scores the full
+    sets only (no relevant:<source> subsets), as a suite of many sets needs.
     """
     visual = dict(visual or {})
     if oov not in OOV_POLICIES:
@@ -140,7 +141,7 @@ def evaluate_systems(linguistic: KeyedVectors, visual: Mapping[str, KeyedVectors
               "table2": {}, "table2_system": table2_system, "categorisation": {}}
     for bench in benches:
         t1, sweep, t2 = _evaluate_benchmark(bench, linguistic, visual, alpha, alphas, oov,
-                                            missing_visual, centring, n_boot, seed)
+                                            missing_visual, centring, n_boot, seed, relevant)
         result["table1"][bench.name] = t1
         result["alpha_sweep"][bench.name] = sweep
         result["table2"][bench.name] = t2
@@ -151,7 +152,7 @@ def evaluate_systems(linguistic: KeyedVectors, visual: Mapping[str, KeyedVectors
 
 
 def _evaluate_benchmark(bench, linguistic, visual, alpha, alphas, oov, missing_visual, centring,
-                        n_boot, seed):
+                        n_boot, seed, relevant=True):
     gold = gold_scores(bench)                                          # (P,)
     full: dict[str, Score] = {LINGUISTIC: score_cosines(bench, gold, *pair_cosines(linguistic, bench.pairs, oov),
                                                         oov=oov, n_boot=0)}
@@ -166,7 +167,7 @@ def _evaluate_benchmark(bench, linguistic, visual, alpha, alphas, oov, missing_v
     by_source: dict[str, list[KeyedVectors]] = {}
     for name, kv in visual.items():
         by_source.setdefault(split_name(name)[0], []).append(kv)
-    covered = {src: _covered_words(bench, kvs) for src, kvs in by_source.items()}
+    covered = {src: _covered_words(bench, kvs) for src, kvs in by_source.items()} if relevant else {}
     for src, words in covered.items():
         masks[f"relevant:{src}"] = relevant_mask(bench, words)
     if len(covered) > 1:

@@ -242,9 +242,8 @@ def _suite(ev, linguistic: str, visual: dict[str, str]) -> dict:
 
     ling, vis, sets = load_inputs(linguistic, visual, list(ev.suite))
     suite = evaluate_systems(ling, vis, sets, alpha=ev.alpha, missing_visual=ev.missing_visual, n_boot=ev.n_boot,
-                             seed=ev.seed)
-    keep = ("settings", "systems", "sources", "categorisation")
-    return {**{k: suite[k] for k in keep}, "table1": {b: {"full": cells["full"]} for b, cells in suite["table1"].items()}}
+                             seed=ev.seed, relevant=False)
+    return {k: suite[k] for k in ("settings", "systems", "sources", "table1", "categorisation")}
 
 
 def _release(ctx: StageContext) -> dict:
