@@ -315,30 +315,9 @@ def test_item08_word_list_with_a_bom(tmp_path):
 
 def _shard_within(timeout, fifos, *args, **kwargs):
     """shard(...) in a daemon thread; a regression that blocks on a FIFO fails the test instead of hanging it."""
-    import threading
+    from test_sources import call_with_timeout
 
-    box = {}
-
-    def run():
-        try:
-            box["value"] = shard(*args, **kwargs)
-        except BaseException as e:  # noqa: BLE001 - handed back to the test
-            box["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        for fifo in fifos:  # free the stuck reader: open the FIFO for writing and close it
-            try:
-                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:
-                pass
-        t.join(5)
-        pytest.fail(f"shard did not return within {timeout} s (blocked on a FIFO?)")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    return call_with_timeout(lambda: shard(*args, **kwargs), fifos, timeout)
 
 
 def test_item12_fifo_in_a_word_folder_and_the_size_cap(tmp_path):
