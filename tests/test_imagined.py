@@ -82,7 +82,8 @@ def test_shapes_and_own_modes():
     assert kv.vectors.dtype == np.float32
     assert info["training_words"] == 30 and len(info["fold_strengths"]) == 3
     assert info["imagined"] == ["w0", "w1", "w31", "W32"] and 0.9 < info["heldout_cosine"] <= 1.0
-    real = im.imagine(text, visual, words=words, k=3, own="real")
+    real, info_real = im.imagine_with_info(text, visual, words=words, k=3, own="real")
+    assert info_real["imagined"] == ["w31", "W32"]                  # only the imageless words
     np.testing.assert_array_equal(real["w0"], visual["w0"])        # a pictured word keeps its vector
     np.testing.assert_array_equal(real["w31"], kv["w31"])          # an imageless word: the full map
     assert not np.array_equal(kv["w0"], visual["w0"])              # cross-fitted: predicted

@@ -223,28 +223,34 @@ def imagine_with_info(text_kv, visual_kv, words: Iterable[str] | None = None, k:
         raise UserError("imagine: the text or visual vectors of the training words hold NaN or inf")
     pred, chosen = crossfit(x, y, k, seed, method, inner_k, grid)                # (m, Dv)
     full = fit_map(x, y, method, inner_k, seed, grid)
+    out_keys, text_rows, train_rows = _output_rows(text_kv, visual_kv, keys, words)   # (V,), (V,) -1: imageless
+    vectors = np.empty((len(out_keys), y.shape[1]), dtype=np.float32)         # (V, Dv)
+    plain = train_rows < 0                                                     # (V,) no images: the full map
+    plain_idx, tv = np.flatnonzero(plain), np.asarray(text_kv.vectors)
+    for start in range(0, len(plain_idx), 4096):
+        idx = plain_idx[start:start + 4096]
+        vectors[idx] = full.predict(tv[text_rows[idx]])
+    vectors[~plain] = (pred if own == "crossfit" else y)[train_rows[~plain]]
+    imagined = [w for w, p in zip(out_keys, plain) if p or own == "crossfit"]
+    info = {"method": method, "k": k, "inner_k": inner_k, "seed": seed, "own": own,
+            "training_words": len(keys), "fold_strengths": chosen, "full_strength": full.strength,
+            "heldout_cosine": heldout_cosine(pred, y), "imagined": imagined}
+    return KeyedVectors(out_keys, vectors), info
+
+
+def _output_rows(text_kv, visual_kv, keys: list[str], words: Iterable[str] | None):
+    """The words that have a text vector, their text rows, and their training rows (-1: not pictured)."""
     row = {w: i for i, w in enumerate(keys)}
-    out_keys, rows, imagined = [], [], []
-    tv = np.asarray(text_kv.vectors, dtype=np.float64)
+    out_keys, ti, ri = [], [], []
     for w in (text_kv.index_to_key if words is None else words):
         i = text_kv.lookup(w)
         if i is None:
             continue
         j = visual_kv.lookup(w)
-        r = row.get(visual_kv.index_to_key[j]) if j is not None else None
-        if r is None:
-            rows.append(full.predict(tv[i][None, :])[0])
-            imagined.append(w)
-        else:
-            rows.append(pred[r] if own == "crossfit" else y[r])
-            if own == "crossfit":
-                imagined.append(w)
         out_keys.append(w)
-    vectors = np.stack(rows) if rows else np.zeros((0, visual_kv.vector_size))
-    info = {"method": method, "k": k, "inner_k": inner_k, "seed": seed, "own": own,
-            "training_words": len(keys), "fold_strengths": chosen, "full_strength": full.strength,
-            "heldout_cosine": heldout_cosine(pred, y), "imagined": imagined}
-    return KeyedVectors(out_keys, vectors.astype(np.float32)), info
+        ti.append(i)
+        ri.append(-1 if j is None else row.get(visual_kv.index_to_key[j], -1))
+    return out_keys, np.array(ti, dtype=np.int64), np.array(ri, dtype=np.int64)
 
 
 def imagine(text_kv, visual_kv, words: Iterable[str] | None = None, k: int = 5, seed: int = 0,
