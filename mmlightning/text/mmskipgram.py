@@ -19,19 +19,28 @@ gradient; the visual vectors are fixed. Words without a visual vector get no ter
 through the contexts they share with the words that have one.
 
 What is the paper's and what is approximated here:
-  - exact: the term, its margin and cosine, its k negatives per occurrence drawn at random (uniformly)
-    among the words that have a visual vector (the word itself excluded), its exact gradient (tested
-    against finite differences), one learning rate (skip-gram's, decaying linearly) times `weight`;
-  - approximated: the term is applied once per chunk of corpus (host pairs and the native kernel: one
-    chunk of `chunk_words` words; device pairs: each stretch cut into slices of about that size), after
-    the chunk's skip-gram pairs, as one gradient step on the sum over the chunk's occurrences: a word
-    seen c times in the chunk contributes c times its term (its count), evaluated with the tables as they
-    are at that point; the chunk's k negatives are drawn once and shared by all its visual words (each
-    word's k negatives are still a uniform sample; a negative equal to the word is dropped). Occurrences
-    are the sub-sampled ones where the pairs are made in Python (host, device); with the native kernel,
-    which sub-samples inside C, each occurrence counts with its keep probability (the expected count).
-Batched, the step per chunk is a handful of (n, D) x (D, Dv) matrix products over the chunk's n distinct
-visual words, not one outer product per occurrence.
+  - exact: the term, its margin and cosine, k negatives per occurrence drawn at random (uniformly) among
+    the words that have a visual vector (the word itself excluded), its exact gradient (tested against
+    finite differences), one learning rate (skip-gram's, decaying linearly) times `weight`, one SGD step
+    for each of a word's first two occurrences in a chunk;
+  - approximated: the term is applied per chunk of corpus (host pairs and the native kernel: a chunk of
+    `chunk_words` words; device pairs: each stretch cut into slices of about that size), after the chunk's
+    skip-gram pairs, with the tables as they are then; a word seen c times in the chunk steps in rounds
+    over 1, 1, 2, 4, ... of its occurrences (one step on a round's summed term; about log2 c + 1 steps
+    instead of c: one step on all c overshot, a word's norm reaching 100+); B's map stays fixed through a
+    chunk's rounds, then takes one step on their summed gradient; the chunk's k negatives are drawn once
+    and shared by its visual words (each word's are still a uniform sample; one equal to the word is
+    dropped). Occurrences are the sub-sampled ones where pairs are made in Python (host, device); with
+    the native kernel, which sub-samples inside C, each occurrence counts with its keep probability.
+Batched: per chunk, B's (n, Dv) x (Dv, D) products (n distinct visual words) happen once, for the visual
+vectors brought into the word space and for the map's gradient; the rounds work in the word space (z = M u
+is never formed: |z|^2 = u^T (M^T M) u), and nothing is done per occurrence.
+
+Scale: a cosine's gradient is 1 / |z| long and word2vec starts from tiny vectors (|u| ~ 0.03 at D = 100), so
+the first visual steps are long and pictured words end longer than the rest. `weight` sets the balance with
+the text; on a toy corpus where every sentence holds a pictured word, weight 1 pushed the imageless words that
+share their contexts into an anti-visual arrangement (one step per occurrence too) and weight 0.3 did not
+(tests/test_mmskipgram.py): choose it on a dev set.
 """
 from __future__ import annotations
 
@@ -52,32 +61,48 @@ PAPER_NEGATIVES = 20  # the paper's number k of visual negative samples
 EXACT_SVD_MAX = 4_000_000  # entries of the visual matrix up to which PCA uses an exact SVD
 
 
-def cosine_hinge(z: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, counts: torch.Tensor, margin: float,
-                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The max-margin term and its gradient with respect to z, no autograd.
+def word_space_hinge(u: torch.Tensor, P: torch.Tensor, N: torch.Tensor, G: torch.Tensor | None, counts: torch.Tensor,
+                     margin: float, mask: torch.Tensor | None = None):
+    """The max-margin term of z = M u (B) or z = u (A) and its gradient in u, without forming z, no autograd.
 
-    z: (n, E) word side (u for A, M u for B); pos: (n, E) each word's own visual vector, unit norm;
-    neg: (K, E) negative visual vectors, unit norm; counts: (n,) occurrences of each word; mask: (n, K)
-    bool, False where a negative is dropped (default all kept).
-    loss = sum_i counts_i sum_k mask_ik max(0, margin - cos(z_i, pos_i) + cos(z_i, neg_k)).
-    With d cos(z, v) / dz = (v - cos(z, v) z^) / |z| for unit v:
-    grad_i = counts_i sum_{k active} [(neg_k - c_ik z^_i) - (pos_i - p_i z^_i)] / |z_i|. Returns (loss, (n, E)).
+    u: (n, D) word vectors; P: (n, D) each word's own unit visual vector v brought back, M^T v (A: v itself);
+    N: (K, D) the negatives' M^T v' (A: v'); G: (D, D) M^T M (A: None, the identity); counts: (n,) weight of
+    each word (its occurrences); mask: (n, K) bool, False where a negative is dropped (default: all kept).
+    With |z| = sqrt(u^T G u), cos(z, v) = u^T P / |z| and d cos(z, v) / dz = (v - cos(z, v) z / |z|) / |z|:
+        loss = sum_i counts_i sum_k mask_ik max(0, margin - cos(z_i, v_i) + cos(z_i, v'_k))
+        dloss/dz_i = sum_{k active} counts_i [(v'_k - c_ik z^_i) - (v_i - p_i z^_i)] / |z_i|,  dloss/du_i = M^T that.
+    Returns (loss, grad_u (n, D), (an (n, K), pn (n,), coef (n,))): dloss/dz_i = an_i V' - pn_i v_i + coef_i z_i,
+    what the map's gradient sum_i dloss/dz_i u_i^T is made of.
     """
-    norm = torch.linalg.vector_norm(z, dim=1).clamp_min(1e-12)  # (n,)
-    p = torch.linalg.vecdot(z, pos) / norm  # (n,) cos(z_i, own)
-    c = (z @ neg.T) / norm[:, None]  # (n, K) cos(z_i, neg_k)
+    Gu = u if G is None else u @ G  # (n, D)
+    norm = (u * Gu).sum(1).clamp_min(1e-24).sqrt()  # (n,) |z|
+    p = torch.linalg.vecdot(u, P) / norm  # (n,) cos(z_i, own)
+    c = (u @ N.T) / norm[:, None]  # (n, K) cos(z_i, negative k)
     h = margin - p[:, None] + c  # (n, K) hinge arguments
     act = h > 0
     if mask is not None:
         act &= mask
-    a = act.to(z.dtype) * counts.to(z.dtype)[:, None]  # (n, K) weight of each active term
+    a = act.to(u.dtype) * counts.to(u.dtype)[:, None]  # (n, K) weight of each active term
     loss = (a * h).sum()
     n_act = a.sum(1)  # (n,)
-    # the same sum, written without (n, E) temporaries but the result: z^ = z / |z| folded into coefficients
-    coef_z = (n_act * p - (a * c).sum(1)) / norm ** 2  # (n,)
-    grad = (a / norm[:, None]) @ neg  # (n, E)
-    grad.addcmul_(pos, (-n_act / norm)[:, None]).addcmul_(z, coef_z[:, None])
-    return loss, grad
+    an, pn = a / norm[:, None], n_act / norm  # (n, K), (n,)
+    coef = (n_act * p - (a * c).sum(1)) / norm ** 2  # (n,)
+    grad = (an @ N).addcmul_(P, -pn[:, None]).addcmul_(Gu, coef[:, None])  # (n, D)
+    return loss, grad, (an, pn, coef)
+
+
+def round_sizes(counts: torch.Tensor):
+    """Occurrences per step of each word seen `counts` (n,) times: 1, 1, 2, 4, ... (the last what is left).
+
+    Yields (positions (m,) of the words still stepping, their occurrences this step (m,)).
+    """
+    left, sel, r = counts.clone(), torch.arange(len(counts), device=counts.device), 0
+    while len(sel):
+        size = 1.0 if r < 2 else 2.0 ** (r - 1)
+        c = left[sel].clamp(max=size)
+        yield sel, c
+        left[sel] -= c
+        sel, r = sel[left[sel] > 1e-6], r + 1
 
 
 def pca_reduce(x: np.ndarray, dim: int, seed: int) -> np.ndarray:
@@ -209,28 +234,40 @@ class VisualObjective:
 
     def step(self, syn0: torch.Tensor, vmap: torch.Tensor | None, rows: torch.Tensor, counts: torch.Tensor,
              neg_rows: torch.Tensor, lr: float) -> float:
-        """One SGD step (rate lr x weight) of the summed term over words `rows` (n,) seen `counts` (n,) times.
+        """The chunk's visual steps (rate lr x weight) for words `rows` (n,) seen `counts` (n,) times.
 
-        Updates syn0 (V, D) rows in place and, for B, vmap (Dv, D); returns the term's value before the step.
+        A word's occurrences are stepped in rounds of 1, 1, 2, 4, ... (`round_sizes`): each round one SGD
+        step on those occurrences' summed term, the word's vector as the earlier rounds left it. B's map
+        (Dv, D) stays as it is through the rounds and then takes one step on the gradient summed over all
+        of them; (n, Dv) x (Dv, D) products happen once per chunk, the rounds work in the word space.
+        Updates syn0 (V, D) rows in place (and vmap); returns the term's value summed over the rounds.
         """
         if not len(rows):
             return 0.0
         self.to(syn0.device)
         ids = self.vocab_ids[rows]  # (n,) vocabulary ids, distinct
-        u = syn0.index_select(0, ids)  # (n, D)
         neg_rows = neg_rows.to(syn0.device)
         mask = neg_rows[None, :] != rows[:, None]  # (n, K) a word is not its own negative
-        z = u if self.variant == "A" else u @ vmap.T  # (n, E): (n, D) x (D, Dv) for B
         pos, neg = self.targets.index_select(0, rows), self.targets.index_select(0, neg_rows)  # (n, E), (K, E)
-        loss, gz = cosine_hinge(z, pos, neg, counts, self.margin, mask)
-        step = -lr * self.weight
         if self.variant == "A":
-            syn0.index_add_(0, ids, gz, alpha=step)
-        else:
-            gu = gz @ vmap  # (n, Dv) x (Dv, D) -> (n, D), with M before its own update
-            vmap.add_(gz.T @ u, alpha=step)  # (Dv, n) x (n, D): the map's gradient, once per chunk
-            syn0.index_add_(0, ids, gu, alpha=step)
-        return float(loss)
+            P, N, G = pos, neg, None
+        else:  # the visual vectors brought into the word space once: (n, Dv) x (Dv, D), (K, Dv) x (Dv, D)
+            P, N, G = pos @ vmap, neg @ vmap, vmap.T @ vmap  # (n, D), (K, D), (D, D)
+            SN, SP, SZ = torch.zeros_like(N), torch.zeros_like(P), torch.zeros_like(G)  # the map's gradient parts
+        step, total = -lr * self.weight, 0.0
+        for sel, c in round_sizes(counts.to(syn0.dtype)):
+            u = syn0.index_select(0, ids[sel])  # (m, D)
+            loss, gu, (an, pn, coef) = word_space_hinge(u, P[sel], N, G, c, self.margin, mask[sel])
+            syn0.index_add_(0, ids[sel], gu, alpha=step)
+            total += float(loss)
+            if G is not None:  # dloss/dM = sum_i (an_i V' - pn_i v_i + coef_i M u_i) u_i^T, gathered by part
+                SN.addmm_(an.T, u)  # (K, D)
+                SP.index_add_(0, sel, u * pn[:, None])  # (n, D)
+                SZ.addmm_(u.T, u * coef[:, None])  # (D, D)
+        if G is not None:  # one step of the map: (Dv, K)(K, D) - (Dv, n)(n, D) + (Dv, D)(D, D)
+            grad_map = (neg.T @ SN).sub_(pos.T @ SP).add_(vmap @ SZ)
+            vmap.add_(grad_map, alpha=step)
+        return total
 
 
 def check_settings(variant: str, margin: float, negatives: int, weight: float) -> None:

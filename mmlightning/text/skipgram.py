@@ -11,7 +11,9 @@ over the whole run) is in sgns.py; input vectors start uniform(-0.5/D, 0.5/D), o
 the input vectors are the word vectors. The data (data.py) gives batches of either a 16k-word chunk
 that the compiled kernel (native.py, the CPU default) turns into pairs and trains one pair at a time,
 or pairs made on the host (numpy, per chunk, trained in sub-batches of `batch_pairs`) or on the device
-(torch, per stretch of ~1M words, trained in sub-batches of `device_batch_pairs`).
+(torch, per stretch of ~1M words, trained in sub-batches of `device_batch_pairs`). With `visual_vectors`,
+MMSkip-gram (Lazaridou et al. 2015; mmskipgram.py): after each chunk (device pairs: each chunk-sized slice of a
+stretch) one batched max-margin step pulls the chunk's pictured words toward their visual vectors.
 
 On CPU with `data.num_workers = N > 0` the N DataLoader worker processes also train, Hogwild-style: the
 tables live in shared memory and every worker updates them lock-free, as word2vec's threads do
