@@ -43,7 +43,7 @@ def section():
     pictured = words[::3]
     visual = KeyedVectors(pictured, rng.normal(size=(len(pictured), 4)))
     conc = {w: (1.0 + 4.0 * ((i * 7) % 10) / 9) for i, w in enumerate(words)}   # ratings 1..5, all rated
-    return text, visual, run_grounding(text, {"src": visual}, mm_text={"mm": text}, n_boot=50, conc=conc)
+    return text, visual, run_grounding(text, {"src": visual}, mm_text={"mmskipgram-T": text}, n_boot=50, conc=conc)
 
 
 def test_choices_are_the_dev_maximum_and_best_is_the_top_dev_system(section):
@@ -58,7 +58,7 @@ def test_choices_are_the_dev_maximum_and_best_is_the_top_dev_system(section):
     grid = pair_cosines_eq1(men, text, mean_visual({"src": visual}), [i / 20 for i in range(21)])
     assert eq1["dev_rho"] >= max(spearman(gold[dev], c[dev]) for c in grid) - 1e-12
     assert out["best"] == max(out["systems"], key=lambda n: out["systems"][n]["dev_rho"])
-    assert out["systems"]["mm"]["alpha"] == 1.0 and out["systems"]["concreteness-gate"]["threshold"] in out["thresholds"]
+    assert out["systems"]["mmskipgram-T"]["alpha"] == 1.0 and out["systems"]["concreteness-gate"]["threshold"] in out["thresholds"]
 
 
 def test_test_cells_compare_with_text_on_the_same_pairs(section):
@@ -66,10 +66,27 @@ def test_test_cells_compare_with_text_on_the_same_pairs(section):
     assert set(out["test"]) == {"men_test", "simlex999", "ws353"}
     men = out["test"]["men_test"]
     assert men["linguistic"]["pairs_total"] == 1000
-    mm = men["mm"]     # the text vectors themselves as "MMSkip-gram": no difference at all
+    mm = men["mmskipgram-T"]     # the text vectors themselves as "MMSkip-gram": no difference at all
     assert mm["rho"] == pytest.approx(men["linguistic"]["rho"]) and mm["vs_linguistic"]["diff"] == pytest.approx(0.0)
     for name, cell in men.items():
         if name != "linguistic":
             assert cell["vs_linguistic"]["pairs"] == men["linguistic"]["pairs_used"]
     q = out["by_concreteness"]["simlex999"]["eq1"]
     assert sum(q[k]["pairs"] for k in ("Q1", "Q2", "Q3", "Q4", "unrated")) == q["all"]["pairs"] == 999
+
+
+def test_the_section_renders_its_tables_and_figure(section, tmp_path):
+    from mmlightning.evaluation.grounding_report import grounding_markdown, plot_grounding
+    from mmlightning.pipeline.readme import grounding_summary, render_grounding
+
+    _, _, g = section
+    result = {"grounding": g}
+    md = grounding_markdown(result)
+    assert md.count("| Eq. 1 (CNN-Mean, alpha on dev)") == 1 + 1 + 3   # chosen, test, one quartile row per set
+    assert "| mmskipgram-T text alone |" in md and "| mmskipgram-T text in Eq. 1 |" in md
+    assert render_grounding(result).startswith("*Chosen on MEN dev*")
+    cell = g["test"]["simlex999"][g["best"]]["vs_linguistic"]
+    assert f"simlex999 {cell['diff']:+.3f} [" in grounding_summary(result)
+    assert plot_grounding(result, tmp_path / "g.png") and (tmp_path / "g.png").stat().st_size > 0
+    assert grounding_markdown({"grounding": {"skipped": "too few words"}}).endswith("Skipped: too few words")
+    assert render_grounding({}) == grounding_summary({}) == "" and not plot_grounding({}, tmp_path / "none.png")

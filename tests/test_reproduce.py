@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -124,8 +125,9 @@ def test_preprocess_scheme_re_extracts_the_cnn_features_only(first, tmp_path):
 
 
 def test_force_closure_and_dependants_come_from_the_table(first, tmp_path):
-    assert dependants(STAGES, ["shard"]) == {"shard", "extract", "bovw", "evaluate", "release"}
+    assert dependants(STAGES, ["shard"]) == {"shard", "extract", "bovw", "mmskipgram", "evaluate", "release"}
     assert dependants(STAGES, ["skipgram"]) == {"skipgram", "evaluate", "release"}
+    assert dependants(STAGES, ["mmskipgram"]) == {"mmskipgram", "evaluate"}
     assert dependants(STAGES, ["bovw"]) == {"bovw", "evaluate"}
     from mmlightning.pipeline.config import ReproduceConfig
     from mmlightning.pipeline.fingerprint import Fingerprints
@@ -252,3 +254,24 @@ def test_the_suite_scores_every_shipped_set_apart_from_table1(first):
     assert {"linguistic", "multimodal:pics/cnn-mean"} <= set(suite["categorisation"]["bless"])
     md = (first[1] / "rep" / "evaluation.md").read_text()
     assert "Every set x every system" in md and "Concept categorisation" in md
+
+
+def test_mmskipgram_stage_trains_each_variant_on_the_mean_visual_vectors(first, tmp_path):
+    from mmlightning.vectors import load_vectors
+
+    world = first[0]
+    work = copy_of(first, tmp_path)
+    summary = run_tiny(world, work, mmskipgram=["A", "B"])
+    assert cached_statuses(summary) == {"skipgram": "reused", "shard:pics": "reused", "extract:pics": "reused",
+                                        "bovw:pics": "reused", "mmskipgram": "ran"}
+    stage = next((work / "ck").glob("mmskipgram-*"))
+    visual = load_vectors(stage / "visual_mean.txt")
+    assert len(visual) == 8 and np.allclose(np.linalg.norm(visual.vectors, axis=1), 1.0, atol=1e-5)
+    text = load_vectors(next((work / "ck").glob("skipgram-*")) / "vectors.txt")
+    for v in ("A", "B"):
+        mm = load_vectors(stage / f"mmskipgram-{v}" / "vectors.txt")
+        assert mm.index_to_key == text.index_to_key and not np.allclose(mm.vectors, text.vectors)
+    rep = json.loads((work / "rep" / "evaluation.json").read_text())
+    assert "skipped" in rep["grounding"]   # the toy vocabulary has too few pictured MEN words: said, not hidden
+    again = run_tiny(world, work, mmskipgram=["A", "B"])
+    assert statuses(again)["mmskipgram"] == "reused"

@@ -200,6 +200,14 @@ def _dispersion_of(path) -> dict[str, tuple[float, int]]:
     return {w.lower(): (float(d), int(n)) for w, d, n in zip(agg.words, dispersion(agg).tolist(), agg.count.tolist())}
 
 
+def _grounding_figure(out: Path) -> str:
+    fig = out / "grounding_concreteness.png"
+    if not fig.is_file():
+        return ""
+    return ('<figure><img alt="minus text by concreteness quartile" src="data:image/png;base64,'
+            + base64.b64encode(fig.read_bytes()).decode() + '"></figure>')
+
+
 def write_html_report(result: dict, out_dir: str | os.PathLike, shards: Mapping[str, str] | None = None,
                       aggregates: Mapping[str, str] | None = None, per_word: int = 6) -> dict[str, Path]:
     """Write index.html and source-<name>.html under `out_dir`; returns their paths."""
@@ -230,7 +238,7 @@ def _write_pages(result: dict, out: Path, shards: dict, aggregates: dict, per_wo
     body = ("<h1>mmlightning: multi-modal word representations</h1>"
             + (f"<p>Images per source: {links}</p>" if links else "")
             + markdown_to_html(md) + fig_html + _table2_html(result, thumbs)
-            + markdown_to_html(render_markdown(result, tables=("tuned",))))
+            + markdown_to_html(render_markdown(result, tables=("tuned", "grounding"))) + _grounding_figure(out))
     paths = {"index": out / "index.html"}
     write_text(paths["index"], _page("mmlightning report", body))
     for src, spec in shards.items():

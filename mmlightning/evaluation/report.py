@@ -18,7 +18,7 @@ from typing import Iterator, Callable
 
 from mmlightning.atomic import atomic_path, write_json, write_text
 
-SECTIONS = ("settings", "suite", "table1", "diff", "categorisation", "table2", "tuned")  # each only when it has data
+SECTIONS = ("settings", "suite", "table1", "diff", "categorisation", "table2", "tuned", "grounding")  # each only when it has data
 
 
 def _num(x: float | None, digits: int = 3, sign: bool = False) -> str:
@@ -201,11 +201,12 @@ def settings_markdown(result: dict) -> str:
 
 def render_markdown(result: dict, tables: tuple[str, ...] = SECTIONS) -> str:
     """The chosen sections (of SECTIONS) as one Markdown string; empty sections are left out."""
+    from mmlightning.evaluation.grounding_report import grounding_markdown
     from mmlightning.evaluation.tuned_report import tuned_markdown
 
     parts = {"settings": settings_markdown, "suite": suite_markdown, "table1": table1_markdown,
              "diff": diff_markdown, "categorisation": categorisation_markdown, "table2": table2_markdown,
-             "tuned": tuned_markdown}
+             "tuned": tuned_markdown, "grounding": grounding_markdown}
     return "\n\n".join(p for p in (parts[t](result) for t in tables) if p) + "\n"
 
 
@@ -265,5 +266,12 @@ def write_reports(result: dict, out_dir: str | os.PathLike = "reports") -> dict[
         md += f"\n![Figure 4: rho against alpha]({paths['figure4'].name})\n"
     else:
         paths.pop("figure4").unlink(missing_ok=True)
+    from mmlightning.evaluation.grounding_report import plot_grounding
+
+    paths["grounding"] = out / "grounding_concreteness.png"
+    if plot_grounding(result, paths["grounding"]):
+        md += f"\n![Minus text by concreteness quartile]({paths['grounding'].name})\n"
+    else:
+        paths.pop("grounding").unlink(missing_ok=True)
     write_text(paths["markdown"], md)
     return paths

@@ -21,7 +21,8 @@ from mmlightning.text.train import SkipgramConfig  # noqa: F401 (the `skipgram:`
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 MISSING_VISUAL = ("zero", "text")
 SOURCE_FUSIONS = ("average", "concat")
-FORCEABLE = ("skipgram", "shard", "extract", "bovw", "evaluate", "release")
+FORCEABLE = ("skipgram", "shard", "extract", "bovw", "mmskipgram", "evaluate", "release")
+MM_VARIANTS = ("A", "B")
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -144,6 +145,7 @@ class EvaluationConfig:
     source_fusion: list[str] = field(default_factory=lambda: list(SOURCE_FUSIONS))
     dispersion_gate: bool = True
     html_report: bool = True
+    grounding: bool = True
 
     def __post_init__(self):
         bad = [f for f in self.source_fusion if f not in SOURCE_FUSIONS]
@@ -187,6 +189,10 @@ class ReproduceConfig:
         source_fusion: How the protocol fuses several image sources per word: average and/or concat.
         dispersion_gate: Let the protocol gate the visual part of words with dispersed images (threshold chosen on dev).
         html_report: Also write reports/index.html (tables, Figure 4, Table 2 with image strips) and a page per source.
+        grounding: Add the section "grounding the words without pictures" (imagined visual vectors, a concreteness
+            gate, MMSkip-gram; chosen on MEN dev, reported on MEN test, SimLex-999 and WS353, by concreteness quartile).
+        mmskipgram: MMSkip-gram variants to train after extraction (A, B; [] for none), visual vectors = the
+            mean of the sources' CNN-Mean; their text vectors join the grounding section.
         batch_size: Images per batch in feature extraction (small is fastest on a 2-core CPU; 256 on GPUs).
         num_workers: Data-loading worker processes in feature extraction (0 on a 2-core CPU; 8 on GPUs).
         accelerator: Lightning accelerator for extraction (auto, cpu, gpu, cuda, mps).
@@ -217,6 +223,8 @@ class ReproduceConfig:
     source_fusion: list[str] = field(default_factory=lambda: list(SOURCE_FUSIONS))
     dispersion_gate: bool = True
     html_report: bool = True
+    grounding: bool = True
+    mmskipgram: list[str] = field(default_factory=lambda: ["B"])
     batch_size: int = 4
     num_workers: int = 0
     accelerator: str = "auto"
@@ -239,6 +247,9 @@ class ReproduceConfig:
             if not Path(self.linguistic).is_file():
                 raise UserError(f"linguistic: {self.linguistic}: no such file; give word2vec text/binary or gensim "
                                 ".kv vectors, or drop the key to train skip-gram")
+        bad_variants = [v for v in self.mmskipgram if v not in MM_VARIANTS]
+        if bad_variants:
+            raise UserError(f"mmskipgram: unknown variant(s) {', '.join(map(str, bad_variants))}; variants are A, B")
         bad = [f for f in self.force if f not in FORCEABLE]
         if bad:
             raise UserError(f"force: unknown stage(s) {', '.join(bad)}; stages are {', '.join(FORCEABLE)}")

@@ -29,6 +29,7 @@ TUNED_BEGIN, TUNED_END = "<!-- tuned:begin -->", "<!-- tuned:end -->"
 HEADLINE_BEGIN, HEADLINE_END = "<!-- headline:begin -->", "<!-- headline:end -->"
 CHANGE_BEGIN, CHANGE_END = "<!-- change:begin -->", "<!-- change:end -->"
 SUITE_BEGIN, SUITE_END = "<!-- suite:begin -->", "<!-- suite:end -->"
+GROUNDING_BEGIN, GROUNDING_END = "<!-- grounding:begin -->", "<!-- grounding:end -->"
 # the parts of the dev/test protocol's section that the README shows (evaluation.tuned_report titles)
 TUNED_PARTS = ("Chosen on MEN dev", "Test: minus linguistic [paired 95% CI]",
                "Test: minus plain CNN-Mean (tuned, same pairs) [paired 95% CI]")
@@ -137,9 +138,9 @@ def render_headline(result: dict) -> str:
         lines += ["", f"Chosen on MEN dev, measured on MEN test: **{label(best)}**, "
                       f"{_no_n(diff_cell(test['vs_linguistic']))} over text on {test['vs_linguistic']['pairs']} pairs "
                       f"(rho {_rho(test['rho'])})."]
-    summary = suite_summary(result)
-    if summary:
-        lines += ["", summary]
+    for summary in (suite_summary(result), grounding_summary(result)):
+        if summary:
+            lines += ["", summary]
     return "\n".join(lines) + "\n"
 
 
@@ -231,6 +232,30 @@ def suite_summary(result: dict) -> str:
             f"multi-modal CNN-Mean minus text: {'; '.join(parts)}.")
 
 
+def render_grounding(result: dict) -> str:
+    """The grounding section's tables (chosen on dev, test minus text, by concreteness quartile); "" without."""
+    from mmlightning.evaluation.grounding_report import chosen_table, quartile_table, test_table
+
+    g = result.get("grounding") or {}
+    if not g or "skipped" in g:
+        return ""
+    return "\n\n".join(["*Chosen on MEN dev*", chosen_table(g), "*Test: minus text [paired 95% CI]*",
+                         test_table(g), "*Minus text by concreteness quartile of the pair [paired 95% CI]*",
+                         quartile_table(g)]) + "\n"
+
+
+def grounding_summary(result: dict) -> str:
+    """One sentence: the grounding system dev chose and its test differences against text."""
+    from mmlightning.evaluation.grounding_report import label
+
+    g = result.get("grounding") or {}
+    if not g or "skipped" in g:
+        return ""
+    best = g["best"]
+    cells = ", ".join(f"{s} {_no_n(diff_cell({**g['test'][s][best]['vs_linguistic'], 'pairs': 0}))}" for s in g["test"])
+    return f"Grounding the imageless words, the system chosen on MEN dev is **{label(best)}**: minus text {cells}."
+
+
 def render_tuned(result: dict) -> str:
     """The README's block of the dev/test protocol (chosen systems, test differences); "" without one."""
     from mmlightning.evaluation.tuned_report import tuned_sections
@@ -250,7 +275,8 @@ def replace_block(text: str, block: str, where: str = "README.md", begin: str = 
 def render_blocks(text: str, result: dict, where: str, previous: dict | None = None) -> str:
     """`text` with each block it holds re-rendered (the change block only with `previous`); UserError for none."""
     renderers = [(HEADLINE_BEGIN, HEADLINE_END, render_headline), (BEGIN, END, render_results),
-                 (TUNED_BEGIN, TUNED_END, render_tuned), (SUITE_BEGIN, SUITE_END, render_suite)]
+                 (TUNED_BEGIN, TUNED_END, render_tuned), (SUITE_BEGIN, SUITE_END, render_suite),
+                 (GROUNDING_BEGIN, GROUNDING_END, render_grounding)]
     if previous is not None:
         renderers.append((CHANGE_BEGIN, CHANGE_END, lambda r: render_change(previous, r)))
     found = [(b, e, f) for b, e, f in renderers if b in text]

@@ -7,6 +7,7 @@
 | shard:<source>   | source root, word lists  | mmlightning.images.write_shards.shard                      |
 | extract:<source> | shard, CNN checkpoint    | mmlightning.features.extract.run_extraction                |
 | bovw:<source>    | shard                    | mmlightning.features.bovw.fit_codebook + run_extraction    |
+| mmskipgram       | corpus files, extract    | mmlightning.text.train.train_skipgram with a visual objective |
 | evaluate         | skipgram, extract, bovw  | mmlightning.evaluation.systems + evaluation.report         |
 |                  | (+ shard: image strips)  | + evaluation.protocol (dev/test) + evaluation.html (pages)  |
 | release          | skipgram, extract        | mmlightning.pipeline.release.write_release                 |
@@ -221,6 +222,8 @@ def _evaluate(ctx: StageContext) -> dict:
                               seed=ev.seed, inputs={"linguistic": linguistic, "visual": visual})
     if ev.suite:
         result["suite"] = _suite(ev, linguistic, visual)
+    if ev.grounding and any(name.endswith("/cnn-mean") for name in visual):
+        result["grounding"] = _grounding(ctx, linguistic, visual)
     if ev.protocol:
         from mmlightning.evaluation.protocol import run_protocol_files
 
@@ -244,6 +247,47 @@ def _suite(ev, linguistic: str, visual: dict[str, str]) -> dict:
     suite = evaluate_systems(ling, vis, sets, alpha=ev.alpha, missing_visual=ev.missing_visual, n_boot=ev.n_boot,
                              seed=ev.seed, relevant=False)
     return {k: suite[k] for k in ("settings", "systems", "sources", "table1", "categorisation")}
+
+
+# ------------------------------------------------------------------------------------- mmskipgram
+def _mmskipgram_settings(cfg, source: Optional[str]) -> dict:
+    return {**_skipgram_settings(cfg, source), "variants": sorted(cfg.mmskipgram)}
+
+
+def _mmskipgram(ctx: StageContext) -> dict:
+    """MMSkip-gram (Lazaridou et al. 2015) per variant, the visual vectors the mean of the sources' CNN-Mean."""
+    from dataclasses import replace
+
+    from mmlightning.evaluation.grounding import mean_visual
+    from mmlightning.text.train import train_skipgram
+    from mmlightning.vectors import load_vectors
+
+    visual = mean_visual({s: load_vectors(ex["mean"]) for s, ex in ctx.per_source("extract").items()})
+    visual_file = ctx.dir / "visual_mean.txt"
+    visual.save_word2vec(visual_file)
+    out = {"visual": visual_file}
+    for variant in sorted(ctx.cfg.mmskipgram):
+        cfg = replace(ctx.cfg.skipgram, visual_vectors=str(visual_file), visual_variant=variant)
+        out[f"mmskipgram-{variant}"] = train_skipgram(cfg, ctx.dir / f"mmskipgram-{variant}", corpus=ctx.cfg.corpus,
+                                                      seed=ctx.cfg.seed, cache_dir=str(ctx.root / "corpus_cache"))
+    return out
+
+
+def _grounding(ctx: StageContext, linguistic: str, visual: dict[str, str]) -> dict:
+    """The grounding section (evaluation.grounding) on the stage outputs: CNN-Mean per source, MMSkip-gram."""
+    from mmlightning.datasets import load_benchmark
+    from mmlightning.evaluation.grounding import TEST_SETS, run_grounding
+    from mmlightning.vectors import load_vectors
+
+    words = set().union(*(load_benchmark(b).words() for b in ("men", *TEST_SETS)))
+    means = {name.split("/")[0]: load_vectors(path) for name, path in visual.items() if name.endswith("/cnn-mean")}
+    mm = {k: load_vectors(v, restrict_to=words) for k, v in
+          (ctx.output("mmskipgram") if "mmskipgram" in ctx.upstream else {}).items() if k.startswith("mmskipgram-")}
+    try:
+        return run_grounding(load_vectors(linguistic, restrict_to=words), means, mm, ctx.cfg.n_boot, ctx.cfg.seed)
+    except UserError as e:   # e.g. a toy vocabulary with too few pictured words of MEN: the rest of the report stands
+        log.warning("grounding section skipped: %s", e)
+        return {"skipped": str(e)}
 
 
 def _release(ctx: StageContext) -> dict:
@@ -270,6 +314,8 @@ STAGES: tuple[StageDef, ...] = (
              per_source=True),
     StageDef("bovw", reads=("shard",), run=_bovw, settings=_bovw_settings, per_source=True,
              enabled=lambda cfg: cfg.bovw),
-    StageDef("evaluate", reads=("skipgram", "shard", "extract", "bovw"), run=_evaluate, cached=False),
+    StageDef("mmskipgram", reads=("extract",), run=_mmskipgram, settings=_mmskipgram_settings,
+             inputs=_skipgram_inputs, enabled=lambda cfg: bool(cfg.mmskipgram) and not cfg.linguistic),
+    StageDef("evaluate", reads=("skipgram", "shard", "extract", "bovw", "mmskipgram"), run=_evaluate, cached=False),
     StageDef("release", reads=("skipgram", "extract"), run=_release, cached=False),
 )
