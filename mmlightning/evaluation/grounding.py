@@ -18,7 +18,8 @@ Every alpha (0.05 grid) and the gate's threshold (a grid of ratings) are chosen 
 2000 dev pairs (the seeded split of `mmlightning.evaluation.protocol`), then applied unchanged to MEN's
 1000 test pairs and to the test-only SimLex-999 and WS353, whose abstract pairs show where images cannot
 help. Each test cell has a bootstrap CI and a paired-bootstrap difference against text on the same pairs;
-the gain of `eq1` and of the dev-best system over text is also given per concreteness quartile of the pairs.
+every other system also against `eq1` (`vs_eq1`); the gain of `eq1` and of the dev-best system over
+text is also given per concreteness quartile of the pairs.
 """
 from __future__ import annotations
 
@@ -155,6 +156,8 @@ def _cells(bench: Benchmark, systems: _Systems, mask: np.ndarray, n_boot: int, s
     for n, sc in scores.items():
         if n != "linguistic":
             row[n] = {**sc.to_dict(), "vs_linguistic": paired_difference(sc, scores["linguistic"], n_boot, seed).to_dict()}
+            if n != "eq1" and "eq1" in scores:
+                row[n]["vs_eq1"] = paired_difference(sc, scores["eq1"], n_boot, seed).to_dict()
     return row, cos
 
 

@@ -48,13 +48,16 @@ def chosen_table(g: dict) -> str:
     return "\n".join(rows)
 
 
-def test_table(g: dict) -> str:
+def test_table(g: dict, against: str = "vs_linguistic") -> str:
+    """Each system minus text (or, with against="vs_eq1", minus Eq. 1 CNN-Mean) on each test set."""
     sets = list(g["test"])
     rows = ["| system | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
-    rows.append("| text (rho) | " + " | ".join(_n(g["test"][s]["linguistic"]["rho"]) for s in sets) + " |")
+    base = "linguistic" if against == "vs_linguistic" else "eq1"
+    rows.append(f"| {'text' if base == 'linguistic' else label('eq1')} (rho) | "
+                + " | ".join(_n(g["test"][s][base]["rho"]) for s in sets) + " |")
     for name in g["systems"]:
-        rows.append(f"| {label(name)} | " + " | ".join(_diff(g["test"][s][name].get("vs_linguistic")) for s in sets)
-                    + " |")
+        if name != base and against in g["test"][sets[0]][name]:
+            rows.append(f"| {label(name)} | " + " | ".join(_diff(g["test"][s][name].get(against)) for s in sets) + " |")
     return "\n".join(rows)
 
 
@@ -81,6 +84,7 @@ def grounding_markdown(result: dict) -> str:
         title, f"Visual part: {g['visual']}. Choices by Spearman rho on MEN's 2000 dev pairs.",
         "*Chosen on MEN dev*", chosen_table(g),
         "*Test: minus text [paired 95% CI] (MEN test pairs; SimLex-999 and WS353 test-only)*", test_table(g),
+        "*Test: minus Eq. 1 CNN-Mean [paired 95% CI]*", test_table(g, "vs_eq1"),
         "*Minus text by concreteness quartile of the pair (Brysbaert et al. 2014 ratings, mean of the two words; "
         "Q1 most abstract) [paired 95% CI], pairs used*", quartile_table(g)])
 

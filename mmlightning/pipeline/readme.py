@@ -240,8 +240,8 @@ def render_grounding(result: dict) -> str:
     if not g or "skipped" in g:
         return ""
     return "\n\n".join(["*Chosen on MEN dev*", chosen_table(g), "*Test: minus text [paired 95% CI]*",
-                         test_table(g), "*Minus text by concreteness quartile of the pair [paired 95% CI]*",
-                         quartile_table(g)]) + "\n"
+                         test_table(g), "*Test: minus Eq. 1 CNN-Mean [paired 95% CI]*", test_table(g, "vs_eq1"),
+                         "*Minus text by concreteness quartile of the pair [paired 95% CI]*", quartile_table(g)]) + "\n"
 
 
 def grounding_summary(result: dict) -> str:
