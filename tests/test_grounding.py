@@ -85,7 +85,7 @@ def test_the_section_renders_its_tables_and_figure(section, tmp_path):
     assert md.count("| Eq. 1 (CNN-Mean, alpha on dev)") == 1 + 1 + 1 + 3   # chosen, test, minus-Eq. 1 head, quartiles
     assert "| Eq. 1 (CNN-Mean, alpha on dev) (rho) |" in md                # the head of the minus-Eq. 1 table
     assert g["test"]["men_test"]["imagined"]["vs_eq1"]["pairs"] == g["test"]["men_test"]["eq1"]["pairs_used"]
-    assert "| mmskipgram-T text alone |" in md and "| mmskipgram-T text in Eq. 1 |" in md
+    assert "| mmskipgram-T text alone |" in md and "| mmskipgram-T text in Eq. 1 (centred) |" in md
     assert render_grounding(result).startswith("*Chosen on MEN dev*")
     cell = g["test"]["simlex999"][g["best"]]["vs_linguistic"]
     assert f"simlex999 {cell['diff']:+.3f} [" in grounding_summary(result)

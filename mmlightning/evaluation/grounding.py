@@ -6,6 +6,7 @@
 
 The visual part is one vector per word: the mean of its L2-normalised CNN-Mean vectors over the sources
 that have images of it. Systems, each fused by Eq. 1 (centring over each benchmark's words, as Table 1):
+- `text-centred`: the text part of Eq. 1 alone (alpha 1): what centring alone does, no image involved;
 - `eq1`: the words with images get their visual vector, the rest a zero visual part (the paper's rule);
 - `imagined`: imageless words get an imagined visual vector, predicted from their text vector by a ridge
   map fitted on the pictured words (`mmlightning.evaluation.imagined`; a pictured word keeps its own);
@@ -117,7 +118,8 @@ class _Systems:
 
     def candidates(self) -> dict[str, list[tuple[dict, Callable[[Benchmark, list[float]], np.ndarray]]]]:
         """name -> [(settings without alpha, cosines(bench, alphas) -> (A, P))]: the dev grid of each system."""
-        out = {"eq1": [({}, lambda b, a: pair_cosines_eq1(b, self.text, self.visual, a))],
+        out = {"text-centred": [({"alpha": 1.0}, lambda b, a: pair_cosines_eq1(b, self.text, None, [1.0]))],
+               "eq1": [({}, lambda b, a: pair_cosines_eq1(b, self.text, self.visual, a))],
                "imagined": [({}, lambda b, a: pair_cosines_eq1(b, self.text, self.imagined, a))],
                "concreteness-gate": [({"threshold": th}, lambda b, a, g=g: pair_cosines_eq1(b, self.text, g, a))
                                      for th, g in self.gated.items()]}

@@ -10,7 +10,7 @@ import os
 
 from mmlightning.atomic import atomic_path
 
-LABELS = {"eq1": "Eq. 1 (CNN-Mean, alpha on dev)", "imagined": "Eq. 1 + imagined visual vectors",
+LABELS = {"text-centred": "text, centred (Eq. 1's text part, no image)", "eq1": "Eq. 1 (CNN-Mean, alpha on dev)", "imagined": "Eq. 1 + imagined visual vectors",
           "concreteness-gate": "Eq. 1 + concreteness gate"}
 BANDS = ("Q1", "Q2", "Q3", "Q4", "unrated", "all")
 
@@ -20,7 +20,7 @@ def label(name: str) -> str:
     if name in LABELS:
         return LABELS[name]
     if name.endswith("+eq1"):
-        return f"{name[:-4]} text in Eq. 1"
+        return f"{name[:-4]} text in Eq. 1 (centred)"
     return f"{name} text alone" if name.startswith("mmskipgram") else name
 
 
