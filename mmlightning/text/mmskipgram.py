@@ -110,23 +110,23 @@ def pca_reduce(x: np.ndarray, dim: int, seed: int) -> np.ndarray:
 
     Centred on the rows' mean; an exact SVD (float64) up to EXACT_SVD_MAX entries, else torch's
     randomised SVD seeded by `seed`. Each component's sign makes its largest-magnitude loading positive;
-    components beyond min(n - 1, Dv) are zeros.
+    components beyond min(n - 1, Dv) are zeros. Torch's linear algebra, on torch's threads (numpy's BLAS
+    threads keep spinning after a call and took CPU from the training that follows).
     """
-    x = np.asarray(x, dtype=np.float64)
-    xc = x - x.mean(0, keepdims=True)  # (n, Dv)
-    r = max(min(dim, x.shape[0] - 1, x.shape[1]), 0)
-    if xc.size <= EXACT_SVD_MAX:
-        _, _, vt = np.linalg.svd(xc, full_matrices=False)  # (min(n, Dv), Dv)
-        comps = vt[:r]
+    xc = torch.from_numpy(np.asarray(x, dtype=np.float64))
+    xc = xc - xc.mean(0, keepdim=True)  # (n, Dv)
+    r = max(min(dim, xc.shape[0] - 1, xc.shape[1]), 0)
+    if xc.numel() <= EXACT_SVD_MAX:
+        comps = torch.linalg.svd(xc, full_matrices=False)[2][:r]  # (r, Dv)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            _, _, v = torch.svd_lowrank(torch.from_numpy(xc), q=min(r + 10, min(xc.shape)), niter=4)
-        comps = v[:, :r].T.numpy()  # (r, Dv)
-    big = np.abs(comps).argmax(1)
-    comps = comps * np.sign(comps[np.arange(r), big])[:, None]
-    out = np.zeros((x.shape[0], dim), np.float32)
-    out[:, :r] = xc @ comps.T
+            _, _, v = torch.svd_lowrank(xc, q=min(r + 10, min(xc.shape)), niter=4)
+        comps = v[:, :r].T  # (r, Dv)
+    big = comps.abs().argmax(1)
+    comps = comps * torch.sign(comps[torch.arange(r), big])[:, None]
+    out = np.zeros((xc.shape[0], dim), np.float32)
+    out[:, :r] = (xc @ comps.T).numpy()
     return out
 
 
