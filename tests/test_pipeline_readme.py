@@ -14,6 +14,7 @@ from mmlightning.pipeline.readme import (BEGIN, CHANGE_BEGIN, END, HEADLINE_BEGI
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "docs" / "figures" / "evaluation_embedded_default.json"
 PREVIOUS = ROOT / "docs" / "figures" / "evaluation_embedded_default_hostpairs.json"   # the default before native pairs
+SUMMARY = ROOT / "docs" / "figures" / "run_summary_embedded_default.json"   # stage times of a cold clean-clone run
 
 
 def cell(rho, used, total, diff=None):
@@ -72,10 +73,12 @@ def test_shipped_blocks_equal_what_the_shipped_evaluation_renders(name, markers)
     result = json.loads(SHIPPED.read_text(encoding="utf-8"))
     previous = json.loads(PREVIOUS.read_text(encoding="utf-8"))
     assert result.get("tuned"), "the shipped evaluation has the dev/test protocol's section"
-    assert render_blocks(text, result, name, previous) == text, (
+    summary = json.loads(SUMMARY.read_text(encoding="utf-8"))
+    assert render_blocks(text, result, name, previous, summary) == text, (
         f"{name}'s result blocks differ from docs/figures/evaluation_embedded_default.json: run python -m "
         "mmlightning report --evaluation docs/figures/evaluation_embedded_default.json --readme '[README.md, docs/results.md]' "
-        "--previous docs/figures/evaluation_embedded_default_hostpairs.json")
+        "--previous docs/figures/evaluation_embedded_default_hostpairs.json "
+        "--summary docs/figures/run_summary_embedded_default.json")
 
 
 def test_headline_names_dev_choice_and_its_test_difference():
@@ -127,3 +130,20 @@ def test_suite_block_and_summary_count_the_cis_by_hand():
     assert lines[2] == "| a | rho | 0.500 (9/10) | 0.600 (+0.100 [+0.080, +0.120]*) |"
     assert lines[4] == "| c | purity | 0.400 (8/9) | 0.300 (-0.100 [-0.200, -0.050]*) |"
     assert suite_summary(result).endswith("Tux Paint (ImageNet role), a paired CI above 0 on 1 sets and below 0 on 1.")
+
+
+def test_stage_times_render_from_a_run_summary(tmp_path):
+    from mmlightning.pipeline.readme import STAGES_BEGIN, STAGES_END, render_stage_times
+
+    summary = {"stages": [{"stage": "skipgram", "status": "ran", "seconds": 30.04, "computed_seconds": 30.04},
+                          {"stage": "evaluate", "status": "reused", "seconds": 0.0, "computed_seconds": 12.5}],
+               "load_average": {"start": 0.25, "end": 1.5}}
+    lines = render_stage_times(summary).splitlines()
+    assert lines[2:5] == ["| skipgram | 30.0 |", "| evaluate | 12.5 |", "| **total of the stages** | **42.5** |"]
+    assert lines[-1] == "Load average (1 min) 0.2 at the start, 1.5 at the end."
+    ev, run, md = tmp_path / "e.json", tmp_path / "s.json", tmp_path / "r.md"
+    ev.write_text(json.dumps(synthetic()))
+    run.write_text(json.dumps(summary))
+    md.write_text(f"a\n{STAGES_BEGIN}\nold\n{STAGES_END}\nb\n")
+    assert main(["report", "--evaluation", str(ev), "--readme", str(md), "--summary", str(run)]) == 0
+    assert "| **total of the stages** | **42.5** |" in md.read_text()

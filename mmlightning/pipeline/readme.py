@@ -30,6 +30,7 @@ HEADLINE_BEGIN, HEADLINE_END = "<!-- headline:begin -->", "<!-- headline:end -->
 CHANGE_BEGIN, CHANGE_END = "<!-- change:begin -->", "<!-- change:end -->"
 SUITE_BEGIN, SUITE_END = "<!-- suite:begin -->", "<!-- suite:end -->"
 GROUNDING_BEGIN, GROUNDING_END = "<!-- grounding:begin -->", "<!-- grounding:end -->"
+STAGES_BEGIN, STAGES_END = "<!-- stages:begin -->", "<!-- stages:end -->"
 # the parts of the dev/test protocol's section that the README shows (evaluation.tuned_report titles)
 TUNED_PARTS = ("Chosen on MEN dev", "Test: minus linguistic [paired 95% CI]",
                "Test: minus plain CNN-Mean (tuned, same pairs) [paired 95% CI]")
@@ -256,6 +257,20 @@ def grounding_summary(result: dict) -> str:
     return f"Grounding the imageless words, the system chosen on MEN dev is **{label(best)}**: minus text {cells}."
 
 
+def render_stage_times(summary: dict) -> str:
+    """The stage times of a run (reports/run_summary.json): seconds when each stage was computed, the total."""
+    rows = ["| stage | seconds |", "| --- | ---: |"]
+    total = 0.0
+    for s in summary["stages"]:
+        sec = s.get("computed_seconds", s["seconds"])
+        total += sec
+        rows.append(f"| {s['stage']} | {sec:.1f} |")
+    load = summary.get("load_average")
+    rows.append(f"| **total of the stages** | **{total:.1f}** |")
+    note = f"Load average (1 min) {load['start']:.1f} at the start, {load['end']:.1f} at the end." if load else ""
+    return "\n".join(rows) + ("\n\n" + note if note else "") + "\n"
+
+
 def render_tuned(result: dict) -> str:
     """The README's block of the dev/test protocol (chosen systems, test differences); "" without one."""
     from mmlightning.evaluation.tuned_report import tuned_sections
@@ -272,13 +287,17 @@ def replace_block(text: str, block: str, where: str = "README.md", begin: str = 
     return pattern.sub(lambda _: f"{begin}\n{block}\n{end}", text, count=1)
 
 
-def render_blocks(text: str, result: dict, where: str, previous: dict | None = None) -> str:
-    """`text` with each block it holds re-rendered (the change block only with `previous`); UserError for none."""
+def render_blocks(text: str, result: dict, where: str, previous: dict | None = None,
+                  summary: dict | None = None) -> str:
+    """`text` with each block it holds re-rendered (the change block only with `previous`, the stage times
+    only with a run `summary`); UserError when it holds none."""
     renderers = [(HEADLINE_BEGIN, HEADLINE_END, render_headline), (BEGIN, END, render_results),
                  (TUNED_BEGIN, TUNED_END, render_tuned), (SUITE_BEGIN, SUITE_END, render_suite),
                  (GROUNDING_BEGIN, GROUNDING_END, render_grounding)]
     if previous is not None:
         renderers.append((CHANGE_BEGIN, CHANGE_END, lambda r: render_change(previous, r)))
+    if summary is not None:
+        renderers.append((STAGES_BEGIN, STAGES_END, lambda r: render_stage_times(summary)))
     found = [(b, e, f) for b, e, f in renderers if b in text]
     if not found:
         raise UserError(f"{where}: no '{BEGIN}' ... '{END}' block (nor a headline or tuned block); "
@@ -302,7 +321,7 @@ def _read_evaluation(path: Path) -> dict:
 
 
 def report(evaluation: str = "reports/evaluation.json", readme: Union[str, list[str], None] = None,
-           check: bool = False, previous: Optional[str] = None) -> str:
+           check: bool = False, previous: Optional[str] = None, summary: Optional[str] = None) -> str:
     """Render the result tables from an evaluation.json (print them, or rewrite / check the files' blocks).
 
     Args:
@@ -311,10 +330,12 @@ def report(evaluation: str = "reports/evaluation.json", readme: Union[str, list[
             are rewritten.
         check: With --readme: do not write; fail (exit 2) when a block differs from what is rendered.
         previous: An earlier evaluation.json: files' `<!-- change:begin -->` blocks compare it with `evaluation`.
+        summary: A run's run_summary.json: files' `<!-- stages:begin -->` blocks get its stage times.
     """
     path = Path(evaluation)
     result = _read_evaluation(path)
     prior = None if previous is None else _read_evaluation(Path(previous))
+    run = None if summary is None else _read_evaluation(Path(summary))
     block = render_results(result)
     if readme is None:
         print(block + ("\n" + render_tuned(result) if result.get("tuned") else ""), end="")
@@ -325,7 +346,7 @@ def report(evaluation: str = "reports/evaluation.json", readme: Union[str, list[
             old = md.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise UserError(f"{md}: no such file") from None
-        new = render_blocks(old, result, str(md), prior)
+        new = render_blocks(old, result, str(md), prior, run)
         if check and new != old:
             raise UserError(f"{md}: a result block differs from what {path} renders; run "
                             f"`python -m mmlightning report --evaluation {path} --readme '[{', '.join(files)}]'`")

@@ -21,6 +21,7 @@ release and the report are.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def reproduce(**settings) -> dict:
 
 def run(cfg: ReproduceConfig) -> dict:
     """Preflight, run the stage table (cached stages, then evaluation and release), write the summary."""
-    t_start = time.time()
+    t_start, load_start = time.time(), os.getloadavg()[0]
     root = Path(cfg.checkpoints)
     check_inputs(cfg)
     check_release(Path(cfg.reports) / "release")
@@ -71,7 +72,7 @@ def run(cfg: ReproduceConfig) -> dict:
     evaluation = outputs["evaluate"]
     total = round(time.time() - t_start, 1)
     summary = {"total_seconds": total, "stages": runner.summary, "reports": evaluation["paths"],
-               "release": outputs["release"]}
+               "release": outputs["release"], "load_average": {"start": load_start, "end": os.getloadavg()[0]}}
     write_json(Path(cfg.reports) / "run_summary.json", summary)
     from mmlightning.evaluation.report import render_markdown
 
