@@ -83,6 +83,10 @@ def assert_parser_error(code: int, err: str, *needles: str) -> None:
         assert n in err, err[-3000:]
 
 
+class Hang(BaseException):
+    """Not an Exception: no handler on the way swallows it."""
+
+
 class HangGuard:
     """SIGALRM after `seconds`: an in-process run that loops forever fails instead of hanging the suite."""
 
@@ -91,7 +95,7 @@ class HangGuard:
 
     def __enter__(self):
         def boom(signum, frame):
-            raise TimeoutError(f"still running after {self.seconds} s (a hang)")
+            raise Hang(f"still running after {self.seconds} s (a hang)")
         self.old = signal.signal(signal.SIGALRM, boom)
         signal.alarm(self.seconds)
 

@@ -5,7 +5,6 @@ allow_missing), and skipped-sample counts do not grow across reruns."""
 import functools
 import http.server
 import shutil
-import signal
 import threading
 import time
 import types
@@ -18,6 +17,7 @@ from mmlightning.features.extract import run_extraction
 from mmlightning.images.open_shard import ReadLimits
 from mmlightning.images.read_shards import ShardDataModule, batch_samples
 from mmlightning.images.shard_urls import ShardRef
+from cli_helpers import HangGuard as hang_guard   # SIGALRM: a hang fails the test
 
 FAST = {"connect_timeout_s": 1.0, "stall_timeout_s": 1.0, "shard_timeout_s": 5.0, "retries": 1,
         "retry_backoff_s": 0.05}
@@ -71,25 +71,6 @@ def server(tmp_path_factory, make_shards):
     thread.join(timeout=10)
 
 
-class Hang(BaseException):
-    """Not an Exception: no handler on the way swallows it."""
-
-
-class hang_guard:
-    """SIGALRM after `seconds`: a read that never ends fails the test instead of hanging the suite."""
-
-    def __init__(self, seconds: int):
-        self.seconds = seconds
-
-    def __enter__(self):
-        def boom(signum, frame):
-            raise Hang(f"still running after {self.seconds} s (a hang)")
-        self.old = signal.signal(signal.SIGALRM, boom)
-        signal.alarm(self.seconds)
-
-    def __exit__(self, *exc):
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, self.old)
 
 
 def read(urls, **limits):
