@@ -71,8 +71,6 @@ def server(tmp_path_factory, make_shards):
     thread.join(timeout=10)
 
 
-
-
 def read(urls, **limits):
     """(keys, done, failed, problems) of reading `urls` in this process."""
     refs = [ShardRef(u, u.rsplit("/", 1)[-1], "url:" + u) for u in urls]
