@@ -190,7 +190,25 @@ def _blocking_file(path: str) -> str | None:
     return None
 
 
-def user_error_message(exc: BaseException) -> str | None:
+def cli_key(e: UserError, cmd: str | None = None) -> str:
+    """The command-line key of a `UserError`'s argument: `--model.lr`, `--data.sample`, `--trainer.x`, `--sources`.
+
+    Only trainer commands group their keys by the object that owns them; a pipeline command's keys are top-level.
+    """
+    group = None
+    if cmd in TRAINER_COMMANDS and e.owner is not None:
+        import pytorch_lightning as pl
+
+        if isinstance(e.owner, pl.LightningModule):
+            group = "model"
+        elif isinstance(e.owner, pl.LightningDataModule):
+            group = "data"
+        elif isinstance(e.owner, (pl.Trainer, pl.Callback)):
+            group = "trainer"
+    return f"--{group}.{e.argument}" if group else f"--{e.argument}"
+
+
+def user_error_message(exc: BaseException, cmd: str | None = None) -> str | None:
     """The one-line message for a user mistake, or None for a genuine bug (which keeps its traceback).
 
     A `UserError` (also wrapped by jsonargparse), or an `OSError` that names a path and whose errno is in
@@ -198,7 +216,8 @@ def user_error_message(exc: BaseException) -> str | None:
     """
     for e in _chain(exc):
         if isinstance(e, UserError):
-            return " ".join(str(e).split("\n")).strip()
+            text = f"{cli_key(e, cmd)}: {e.message}" if e.argument else str(e)
+            return " ".join(text.split("\n")).strip()
         if isinstance(e, OSError) and e.filename is not None and e.errno in PATH_ERRORS:
             path = os.fsdecode(e.filename)
             reason = PATH_ERRORS[e.errno]
@@ -282,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mmlightning {cmd}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - anything that is not a user mistake is re-raised below
-        message = user_error_message(e)
+        message = user_error_message(e, cmd)
         if message is None:
             raise
         print(f"mmlightning {cmd}: error: {message}", file=sys.stderr)

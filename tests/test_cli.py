@@ -55,7 +55,29 @@ class StrictModel:
         from mmlightning.errors import UserError
 
         if min_count < 1:
-            raise UserError(f"data.min_count: must be >= 1, got {min_count}")
+            raise UserError(f"must be >= 1, got {min_count}", argument="min_count")
+
+
+def test_library_errors_name_arguments_and_the_cli_maps_them_to_keys():
+    import pytorch_lightning as pl
+
+    from mmlightning.errors import UserError
+
+    class Data(pl.LightningDataModule):
+        pass
+
+    class Model(pl.LightningModule):
+        pass
+
+    e = UserError("must be >= 0, got -1", argument="sample", owner=Data())
+    assert str(e) == "sample: must be >= 0, got -1"                      # what a Python caller reads
+    assert isinstance(e, ValueError)
+    assert cli.user_error_message(e, "fit") == "--data.sample: must be >= 0, got -1"
+    assert cli.user_error_message(UserError("bad", argument="lr", owner=Model()), "fit") == "--model.lr: bad"
+    assert cli.user_error_message(UserError("bad", argument="sources"), "reproduce") == "--sources: bad"
+    # a pipeline command does not group keys by owner (its keys are top level)
+    assert cli.user_error_message(UserError("bad", argument="lr", owner=Model()), "reproduce") == "--lr: bad"
+    assert cli.user_error_message(UserError("plain message")) == "plain message"
 
 
 def test_user_error_message_unwraps_and_maps_path_errors(tmp_path):
@@ -72,7 +94,7 @@ def test_user_error_message_unwraps_and_maps_path_errors(tmp_path):
     with pytest.raises(Exception) as e:   # jsonargparse wraps an error raised in a class's __init__
         instantiate(cfg)
     assert not isinstance(e.value, UserError)
-    assert cli.user_error_message(e.value) == "data.min_count: must be >= 1, got 0"
+    assert cli.user_error_message(e.value) == "--min_count: must be >= 1, got 0"
 
     def bug_while_handling():          # outside jsonargparse a bug raised while handling a UserError stays a bug
         try:

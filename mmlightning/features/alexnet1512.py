@@ -143,7 +143,7 @@ class CNN1512(pl.LightningModule):
         dm = self.trainer.datamodule if self.trainer is not None else None
         n = getattr(dm, "num_classes", None)
         if n is not None and n > self.hparams.num_classes:
-            raise UserError(f"data has {n} classes but model.num_classes is {self.hparams.num_classes}")
+            raise UserError(f"is {self.hparams.num_classes} but the data has {n} classes", argument="num_classes", owner=self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, 224, 224) -> (B, num_classes)
         return self.net(x)
