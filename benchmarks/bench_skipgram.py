@@ -398,7 +398,7 @@ def markdown_seeds(record: dict) -> str:
 
 def render_seeds(record: str, doc: str | None = None) -> str:
     """The docs block of a --seeds record; with `doc`, written between the bench_skipgram_seeds markers."""
-    from mmlightning.pipeline.readme import replace_block
+    from mmlightning.evaluation.report.readme import replace_block
     block = markdown_seeds(json.loads(Path(record).read_text()))
     if doc:
         from mmlightning.atomic import write_text
@@ -433,7 +433,7 @@ def markdown(record: dict) -> str:
 def render(records: list[str], doc: str | None = None) -> str:
     """The docs block of these one-run --json records; with `doc` (a file: docs/skipgram.md), written
     between the bench_skipgram markers."""
-    from mmlightning.pipeline.readme import replace_block
+    from mmlightning.evaluation.report.readme import replace_block
     block = "\n\n".join(markdown(json.loads(Path(r).read_text())) for r in records)
     if doc:
         from mmlightning.atomic import write_text

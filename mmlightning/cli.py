@@ -44,7 +44,7 @@ PIPELINE_COMMANDS = {
                       "Fit the bag-of-visual-words k-means codebook on dense SIFT from shards."),
     "reproduce": ("mmlightning.pipeline.reproduce:reproduce",
                   "Run the paper's experiment end to end (text, images, features, evaluation, release)."),
-    "report": ("mmlightning.pipeline.readme:report",
+    "report": ("mmlightning.evaluation.report.readme:report",
                "Render the README's result tables from an evaluation.json (print, rewrite or check README's block)."),
 }
 

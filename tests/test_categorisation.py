@@ -14,7 +14,8 @@ from mmlightning.evaluation.categorisation import (
     cluster_words, in_majority, paired_purity_difference, purity, purity_ci, score_categories,
 )
 from mmlightning.evaluation.fusion import fuse_keyed
-from mmlightning.evaluation.report import render_markdown, suite_markdown, write_reports
+from mmlightning.evaluation.report import render_markdown, write_reports
+from mmlightning.evaluation.report.tables import suite_markdown
 from mmlightning.evaluation.systems import evaluate_systems
 from mmlightning.vectors import KeyedVectors
 

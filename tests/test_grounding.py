@@ -76,8 +76,9 @@ def test_test_cells_compare_with_text_on_the_same_pairs(section):
 
 
 def test_the_section_renders_its_tables_and_figure(section, tmp_path):
-    from mmlightning.evaluation.grounding_report import grounding_markdown, plot_grounding
-    from mmlightning.pipeline.readme import grounding_summary, render_grounding
+    from mmlightning.evaluation.report import plot_grounding
+    from mmlightning.evaluation.report.grounding import grounding_markdown
+    from mmlightning.evaluation.report.readme import grounding_summary, render_grounding
 
     _, _, g = section
     result = {"grounding": g}

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from mmlightning.cli import main
-from mmlightning.pipeline.readme import (BEGIN, CHANGE_BEGIN, END, HEADLINE_BEGIN, TUNED_BEGIN, TUNED_END,
-                                         diff_cell, render_blocks, render_change, render_headline, render_results,
-                                         render_suite, suite_summary)
+from mmlightning.evaluation.report.primitives import diff_cell
+from mmlightning.evaluation.report.readme import (BEGIN, CHANGE_BEGIN, END, HEADLINE_BEGIN, TUNED_BEGIN, TUNED_END,
+                                                  render_blocks, render_change, render_headline, render_results,
+                                                  render_suite, suite_summary)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "docs" / "figures" / "evaluation_embedded_default.json"
@@ -133,7 +134,7 @@ def test_suite_block_and_summary_count_the_cis_by_hand():
 
 
 def test_stage_times_render_from_a_run_summary(tmp_path):
-    from mmlightning.pipeline.readme import STAGES_BEGIN, STAGES_END, render_stage_times
+    from mmlightning.evaluation.report.readme import STAGES_BEGIN, STAGES_END, render_stage_times
 
     summary = {"stages": [{"stage": "skipgram", "status": "ran", "seconds": 30.04, "computed_seconds": 30.04},
                           {"stage": "evaluate", "status": "reused", "seconds": 0.0, "computed_seconds": 12.5}],

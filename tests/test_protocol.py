@@ -10,7 +10,7 @@ from mmlightning.evaluation.dispersion import load_dispersion, quantile_threshol
 from mmlightning.evaluation.fusion import fused_pair_cosines
 from mmlightning.evaluation.multisource import Spec, coverage, prepare_benchmark, spec_cosines, visual_rows
 from mmlightning.evaluation.protocol import dev_test_split, run_protocol, tune
-from mmlightning.evaluation.tuned_report import tuned_markdown
+from mmlightning.evaluation.report.tuned import tuned_markdown
 from mmlightning.features.aggregates import Aggregate, save_aggregates
 from mmlightning.vectors import KeyedVectors
 

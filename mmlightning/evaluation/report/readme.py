@@ -1,4 +1,5 @@
-"""The README's and docs' result tables, rendered from an `evaluation.json` instead of copied by hand.
+"""The README's and docs' result tables, rendered from an `evaluation.json` instead of copied by hand
+(the `report` command).
 
     python -m mmlightning report --evaluation reports/evaluation.json                   # print the blocks
     python -m mmlightning report --evaluation docs/figures/evaluation_embedded_default.json \
@@ -6,13 +7,14 @@
     python -m mmlightning report --evaluation docs/figures/evaluation_embedded_default.json \
         --readme '[README.md, docs/results.md]' --check true                             # fail if stale
 
-A Markdown file may hold any of three blocks, each between its markers: `<!-- headline:begin -->` ...
-`<!-- headline:end -->` (the README's summary: text against multi-modal CNN-Mean per source on MEN and
-WS353, and the system chosen on MEN dev measured on MEN test); `<!-- results:begin -->` ...
-`<!-- results:end -->` (one Table 1 per image source, rho only, the header giving the pairs of each
-column, then the multi-modal minus text differences with their paired-bootstrap CIs); and
-`<!-- tuned:begin -->` ... `<!-- tuned:end -->` (the dev/test protocol's chosen systems and their
-differences on the test pairs). The full report (CIs, pairs used in every cell) stays `reports/evaluation.md`.
+A Markdown file may hold any of these blocks, each between its markers `<!-- NAME:begin -->` ...
+`<!-- NAME:end -->`: `headline` (the README's summary: text against multi-modal CNN-Mean per source on MEN
+and WS353, and the system chosen on MEN dev measured on MEN test); `results` (one Table 1 per image source,
+rho only, the header giving the pairs of each column, then the multi-modal minus text differences with
+their paired-bootstrap CIs); `tuned` (the dev/test protocol's chosen systems and their differences on the
+test pairs); `suite` (every set of the suite); `grounding` (the grounding section's tables); `change`
+(Table 1 against an earlier evaluation.json, with --previous); `stages` (a run's stage times, with
+--summary). The full report (CIs, pairs used in every cell) stays `reports/evaluation.md`.
 """
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ from typing import Optional, Union
 
 from mmlightning.atomic import write_text
 from mmlightning.errors import UserError
+from mmlightning.evaluation.report.grounding import chosen_table, quartile_table, test_table
+from mmlightning.evaluation.report.primitives import (KINDS, counts, diff, diff_cell, grounding_label, num,
+                                                      source_columns, source_title, system_name, table, tuned_label)
+from mmlightning.evaluation.report.tuned import tuned_sections
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 TUNED_BEGIN, TUNED_END = "<!-- tuned:begin -->", "<!-- tuned:end -->"
@@ -31,55 +37,24 @@ CHANGE_BEGIN, CHANGE_END = "<!-- change:begin -->", "<!-- change:end -->"
 SUITE_BEGIN, SUITE_END = "<!-- suite:begin -->", "<!-- suite:end -->"
 GROUNDING_BEGIN, GROUNDING_END = "<!-- grounding:begin -->", "<!-- grounding:end -->"
 STAGES_BEGIN, STAGES_END = "<!-- stages:begin -->", "<!-- stages:end -->"
-# the parts of the dev/test protocol's section that the README shows (evaluation.tuned_report titles)
+# the parts of the dev/test protocol's section that the README shows (titles of tuned.tuned_sections)
 TUNED_PARTS = ("Chosen on MEN dev", "Test: minus linguistic [paired 95% CI]",
                "Test: minus plain CNN-Mean (tuned, same pairs) [paired 95% CI]")
-# source -> (title of its table, short name in column headers)
-TITLES = {"tuxpaint": ("Tux Paint (ImageNet role)", "tux"), "openclipart": ("OpenClipart (ESP Game role)", "oc"),
-          "imagenet": ("ImageNet", "imagenet"), "esp": ("ESP Game", "esp")}
 # (benchmark, subset) columns of the difference table; "relevant:source" is each row's own source
 DIFF_COLUMNS = (("men", "full"), ("men", "relevant:source"), ("men", "relevant:all"), ("ws353", "relevant:source"))
 
 
-def _rho(x) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
-
-
-def _signed(x) -> str:
-    return f"{x:+.3f}"
-
-
-def diff_cell(d: dict) -> str:
-    """'+0.052 [+0.018, +0.088]* n=525' (* when the CI excludes 0; no CI when there is none)."""
-    if d.get("diff") is None:
-        return f"n/a n={d.get('pairs', 0)}"
-    ci = d.get("ci95")
-    if not ci:
-        return f"{_signed(d['diff'])} n={d['pairs']}"
-    star = "*" if ci[0] > 0 or ci[1] < 0 else ""
-    return f"{_signed(d['diff'])} [{_signed(ci[0])}, {_signed(ci[1])}]{star} n={d['pairs']}"
-
-
-def _columns(result: dict, source: str) -> list[tuple[str, str]]:
-    keep = ("full", f"relevant:{source}", "relevant:all")
-    return [(b, sub) for b, subsets in result["table1"].items() for sub in subsets if sub in keep]
-
-
 def source_table(result: dict, source: str, methods: list[str]) -> str:
     """One source's Table 1: rows Text / Visual m / Multi-modal m, columns benchmark x subset (pairs)."""
-    title, short = TITLES.get(source, (source, source))
-    cols = _columns(result, source)
+    cols = source_columns(result, source)
     t1 = result["table1"]
+    short = source_title(source, short=True)
     head = [f"{b} {sub.replace(source, short)} ({t1[b][sub]['linguistic']['pairs_total']})" for b, sub in cols]
     rows = [("Text", "linguistic")]
-    rows += [(f"{label} {m}", f"{kind}:{source}/{m}") for kind, label in (("visual", "Visual"),
-                                                                            ("multimodal", "Multi-modal"))
-             for m in methods]
-    lines = [f"**{title}**: Spearman rho (pairs scored in the header)", "",
-             "| system | " + " | ".join(head) + " |", "|---|" + "---:|" * len(cols)]
-    lines += [f"| {label} | " + " | ".join(_rho(t1[b][sub][system]["rho"]) for b, sub in cols) + " |"
-              for label, system in rows]
-    return "\n".join(lines)
+    rows += [(f"{KINDS[kind]} {m}", system_name(kind, source, m)) for kind in ("visual", "multimodal") for m in methods]
+    body = [[label] + [num(t1[b][sub][system]["rho"]) for b, sub in cols] for label, system in rows]
+    return (f"**{source_title(source)}**: Spearman rho (pairs scored in the header)\n\n"
+            + table(["system", *head], body, align="l" + "r" * len(cols)))
 
 
 def diff_table(result: dict, sources: dict[str, list[str]]) -> str:
@@ -88,18 +63,14 @@ def diff_table(result: dict, sources: dict[str, list[str]]) -> str:
     cols = [(b, sub) for b, sub in DIFF_COLUMNS if b in t1]
     if not cols:
         cols = [(b, sub) for b in t1 for sub in ("full", "relevant:source", "relevant:all")]
-    lines = ["Multi-modal minus text, rho difference [paired-bootstrap 95% CI] on the pairs both score "
-             "(* = CI excludes 0):", "",
-             "| source | system | " + " | ".join(f"{b} {sub}" for b, sub in cols) + " |",
-             "|---|---|" + "---|" * len(cols)]
+    rows = []
     for source, methods in sources.items():
         for m in methods:
-            cells = []
-            for b, sub in cols:
-                cell = t1[b].get(sub.replace("relevant:source", f"relevant:{source}"), {}).get(f"multimodal:{source}/{m}")
-                cells.append(diff_cell(cell["vs_linguistic"]) if cell else "")
-            lines.append(f"| {source} | {m} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            cells = [t1[b].get(sub.replace("relevant:source", f"relevant:{source}"), {})
+                     .get(system_name("multimodal", source, m)) for b, sub in cols]
+            rows.append([source, m] + [diff_cell(cell["vs_linguistic"]) if cell else "" for cell in cells])
+    return ("Multi-modal minus text, rho difference [paired-bootstrap 95% CI] on the pairs both score "
+            "(* = CI excludes 0):\n\n" + table(["source", "system"] + [f"{b} {sub}" for b, sub in cols], rows))
 
 
 def render_results(result: dict) -> str:
@@ -112,14 +83,10 @@ def render_results(result: dict) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _no_n(cell: str) -> str:
-    return cell.rsplit(" n=", 1)[0]
-
-
 def render_headline(result: dict) -> str:
     """The README's summary: per source, text vs multi-modal CNN-Mean on MEN / WS353; dev's choice on MEN test."""
     t1 = result["table1"]
-    lines = ["| source | pairs | Text | Multi-modal CNN-Mean | difference [paired 95% CI] |", "|---|---|---:|---:|---|"]
+    rows = []
     for source, methods in (result.get("sources") or {}).items():
         if "cnn-mean" not in methods:
             continue
@@ -128,17 +95,17 @@ def render_headline(result: dict) -> str:
             if not cells:
                 continue
             mm = cells[f"multimodal:{source}/cnn-mean"]
-            lines.append(f"| {TITLES.get(source, (source,))[0]} | {bench} {sub} ({mm['vs_linguistic']['pairs']}) | "
-                         f"{_rho(cells['linguistic']['rho'])} | {_rho(mm['rho'])} | {_no_n(diff_cell(mm['vs_linguistic']))} |")
+            rows.append([source_title(source), f"{bench} {sub} ({mm['vs_linguistic']['pairs']})",
+                         num(cells["linguistic"]["rho"]), num(mm["rho"]), diff(mm["vs_linguistic"])])
+    lines = [table(["source", "pairs", "Text", "Multi-modal CNN-Mean", "difference [paired 95% CI]"], rows,
+                   align="llrrl")]
     tuned = result.get("tuned") or {}
     best = tuned.get("best")
     test = (tuned.get("test") or {}).get("men_test", {}).get(best or "", {})
     if best and test.get("vs_linguistic"):
-        from mmlightning.evaluation.tuned_report import label
-
-        lines += ["", f"Chosen on MEN dev, measured on MEN test: **{label(best)}**, "
-                      f"{_no_n(diff_cell(test['vs_linguistic']))} over text on {test['vs_linguistic']['pairs']} pairs "
-                      f"(rho {_rho(test['rho'])})."]
+        lines += ["", f"Chosen on MEN dev, measured on MEN test: **{tuned_label(best)}**, "
+                      f"{diff(test['vs_linguistic'])} over text on {test['vs_linguistic']['pairs']} pairs "
+                      f"(rho {num(test['rho'])})."]
     for summary in (suite_summary(result), grounding_summary(result)):
         if summary:
             lines += ["", summary]
@@ -160,30 +127,29 @@ def _numbers(x, path=()):
 def render_change(previous: dict, result: dict) -> str:
     """Table 1 of `previous` against `result`: text and multi-modal CNN-Mean per source, and the largest changes."""
     t0, t1 = previous["table1"], result["table1"]
-    lines = ["| benchmark | pairs | system | before | after | change |", "|---|---|---|---:|---:|---:|"]
     systems = [("linguistic", "Text")] + [(f"multimodal:{s}/cnn-mean", f"Multi-modal CNN-Mean ({s})")
                                           for s, m in (result.get("sources") or {}).items() if "cnn-mean" in m]
+    rows = []
     for bench in ("men", "ws353"):
         for sub in ("full", "relevant:all"):
             for system, label in systems:
                 a, b = t0.get(bench, {}).get(sub, {}).get(system), t1.get(bench, {}).get(sub, {}).get(system)
                 if a and b and a["rho"] is not None and b["rho"] is not None:
-                    lines.append(f"| {bench} | {sub} | {label} | {_rho(a['rho'])} | {_rho(b['rho'])} | "
-                                 f"{_signed(round(b['rho'] - a['rho'], 3) + 0.0)} |")
+                    rows.append([bench, sub, label, num(a["rho"]), num(b["rho"]),
+                                 num(round(b["rho"] - a["rho"], 3) + 0.0, sign=True)])
+    lines = [table(["benchmark", "pairs", "system", "before", "after", "change"], rows, align="lllrrr")]
     old = dict(_numbers(t0))
     diffs = {kind: [] for kind in ("linguistic", "visual", "multimodal")}
     for path, x in _numbers(t1):
         if path in old and path[-1] == "rho":
             diffs[path[2].split(":")[0]].append(abs(x - old[path]))
     lines += ["", "Largest absolute change of rho over every cell of Table 1: " + ", ".join(
-        f"{kind} {max(d):.3f} ({len(d)} cells)" for kind, d in diffs.items() if d) + "."]
+        f"{kind} {num(max(d))} ({len(d)} cells)" for kind, d in diffs.items() if d) + "."]
     best0, best1 = (previous.get("tuned") or {}).get("best"), (result.get("tuned") or {}).get("best")
     if best0 and best1:
-        from mmlightning.evaluation.tuned_report import label
-
-        cell = lambda r, b: _no_n(diff_cell(r["tuned"]["test"]["men_test"][b]["vs_linguistic"]))  # noqa: E731
-        lines += ["", f"Chosen on MEN dev, minus text on MEN test: before, {label(best0)} {cell(previous, best0)}; "
-                      f"after, {label(best1)} {cell(result, best1)}."]
+        cell = lambda r, b: diff(r["tuned"]["test"]["men_test"][b]["vs_linguistic"])  # noqa: E731
+        lines += ["", f"Chosen on MEN dev, minus text on MEN test: before, {tuned_label(best0)} {cell(previous, best0)}; "
+                      f"after, {tuned_label(best1)} {cell(result, best1)}."]
     return "\n".join(lines) + "\n"
 
 
@@ -194,27 +160,22 @@ def _suite_cells(result: dict) -> list[tuple[str, str, dict]]:
     return rows + [(name, "purity", cells) for name, cells in suite.get("categorisation", {}).items()]
 
 
-def _score(cell: dict, kind: str) -> str:
-    used, total = (cell["pairs_used"], cell["pairs_total"]) if kind == "rho" else (cell["words_used"], cell["words_total"])
-    return f"{_rho(cell[kind])} ({used}/{total})"
-
-
 def render_suite(result: dict) -> str:
     """Every set of the suite: text, and multi-modal CNN-Mean per source minus text [paired CI]; "" without a suite."""
     rows = _suite_cells(result)
     if not rows:
         return ""
     sources = [s for s, m in (result.get("sources") or {}).items() if "cnn-mean" in m]
-    head = ["set", "score", "Text"] + [f"Multi-modal CNN-Mean {s} (minus text)" for s in sources]
-    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    body = []
     for name, kind, cells in rows:
-        out = [name, kind, _score(cells["linguistic"], kind)]
+        out = [name, kind, f"{num(cells['linguistic'][kind])} ({counts(cells['linguistic'], kind)})"]
         for s in sources:
             mm = cells.get(f"multimodal:{s}/cnn-mean")
             d = (mm or {}).get("vs_linguistic") or {}
-            out.append(f"{_rho(mm[kind])} ({_no_n(diff_cell({**d, 'pairs': 0}))})" if mm and d else "")
-        lines.append("| " + " | ".join(out) + " |")
-    return "\n".join(lines) + "\n"
+            out.append(f"{num(mm[kind])} ({diff(d)})" if mm and d else "")
+        body.append(out)
+    head = ["set", "score", "Text"] + [f"Multi-modal CNN-Mean {s} (minus text)" for s in sources]
+    return table(head, body, align="ll" + "r" * (len(head) - 2)) + "\n"
 
 
 def suite_summary(result: dict) -> str:
@@ -226,7 +187,7 @@ def suite_summary(result: dict) -> str:
                  if f"multimodal:{s}/cnn-mean" in cells]
         up = sum(1 for d in diffs if d.get("ci95") and d["ci95"][0] > 0)
         down = sum(1 for d in diffs if d.get("ci95") and d["ci95"][1] < 0)
-        parts.append(f"{TITLES.get(s, (s,))[0]}, a paired CI above 0 on {up} sets and below 0 on {down}")
+        parts.append(f"{source_title(s)}, a paired CI above 0 on {up} sets and below 0 on {down}")
     if not rows or not parts:
         return ""
     return (f"Over the {len(rows)} sets of the evaluation suite (relatedness and concept categorisation), "
@@ -235,8 +196,6 @@ def suite_summary(result: dict) -> str:
 
 def render_grounding(result: dict) -> str:
     """The grounding section's tables (chosen on dev, test minus text, by concreteness quartile); "" without."""
-    from mmlightning.evaluation.grounding_report import chosen_table, quartile_table, test_table
-
     g = result.get("grounding") or {}
     if not g or "skipped" in g:
         return ""
@@ -247,34 +206,26 @@ def render_grounding(result: dict) -> str:
 
 def grounding_summary(result: dict) -> str:
     """One sentence: the grounding system dev chose and its test differences against text."""
-    from mmlightning.evaluation.grounding_report import label
-
     g = result.get("grounding") or {}
     if not g or "skipped" in g:
         return ""
     best = g["best"]
-    cells = ", ".join(f"{s} {_no_n(diff_cell({**g['test'][s][best]['vs_linguistic'], 'pairs': 0}))}" for s in g["test"])
-    return f"Grounding the imageless words, the system chosen on MEN dev is **{label(best)}**: minus text {cells}."
+    cells = ", ".join(f"{s} {diff(g['test'][s][best]['vs_linguistic'])}" for s in g["test"])
+    return f"Grounding the imageless words, the system chosen on MEN dev is **{grounding_label(best)}**: minus text {cells}."
 
 
 def render_stage_times(summary: dict) -> str:
     """The stage times of a run (reports/run_summary.json): seconds when each stage was computed, the total."""
-    rows = ["| stage | seconds |", "| --- | ---: |"]
-    total = 0.0
-    for s in summary["stages"]:
-        sec = s.get("computed_seconds", s["seconds"])
-        total += sec
-        rows.append(f"| {s['stage']} | {sec:.1f} |")
+    rows = [[s["stage"], f"{s.get('computed_seconds', s['seconds']):.1f}"] for s in summary["stages"]]
+    total = sum(s.get("computed_seconds", s["seconds"]) for s in summary["stages"])
+    rows.append(["**total of the stages**", f"**{total:.1f}**"])
     load = summary.get("load_average")
-    rows.append(f"| **total of the stages** | **{total:.1f}** |")
     note = f"Load average (1 min) {load['start']:.1f} at the start, {load['end']:.1f} at the end." if load else ""
-    return "\n".join(rows) + ("\n\n" + note if note else "") + "\n"
+    return table(["stage", "seconds"], rows, align="lr", spaced=True) + ("\n\n" + note if note else "") + "\n"
 
 
 def render_tuned(result: dict) -> str:
     """The README's block of the dev/test protocol (chosen systems, test differences); "" without one."""
-    from mmlightning.evaluation.tuned_report import tuned_sections
-
     sections = tuned_sections(result)
     return "\n\n".join(f"*{t}*\n\n{sections[t]}" for t in TUNED_PARTS if t in sections) + "\n" if sections else ""
 
@@ -353,3 +304,4 @@ def report(evaluation: str = "reports/evaluation.json", readme: Union[str, list[
         if not check and new != old:
             write_text(md, new)
     return block
+
