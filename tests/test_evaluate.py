@@ -7,7 +7,8 @@ import pytest
 
 from mmlightning import cli
 from mmlightning.datasets import Benchmark
-from mmlightning.evaluation.systems import evaluate_systems, split_name, sweep_alphas
+from mmlightning.evaluation.fusion import alpha_grid
+from mmlightning.evaluation.systems import evaluate_systems, split_name
 from mmlightning.evaluation.relatedness import score
 from mmlightning.evaluation.report import render_markdown, write_reports
 from mmlightning.vectors import KeyedVectors, load_vectors
@@ -155,7 +156,7 @@ def test_linguistic_only_and_helpers(setup, tmp_path):
     assert "figure4" not in paths and not (tmp_path / "rep" / "figure4_alpha.png").exists()
     assert split_name("tuxpaint/cnn-mean") == ("tuxpaint", "cnn-mean")
     assert split_name("tux") == ("tux", "vectors")
-    assert sweep_alphas()[:3] == [0.0, 0.05, 0.1] and sweep_alphas()[-1] == 1.0
+    assert alpha_grid()[:3] == [0.0, 0.05, 0.1] and alpha_grid()[-1] == 1.0
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 2

@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from mmlightning.evaluation.fusion import centre, fuse, fuse_keyed, fused_pair_cosines, l2_normalise
+from mmlightning.evaluation.fusion import (
+    alpha_grid, best_alpha, centre, first_best, fuse, fuse_keyed, fused_pair_cosines, l2_normalise, sweep_cosines,
+    unit_pair_dots,
+)
 from mmlightning.vectors import KeyedVectors
 
 # 4 words; text already has zero mean; only words 0 and 1 have images (rows 2, 3 of visual are junk).
@@ -82,3 +85,34 @@ def test_fuse_keyed():
     vis2 = KeyedVectors(["b", "a"], np.array([[3.0, 1.0], [1.0, 1.0]]))
     kv2 = fuse_keyed(ling, vis2, alpha=0.5)
     assert np.allclose(kv2.vectors, fuse(TEXT, VISUAL, HAS, 0.5).numpy())
+
+
+def test_one_alpha_sweep_hand_computed():
+    """The shared sweep (Table 1 / Figure 4, the protocol, grounding): cosines per alpha, the dev choice."""
+    assert alpha_grid(0.5) == [0.0, 0.5, 1.0] and len(alpha_grid()) == 21 and alpha_grid()[7] == 0.35
+    # unit rows; w3 has no images (zero visual row)
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64)
+    v = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
+    has = torch.tensor([True, True, True, False])
+    dots = unit_pair_dots(t, v, has, torch.tensor([0, 0, 0]), torch.tensor([1, 2, 3]))
+    # pairs (w0,w1): text 0, visual 1; (w0,w2): text 1, visual 0; (w0,w3): text -1, no visual part
+    # alpha 0 (visual only): 1, 0, and 0 (zero denominator); alpha 0.5: .25/.5, .25/.5, -.25/sqrt(.5*.25)
+    want = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, -1 / math.sqrt(2)], [0.0, 1.0, -1.0]], dtype=torch.float64)
+    assert torch.allclose(sweep_cosines(dots, [0.0, 0.5, 1.0]), want, atol=1e-15)
+    text_rule = want.clone()
+    text_rule[:, 2] = -1.0                                   # the imageless pair keeps its text cosine
+    assert torch.allclose(sweep_cosines(dots, [0.0, 0.5, 1.0], "text"), text_rule, atol=1e-15)
+    with pytest.raises(ValueError):
+        sweep_cosines(dots, [1.5])
+
+    # gold 3 > 2 > 1; a 4th pair without a text vector (NaN) is skipped. rho: alpha 0 -> 1.5 / sqrt(3),
+    # alpha 0.5 -> 1.5 / sqrt(3) as well (a tie: the first row wins), alpha 1 -> 0.5
+    gold = np.array([3.0, 2.0, 1.0, 9.0])
+    cos = np.concatenate([want.numpy(), np.full((3, 1), np.nan)], axis=1)   # (A=3, P=4)
+    dev = np.ones(4, dtype=bool)
+    k, r = best_alpha(gold, dev, cos)
+    assert k == 0 and r == pytest.approx(1.5 / math.sqrt(3))
+    assert best_alpha(gold, dev, cos[[2, 1, 0]])[0] == 1          # ties keep the first row, not the lowest alpha
+    assert best_alpha(gold, np.array([True, True, False, True]), cos) == (0, None)   # < 3 dev pairs: no rho
+    assert first_best([None, 0.5, 0.5 + 1e-13, 0.4]) == (1, 0.5)   # within 1e-12: a tie
+    assert first_best([0.5, 0.5 + 2e-12]) == (1, 0.5 + 2e-12) and first_best([None, None]) == (0, None)

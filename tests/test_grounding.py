@@ -6,7 +6,8 @@ import pytest
 
 from mmlightning.datasets import load_benchmark
 from mmlightning.evaluation.fusion import fuse_keyed
-from mmlightning.evaluation.grounding import mean_visual, pair_cosines_eq1, run_grounding, text_cosines
+from mmlightning.evaluation.grounding import mean_visual, run_grounding, text_cosines
+from mmlightning.evaluation.multisource import bench_cosines
 from mmlightning.evaluation.protocol import dev_test_split
 from mmlightning.evaluation.relatedness import gold_scores, spearman
 from mmlightning.vectors import KeyedVectors
@@ -26,7 +27,7 @@ def test_eq1_cosines_equal_the_cosines_of_fused_vectors():
     words = sorted(bench.words())
     text = KeyedVectors(words, rng.normal(size=(len(words), 5)))
     visual = KeyedVectors(words[::2], rng.normal(size=(len(words[::2]), 3)))
-    cos = pair_cosines_eq1(bench, text, visual, [0.3])[0]
+    cos = bench_cosines(bench, text, visual, [0.3])[0][0]
     fused = fuse_keyed(text, visual, words, alpha=0.3)
     want = [fused[a] @ fused[b] / np.linalg.norm(fused[a]) / np.linalg.norm(fused[b]) for a, b, _ in bench.pairs]
     np.testing.assert_allclose(cos, want, atol=1e-6)
@@ -52,10 +53,10 @@ def test_choices_are_the_dev_maximum_and_best_is_the_top_dev_system(section):
     dev, _ = dev_test_split(len(men))
     gold = gold_scores(men)
     eq1 = out["systems"]["eq1"]
-    cos = pair_cosines_eq1(men, text, mean_visual({"src": visual}), [eq1["alpha"]])[0]
+    cos = bench_cosines(men, text, mean_visual({"src": visual}), [eq1["alpha"]])[0][0]
     use = dev & np.isfinite(cos)
     assert eq1["dev_rho"] == pytest.approx(spearman(gold[use], cos[use]), abs=1e-12)
-    grid = pair_cosines_eq1(men, text, mean_visual({"src": visual}), [i / 20 for i in range(21)])
+    grid, _ = bench_cosines(men, text, mean_visual({"src": visual}), [i / 20 for i in range(21)])
     assert eq1["dev_rho"] >= max(spearman(gold[dev], c[dev]) for c in grid) - 1e-12
     assert out["best"] == max(out["systems"], key=lambda n: out["systems"][n]["dev_rho"])
     assert out["systems"]["mmskipgram-T"]["alpha"] == 1.0 and out["systems"]["concreteness-gate"]["threshold"] in out["thresholds"]

@@ -13,15 +13,31 @@
 - `missing_visual="text"` (documented option, not the paper's): a pair where either word has no images
   is scored by its text cosine instead of the fused cosine; pairs where both words have images keep the
   fused cosine. Zero visual parts otherwise shrink full-set multi-modal scores below text-only ones.
+
+The alpha sweep, shared by Table 1 / Figure 4 (`systems`), the dev/test protocol (`protocol`,
+`multisource`) and the grounding section (`grounding`):
+
+    alphas = alpha_grid()                                  # [0.0, 0.05, ..., 1.0]
+    cos = sweep_cosines(unit_pair_dots(t, v, has, i1, i2), alphas, "zero")   # (A, P), one row per alpha
+    k, rho = best_alpha(gold, dev, cos)                    # the row with the highest dev rho, first on ties
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 
+from mmlightning.evaluation.relatedness import spearman
+
 MISSING_VISUAL = ("zero", "text")
+TIE = 1e-12          # a later dev rho replaces the best one only when higher by more than this: ties keep the first
+
+
+def alpha_grid(step: float = 0.05) -> list[float]:
+    """0, step, ..., 1 (rounded to avoid float drift): Figure 4's sweep and every alpha chosen on dev."""
+    n = int(round(1.0 / step))
+    return [round(i / n, 10) for i in range(n + 1)]
 
 
 def centre(x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -70,31 +86,63 @@ def fused_pair_cosines(text: torch.Tensor, visual: torch.Tensor, has_visual: tor
                        centring: bool = True, missing_visual: str = "zero") -> torch.Tensor:
     """Cosines of fused vectors for the word pairs (i1[p], i2[p]), for one alpha or many at once.
 
-    Uses cos = (a^2 t1.t2 + b^2 v1.v2) / (|a t1 ++ b v1| |a t2 ++ b v2|), b = 1 - a, on the
-    prepared unit rows, which equals the cosine of `fuse` rows without building (V, Dt + Dv) per alpha.
-    i1, i2: (P,) int64 row indices -> (P,) float64 for a float alpha, (A, P) for a sequence of alphas.
+    `prepare` then `sweep_cosines`, which equals the cosine of `fuse` rows without building
+    (V, Dt + Dv) per alpha. i1, i2: (P,) int64 row indices -> (P,) float64 for a float alpha, (A, P)
+    for a sequence of alphas.
     """
-    if missing_visual not in MISSING_VISUAL:
-        raise ValueError(f"missing_visual must be one of {MISSING_VISUAL}, got {missing_visual!r}")
     scalar = isinstance(alpha, (int, float))
-    alphas = torch.tensor([float(alpha)] if scalar else [float(a) for a in alpha], dtype=torch.float64)
-    for a in alphas.tolist():
-        _check_alpha(a)
+    alphas = [float(alpha)] if scalar else [float(a) for a in alpha]
     t, v = prepare(text.double(), visual.double(), has_visual, centring)
+    cos = sweep_cosines(unit_pair_dots(t, v, has_visual, i1, i2), alphas, missing_visual)
+    return cos[0] if scalar else cos
+
+
+def unit_pair_dots(t: torch.Tensor, v: torch.Tensor, has_visual: torch.Tensor, i1: torch.Tensor,
+                   i2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """What every alpha's cosine of the pairs (i1[p], i2[p]) needs, from prepared rows (unit or zero):
+
+    t: (V, Dt), v: (V, Dv), has_visual: (V,) -> tt, vv (text / visual dot products), n1t, n2t, n1v, n2v
+    (squared norms: 1, or 0 for a zero row), all (P,) float64, and h1, h2 (P,) bool (has images).
+    """
+    hv = has_visual.to(torch.bool)
     tt = torch.einsum("pd,pd->p", t[i1], t[i2])       # (P,) text dot products (cosines of unit rows)
     vv = torch.einsum("pd,pd->p", v[i1], v[i2])       # (P,) visual dot products
     nt, nv = (t * t).sum(1), (v * v).sum(1)            # (V,) squared norms: 1, or 0 for a zero row
-    n1t, n2t, n1v, n2v = nt[i1], nt[i2], nv[i1], nv[i2]  # (P,)
-    a2 = alphas[:, None] ** 2                          # (A, 1)
-    b2 = (1.0 - alphas[:, None]) ** 2
-    num = a2 * tt + b2 * vv                            # (A, P)
+    return tt, vv, nt[i1], nt[i2], nv[i1], nv[i2], hv[i1], hv[i2]
+
+
+def sweep_cosines(dots: tuple[torch.Tensor, ...], alphas: Sequence[float], missing_visual: str = "zero") -> torch.Tensor:
+    """(A, P) Eq. 1 cosines for every alpha from `unit_pair_dots`, b = 1 - a:
+
+    (a^2 tt + b^2 vv) / sqrt((a^2 n1t + b^2 n1v) (a^2 n2t + b^2 n2v)), 0 where the denominator is 0;
+    with missing_visual "text", a pair where either word has no images keeps its text cosine tt.
+    """
+    _check_sweep(alphas, missing_visual)
+    tt, vv, n1t, n2t, n1v, n2v, h1, h2 = dots
+    a = torch.tensor([float(x) for x in alphas], dtype=torch.float64)[:, None]   # (A, 1)
+    a2, b2 = a ** 2, (1.0 - a) ** 2
+    num = a2 * tt + b2 * vv                                                     # (A, P)
     den = torch.sqrt((a2 * n1t + b2 * n1v) * (a2 * n2t + b2 * n2v))
     cos = torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num))
     if missing_visual == "text":
-        hv = has_visual.to(torch.bool)
-        no_img = ~(hv[i1] & hv[i2])                    # (P,)
-        cos = torch.where(no_img[None, :], tt.expand_as(cos), cos)
-    return cos[0] if scalar else cos
+        cos = torch.where((h1 & h2)[None, :], cos, tt.expand_as(cos))
+    return cos
+
+
+def first_best(scores: Iterable[float | None]) -> tuple[int, float | None]:
+    """Index and value of the best score: a later one replaces it only when higher by more than `TIE`
+    (ties keep the first); None scores never win. (0, None) when no score is defined."""
+    best, best_r = 0, None
+    for k, r in enumerate(scores):
+        if r is not None and (best_r is None or r > best_r + TIE):
+            best, best_r = k, r
+    return best, best_r
+
+
+def best_alpha(gold: np.ndarray, dev: np.ndarray, cos: np.ndarray) -> tuple[int, float | None]:
+    """The row of `cos` (A, P) (one per alpha) with the highest Spearman rho against `gold` (P,) over the
+    `dev` (P,) pairs it scores (finite cosines), and that rho; ties keep the first row (`first_best`)."""
+    return first_best(spearman(gold[use], c[use]) for c in cos for use in (dev & np.isfinite(c),))
 
 
 def fuse_keyed(linguistic, visual, words: Iterable[str] | None = None, alpha: float = 0.5,
@@ -125,3 +173,10 @@ def fuse_keyed(linguistic, visual, words: Iterable[str] | None = None, alpha: fl
 def _check_alpha(alpha: float) -> None:
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+
+
+def _check_sweep(alphas: Sequence[float], missing_visual: str) -> None:
+    if missing_visual not in MISSING_VISUAL:
+        raise ValueError(f"missing_visual must be one of {MISSING_VISUAL}, got {missing_visual!r}")
+    for a in alphas:
+        _check_alpha(float(a))

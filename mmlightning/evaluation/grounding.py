@@ -28,17 +28,15 @@ import logging
 from typing import Callable, Mapping
 
 import numpy as np
-import torch
 
 from mmlightning.datasets import Benchmark, load_benchmark
 from mmlightning.errors import UserError
 from mmlightning.evaluation.concreteness import gain_by_quartile, gate_visual, load_concreteness, pair_concreteness
-from mmlightning.evaluation.fusion import fused_pair_cosines
+from mmlightning.evaluation.fusion import alpha_grid, best_alpha, first_best
 from mmlightning.evaluation.imagined import visual_with_imagined
+from mmlightning.evaluation.multisource import bench_cosines
 from mmlightning.evaluation.protocol import N_DEV, SPLIT_SEED, TUNE_ON, dev_test_split
-from mmlightning.evaluation.relatedness import (gold_scores, pair_cosines, paired_difference, score_cosines,
-                                                 spearman, subset)
-from mmlightning.evaluation.systems import sweep_alphas
+from mmlightning.evaluation.relatedness import gold_scores, pair_cosines, paired_difference, score_cosines, subset
 from mmlightning.vectors import KeyedVectors
 
 log = logging.getLogger(__name__)
@@ -66,44 +64,15 @@ def mean_visual(visual: Mapping[str, KeyedVectors]) -> KeyedVectors:
                         else np.zeros((0, dims.pop()), np.float32))
 
 
-def pair_cosines_eq1(bench: Benchmark, text: KeyedVectors, visual: KeyedVectors | None,
-                     alphas: list[float]) -> np.ndarray:
-    """(A, P) Eq. 1 cosines per alpha (NaN where a word has no text vector); no visual part: text cosines."""
-    vocab = sorted(w for w in bench.words() if text.lookup(w) is not None)
-    row = {w: i for i, w in enumerate(vocab)}
-    t = torch.from_numpy(np.asarray(text.vectors)[[text.lookup(w) for w in vocab]]).double()   # (V, Dt)
-    dv = visual.vector_size if visual is not None else 1
-    v = torch.zeros(len(vocab), dv, dtype=torch.float64)                                          # (V, Dv)
-    has = torch.zeros(len(vocab), dtype=torch.bool)                                                # (V,)
-    for i, w in enumerate(vocab):
-        j = visual.lookup(w) if visual is not None else None
-        if j is not None:
-            v[i], has[i] = torch.from_numpy(np.asarray(visual.vectors[j], dtype=np.float64)), True
-    i1 = np.array([row.get(a, -1) for a, _, _ in bench.pairs])
-    i2 = np.array([row.get(b, -1) for _, b, _ in bench.pairs])
-    known = (i1 >= 0) & (i2 >= 0)
-    cos = np.full((len(alphas), len(bench)), np.nan)
-    if known.any():
-        cos[:, known] = fused_pair_cosines(t, v, has, torch.from_numpy(i1[known]), torch.from_numpy(i2[known]),
-                                           alphas).numpy()
-    return cos
-
-
 def text_cosines(bench: Benchmark, text: KeyedVectors) -> np.ndarray:
     """(P,) plain cosines of the text vectors (no centring, as Table 1's text row); NaN for an unknown word."""
     cos, used = pair_cosines(text, bench.pairs, "skip")
     return np.where(used, cos, np.nan)
 
 
-def _dev_best(gold: np.ndarray, dev: np.ndarray, cos: np.ndarray) -> tuple[int, float | None]:
-    """Index of the row of `cos` (A, P) with the highest rho on the dev pairs (first on ties), and that rho."""
-    best, best_r = 0, None
-    for k, c in enumerate(cos):
-        use = dev & np.isfinite(c)
-        r = spearman(gold[use], c[use])
-        if r is not None and (best_r is None or r > best_r + 1e-12):
-            best, best_r = k, r
-    return best, best_r
+def _eq1(text: KeyedVectors, visual: KeyedVectors | None) -> Callable[[Benchmark, list[float]], np.ndarray]:
+    """cosines(bench, alphas) -> (A, P) Eq. 1 cosines (`multisource.bench_cosines`; no visual part: text alone)."""
+    return lambda bench, alphas: bench_cosines(bench, text, visual, alphas)[0]
 
 
 class _Systems:
@@ -118,27 +87,25 @@ class _Systems:
 
     def candidates(self) -> dict[str, list[tuple[dict, Callable[[Benchmark, list[float]], np.ndarray]]]]:
         """name -> [(settings without alpha, cosines(bench, alphas) -> (A, P))]: the dev grid of each system."""
-        out = {"text-centred": [({"alpha": 1.0}, lambda b, a: pair_cosines_eq1(b, self.text, None, [1.0]))],
-               "eq1": [({}, lambda b, a: pair_cosines_eq1(b, self.text, self.visual, a))],
-               "imagined": [({}, lambda b, a: pair_cosines_eq1(b, self.text, self.imagined, a))],
-               "concreteness-gate": [({"threshold": th}, lambda b, a, g=g: pair_cosines_eq1(b, self.text, g, a))
-                                     for th, g in self.gated.items()]}
+        out = {"text-centred": [({"alpha": 1.0}, _eq1(self.text, None))],
+               "eq1": [({}, _eq1(self.text, self.visual))],
+               "imagined": [({}, _eq1(self.text, self.imagined))],
+               "concreteness-gate": [({"threshold": th}, _eq1(self.text, g)) for th, g in self.gated.items()]}
         for name, kv in self.mm_text.items():
             out[name] = [({"alpha": 1.0}, lambda b, a, kv=kv: text_cosines(b, kv)[None, :])]
-            out[f"{name}+eq1"] = [({}, lambda b, a, kv=kv: pair_cosines_eq1(b, kv, self.visual, a))]
+            out[f"{name}+eq1"] = [({}, _eq1(kv, self.visual))]
         return out
 
     def tune(self, men: Benchmark, dev: np.ndarray) -> None:
-        """Pick each system's alpha (and threshold) by rho on MEN dev."""
-        gold, alphas = gold_scores(men), sweep_alphas()
+        """Pick each system's alpha (and threshold) by rho on MEN dev (`fusion.best_alpha`, ties keep the first)."""
+        gold, alphas = gold_scores(men), alpha_grid()
         for name, grid in self.candidates().items():
-            best = None
+            found = []
             for settings, cosines in grid:
                 a = [settings["alpha"]] if "alpha" in settings else alphas
-                k, r = _dev_best(gold, dev, cosines(men, a))
-                if best is None or (r is not None and (best[2] is None or r > best[2] + 1e-12)):
-                    best = ({**settings, "alpha": a[k]}, cosines, r)
-            self.chosen[name] = {"settings": best[0], "cosines": best[1], "dev_rho": best[2]}
+                k, r = best_alpha(gold, dev, cosines(men, a))
+                found.append({"settings": {**settings, "alpha": a[k]}, "cosines": cosines, "dev_rho": r})
+            self.chosen[name] = found[first_best(f["dev_rho"] for f in found)[0]]
 
     def cosines(self, name: str, bench: Benchmark) -> np.ndarray:
         ch = self.chosen[name]

@@ -4,6 +4,7 @@
                              dispersion={"tuxpaint": disp_kv1, "openclipart": disp_kv2})
     spec = Spec(sources=("tuxpaint", "openclipart"), fusion="average", gate={"tuxpaint": 0.41, ...})
     cos = spec_cosines(data, spec, alphas=[0.3, 0.5], missing_visual="text")   # (A, P) NaN where OOV
+    cos, known = bench_cosines(bench, linguistic_kv, visual_kv, alphas)          # one source: Eq. 1 as such
 
 Rules (all pure functions; `fusion.py`'s Eq. 1 is the special case of one source, no gate):
 - Text rows are centred over the benchmark's words that have a text vector, then L2-normalised.
@@ -15,6 +16,10 @@ Rules (all pure functions; `fusion.py`'s Eq. 1 is the special case of one source
 - Gate: a source's images of a word are ignored when that word's image dispersion in that source is
   above the source's threshold (`gate[source]`); words with fewer than two images have no dispersion
   and are never gated. A word left without images falls under `missing_visual` ("zero" or "text").
+- `bench_cosines` is Eq. 1 itself for one visual KeyedVectors (`fusion.fused_pair_cosines`, optional
+  centring), as Table 1, Figure 4 and the grounding section score it; `spec_cosines` normalises a
+  source's rows once more after fusing, so on one source the two agree to ~1e-15, not bit for bit.
+  Both get every alpha's cosines from `fusion.sweep_cosines`.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import numpy as np
 import torch
 
 from mmlightning.datasets import Benchmark
-from mmlightning.evaluation.fusion import centre, l2_normalise
+from mmlightning.evaluation.fusion import centre, fused_pair_cosines, l2_normalise, sweep_cosines, unit_pair_dots
 
 FUSIONS = ("single", "average", "concat")
 
@@ -69,11 +74,40 @@ def _rows(kv, vocab: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     return out, found
 
 
+def _index(bench: Benchmark, linguistic) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """The benchmark's words that have a text vector (sorted: the centring vocabulary), and per pair the
+    (P,) rows of word 1 and word 2 in it (-1: no text vector) and the (P,) bool both-known mask."""
+    vocab = sorted(w for w in bench.words() if linguistic.lookup(w) is not None)
+    row = {w: i for i, w in enumerate(vocab)}
+    i1 = np.array([row.get(a, -1) for a, _, _ in bench.pairs])
+    i2 = np.array([row.get(b, -1) for _, b, _ in bench.pairs])
+    return vocab, i1, i2, (i1 >= 0) & (i2 >= 0)
+
+
+def bench_cosines(bench: Benchmark, linguistic, visual, alphas: Sequence[float], missing_visual: str = "zero",
+                  centring: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 1 cosines of every pair for each alpha, centring over the benchmark's words with a text vector:
+    (A, P) float64, NaN where a word has no text vector, and that (P,) bool known mask.
+
+    `visual`: one KeyedVectors, or None for the text part alone (a zero visual part everywhere).
+    """
+    vocab, i1, i2, known = _index(bench, linguistic)
+    text, _ = _rows(linguistic, vocab)                                     # (V, Dt)
+    if visual is None:
+        vis, has = torch.zeros(len(vocab), 1, dtype=torch.float64), torch.zeros(len(vocab), dtype=torch.bool)
+    else:
+        vis, has = _rows(visual, vocab)                                    # (V, Dv), (V,)
+    cos = np.full((len(alphas), len(bench)), np.nan)
+    if known.any():
+        cos[:, known] = fused_pair_cosines(text, vis, has, torch.from_numpy(i1[known]), torch.from_numpy(i2[known]),
+                                           alphas, centring, missing_visual).numpy()
+    return cos, known
+
+
 def prepare_benchmark(bench: Benchmark, linguistic, visual: Mapping[str, object],
                       dispersion: Mapping[str, object] | None = None) -> BenchData:
     """Centre and normalise each modality over the benchmark's words that have a text vector."""
-    vocab = sorted(w for w in bench.words() if linguistic.lookup(w) is not None)
-    row = {w: i for i, w in enumerate(vocab)}
+    vocab, i1, i2, known = _index(bench, linguistic)
     text, _ = _rows(linguistic, vocab)
     unit, has, disp = {}, {}, {}
     for src, kv in visual.items():
@@ -84,9 +118,6 @@ def prepare_benchmark(bench: Benchmark, linguistic, visual: Mapping[str, object]
             vals, got = _rows(dispersion[src], vocab)
             d = torch.where(got, vals[:, 0], d)
         disp[src] = d
-    i1 = np.array([row.get(a, -1) for a, _, _ in bench.pairs])
-    i2 = np.array([row.get(b, -1) for _, b, _ in bench.pairs])
-    known = (i1 >= 0) & (i2 >= 0)
     return BenchData(bench, centre(text), unit, has, disp, torch.from_numpy(i1[known]),
                      torch.from_numpy(i2[known]), known)
 
@@ -120,27 +151,7 @@ def pair_dots(data: BenchData, spec: Spec) -> tuple[torch.Tensor, ...]:
     t = l2_normalise(data.text)                        # (V, Dt)
     v, has = visual_rows(data, spec)
     v = l2_normalise(v)                                # (V, Dv') unit rows, zero without images
-    tt = torch.einsum("pd,pd->p", t[data.i1], t[data.i2])
-    vv = torch.einsum("pd,pd->p", v[data.i1], v[data.i2])
-    nt, nv = (t * t).sum(1), (v * v).sum(1)           # (V,) 1, or 0 for a zero row
-    return tt, vv, nt[data.i1], nt[data.i2], nv[data.i1], nv[data.i2], has[data.i1], has[data.i2]
-
-
-def combine(dots: tuple[torch.Tensor, ...], alphas: Sequence[float], missing_visual: str = "zero") -> torch.Tensor:
-    """(A, K) Eq. 1 cosines from `pair_dots`, as `fusion.fused_pair_cosines` computes them, b = 1 - a:
-
-    (a^2 tt + b^2 vv) / sqrt((a^2 n1t + b^2 n1v) (a^2 n2t + b^2 n2v))
-    """
-    tt, vv, n1t, n2t, n1v, n2v, h1, h2 = dots
-    a = torch.tensor([float(x) for x in alphas], dtype=torch.float64)[:, None]   # (A, 1)
-    a2, b2 = a ** 2, (1.0 - a) ** 2
-    den = torch.sqrt((a2 * n1t + b2 * n1v) * (a2 * n2t + b2 * n2v))              # (A, K)
-    cos = torch.where(den > 0, (a2 * tt + b2 * vv) / den.clamp_min(1e-300), torch.zeros_like(den))
-    if missing_visual == "text":
-        cos = torch.where((h1 & h2)[None, :], cos, tt.expand_as(cos))
-    elif missing_visual != "zero":
-        raise ValueError(f"missing_visual must be zero or text, got {missing_visual!r}")
-    return cos
+    return unit_pair_dots(t, v, has, data.i1, data.i2)
 
 
 def spec_cosines(data: BenchData, spec: Spec, alphas: Sequence[float], missing_visual: str = "zero",
@@ -149,7 +160,7 @@ def spec_cosines(data: BenchData, spec: Spec, alphas: Sequence[float], missing_v
     dots = pair_dots(data, spec) if dots is None else dots
     cos = np.full((len(alphas), len(data.bench)), np.nan)
     if data.known.any():
-        cos[:, data.known] = combine(dots, alphas, missing_visual).numpy()
+        cos[:, data.known] = sweep_cosines(dots, alphas, missing_visual).numpy()
     return cos
 
 

@@ -29,12 +29,11 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from mmlightning.datasets import Benchmark, load_benchmark
+from mmlightning.evaluation.fusion import alpha_grid, best_alpha, first_best
 from mmlightning.evaluation.multisource import (
     BenchData, Spec, coverage, pair_dots, prepare_benchmark, spec_cosines,
 )
-from mmlightning.evaluation.relatedness import (
-    gold_scores, pair_cosines, paired_difference, score_cosines, spearman, subset,
-)
+from mmlightning.evaluation.relatedness import gold_scores, pair_cosines, paired_difference, score_cosines, subset
 
 log = logging.getLogger(__name__)
 
@@ -74,23 +73,16 @@ class Tuned:
                 "baseline": self.baseline}
 
 
-def _alphas(step: float = 0.05) -> list[float]:
-    n = int(round(1 / step))
-    return [round(i / n, 10) for i in range(n + 1)]
-
-
 def best_on_dev(data: BenchData, dev: np.ndarray, spec: Spec, alphas: Sequence[float],
                 missing: Sequence[str] = MISSING) -> tuple[float, str, float | None]:
-    """(alpha, missing rule, dev rho) maximising Spearman rho over the dev pairs; ties keep the first."""
-    gold, use = gold_scores(data.bench), dev & data.known
-    best = (0.5, missing[0], None)
+    """(alpha, missing rule, dev rho) maximising Spearman rho over the dev pairs, the rules' alpha sweeps
+    taken in turn (`fusion.best_alpha`: ties keep the first); (0.5, missing[0], None) when no rho is defined."""
     dots = pair_dots(data, spec)
-    for m in missing:
-        for a, cos in zip(alphas, spec_cosines(data, spec, alphas, m, dots)):
-            r = spearman(gold[use], cos[use])
-            if r is not None and (best[2] is None or r > best[2] + 1e-12):
-                best = (float(a), m, r)
-    return best
+    cos = np.concatenate([spec_cosines(data, spec, alphas, m, dots) for m in missing])   # (M * A, P)
+    k, r = best_alpha(gold_scores(data.bench), dev & data.known, cos)
+    if r is None:
+        return 0.5, missing[0], None
+    return float(alphas[k % len(alphas)]), missing[k // len(alphas)], r
 
 
 def gate_ceilings(data: BenchData, sources: Sequence[str], q: float) -> dict[str, float]:
@@ -106,19 +98,18 @@ def gate_ceilings(data: BenchData, sources: Sequence[str], q: float) -> dict[str
 
 def _tune_family(name, data, dev, sources, fusion, alphas, gates, baseline=None) -> Tuned:
     """The best (gate quantile, alpha, missing rule) on dev for one family; gates: [None] or quantiles."""
-    best = None
+    found = []
     for q in gates:
         spec = Spec(tuple(sources), fusion, None if q is None else gate_ceilings(data, sources, q))
         a, m, r = best_on_dev(data, dev, spec, alphas)
-        if best is None or (r is not None and (best.dev_rho is None or r > best.dev_rho + 1e-12)):
-            best = Tuned(name, spec, a, m, q, r, baseline)
-    return best
+        found.append(Tuned(name, spec, a, m, q, r, baseline))
+    return found[first_best(t.dev_rho for t in found)[0]]
 
 
 def tune(data: BenchData, dev: np.ndarray, alphas: Sequence[float] | None = None,
          fusions: Sequence[str] = FUSIONS, gate: bool = True) -> dict[str, Tuned]:
     """Every system family tuned on the dev pairs of `data` (MEN), in report order."""
-    alphas = list(alphas or _alphas())
+    alphas = list(alphas or alpha_grid())
     sources = list(data.unit)
     gates = list(GATE_QUANTILES)
     out: dict[str, Tuned] = {}
@@ -209,7 +200,7 @@ def run_protocol(linguistic, visual: Mapping[str, object], dispersion: Mapping[s
     return {"protocol": {"tune_on": TUNE_ON, "split": {"kind": "seeded permutation of MEN's pairs", "seed": split_seed,
                                                        "dev_pairs": int(dev.sum()), "test_pairs": int(test.sum())},
                          "selection": "highest Spearman rho on MEN dev pairs (OOV pairs skipped)",
-                         "alphas": _alphas(), "missing_visual": list(MISSING), "fusions": list(fusions),
+                         "alphas": alpha_grid(), "missing_visual": list(MISSING), "fusions": list(fusions),
                          "gate_quantiles": list(GATE_QUANTILES) if gate and dispersion else [],
                          "test_only": list(test_only), "n_boot": n_boot, "seed": seed},
             "systems": {n: t.to_dict() for n, t in tuned.items()}, "best": best, "oov": oov, "test": results}

@@ -50,12 +50,12 @@ from pathlib import Path
 from typing import Literal, Mapping, Optional, Sequence, Union
 
 import numpy as np
-import torch
 
 from mmlightning.datasets import PAPER_BENCHMARKS, Benchmark, CategorySet, expand_names, load_set
 from mmlightning.errors import UserError
 from mmlightning.evaluation.categorisation import METHOD as CLUSTERING, categorisation_systems
-from mmlightning.evaluation.fusion import fused_pair_cosines
+from mmlightning.evaluation.fusion import alpha_grid
+from mmlightning.evaluation.multisource import bench_cosines
 from mmlightning.evaluation.relatedness import (
     OOV_POLICIES, Score, gold_scores, pair_cosines, paired_difference, relevant_mask, score_cosines, spearman, subset,
 )
@@ -81,12 +81,6 @@ def resolve_sets(benchmarks) -> list[Benchmark | CategorySet]:
     for b in items:
         out += [b] if isinstance(b, (Benchmark, CategorySet)) else [load_set(n) for n in expand_names([b])]
     return out
-
-
-def sweep_alphas(step: float = 0.05) -> list[float]:
-    """0, step, ..., 1 (rounded to avoid float drift)."""
-    n = int(round(1.0 / step))
-    return [round(i / n, 10) for i in range(n + 1)]
 
 
 # ---------------------------------------------------------------- the library entry point
@@ -117,7 +111,7 @@ def evaluate_systems(linguistic: KeyedVectors, visual: Mapping[str, KeyedVectors
         sources.setdefault(src, []).append(method)
     if "all" in sources and len(sources) > 1:
         raise UserError("visual source name 'all' is reserved for the subset covered by every source; rename it")
-    alphas = sweep_alphas(sweep_step)
+    alphas = alpha_grid(sweep_step)
     systems = {LINGUISTIC: {"kind": "linguistic", "source": None, "method": None,
                             "dim": linguistic.vector_size, "words": len(linguistic)}}
     for name, kv in visual.items():
@@ -159,7 +153,10 @@ def _evaluate_benchmark(bench, linguistic, visual, alpha, alphas, oov, missing_v
     sweep_cos: dict[str, tuple] = {}                   # name -> ((A, P) fused cosines per alpha, (P,) used)
     for name, kv in visual.items():
         full[f"visual:{name}"] = score_cosines(bench, gold, *pair_cosines(kv, bench.pairs, oov), oov=oov, n_boot=0)
-        cos_a, used = _multimodal_cosines(bench, linguistic, kv, [alpha, *alphas], oov, missing_visual, centring)
+        cos_a, used = bench_cosines(bench, linguistic, kv, [alpha, *alphas], missing_visual, centring)
+        if oov == "zero":                              # a pair with a word lacking a text vector scores 0
+            cos_a[:, ~used] = 0.0
+            used = np.ones(len(bench), dtype=bool)
         full[f"multimodal:{name}"] = score_cosines(bench, gold, cos_a[0], used, oov=oov, n_boot=0)
         sweep_cos[name] = (cos_a[1:], used)
 
@@ -194,30 +191,6 @@ def _evaluate_benchmark(bench, linguistic, visual, alpha, alphas, oov, missing_v
 def _covered_words(bench: Benchmark, kvs: list[KeyedVectors]) -> set[str]:
     """Benchmark words (as written) that every one of `kvs` has a vector for."""
     return {w for w in bench.words() if all(kv.lookup(w) is not None for kv in kvs)}
-
-
-def _multimodal_cosines(bench, linguistic, visual_kv, alphas, oov, missing_visual, centring):
-    """Fused cosines (A, P) for each alpha and the (P,) usable mask, centring over the benchmark's words."""
-    vocab = sorted(w for w in bench.words() if linguistic.lookup(w) is not None)
-    row = {w: i for i, w in enumerate(vocab)}
-    text = torch.from_numpy(linguistic.vectors[[linguistic.lookup(w) for w in vocab]]).double()   # (V, Dt)
-    vis_idx = torch.tensor([-1 if visual_kv.lookup(w) is None else visual_kv.lookup(w) for w in vocab],
-                           dtype=torch.int64)                                                      # (V,)
-    has_visual = vis_idx >= 0
-    vis = torch.zeros(len(vocab), visual_kv.vector_size, dtype=torch.float64)                      # (V, Dv)
-    if has_visual.any():
-        vis[has_visual] = torch.from_numpy(visual_kv.vectors[vis_idx[has_visual].numpy()]).double()
-    i1 = np.array([row.get(a, -1) for a, _, _ in bench.pairs])
-    i2 = np.array([row.get(b, -1) for _, b, _ in bench.pairs])
-    known = (i1 >= 0) & (i2 >= 0)                                                                  # (P,)
-    cos = np.full((len(alphas), len(bench)), np.nan)
-    if known.any():
-        cos[:, known] = fused_pair_cosines(text, vis, has_visual, torch.from_numpy(i1[known]),
-                                           torch.from_numpy(i2[known]), alphas, centring, missing_visual).numpy()
-    if oov == "zero":
-        cos[:, ~known] = 0.0
-        return cos, np.ones(len(bench), dtype=bool)
-    return cos, known
 
 
 def best_worst_pairs(bench: Benchmark, s: Score, k: int = 5) -> dict:
