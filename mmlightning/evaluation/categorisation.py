@@ -35,6 +35,7 @@ from typing import Mapping
 import numpy as np
 
 from mmlightning.datasets import CategorySet
+from mmlightning.evaluation.report.primitives import score_cell
 
 METHOD = ("Ward agglomerative clustering (scipy.cluster.hierarchy, method 'ward') of L2-normalised vectors, "
           "cut at k = the number of gold categories in vocabulary; deterministic")
@@ -57,11 +58,9 @@ class CategoryScore:
     labels: np.ndarray = field(repr=False)      # (words_used,) cluster of each used word
     gold: np.ndarray = field(repr=False)        # (words_used,) gold category index of each used word
 
-    def cell(self, digits: int = 3) -> str:
-        """'purity [lo, hi] used/total' for tables; 'n/a' for an undefined purity."""
-        p = "n/a" if self.purity is None else f"{self.purity:.{digits}f}"
-        ci = f" [{self.ci95[0]:.{digits}f}, {self.ci95[1]:.{digits}f}]" if self.ci95 else ""
-        return f"{p}{ci} {self.words_used}/{self.words_total}"
+    def cell(self) -> str:
+        """'purity [lo, hi] used/total' (`report.primitives.score_cell`); 'n/a' for an undefined purity."""
+        return score_cell(self.to_dict(), "purity")
 
     def to_dict(self) -> dict:
         return {"purity": self.purity, "ci95": list(self.ci95) if self.ci95 else None,

@@ -7,7 +7,8 @@ image strips) + a page per source.
 
 The images of a word are read back from the source's shards (WebDataset tars: `<key>.json` holds the
 sample's `words`, next to `<key>.<ext>`), read-only, with `tarfile`; at most `per_word` per word, in
-shard order. The tables are the Markdown report's (`report.render_markdown`) turned into HTML.
+shard order. The tables are the Markdown report's (`report.render_markdown`) turned into HTML; the numbers
+of the HTML-only tables are formatted by `report.primitives` too.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from mmlightning.atomic import safe_child, write_text
+from mmlightning.evaluation.report.primitives import num, short_num
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +163,7 @@ def _table2_html(result: dict, thumbs: Mapping[str, Mapping[str, list]]) -> str:
     for bench, pairs in table2_pairs(result):
         rows = []
         for kind, p in pairs:
-            cells = [kind, f"{p['gold']:g}", f"{p['cosine']:.3f}"]
+            cells = [kind, short_num(p["gold"]), num(p["cosine"])]
             for w in (p["word1"], p["word2"]):
                 strips = "<br>".join(f"{html.escape(s)}: {strip(tw.get(w.lower(), []), w)}"
                                      for s, tw in thumbs.items() if tw.get(w.lower()))
@@ -183,7 +185,7 @@ def source_page(source: str, index: Mapping[str, list], stats: Mapping[str, tupl
     for w in sorted(index, key=lambda w: (disp(w) is None, disp(w) or 0.0, w)):
         d, n = disp(w), stats.get(w, (math.nan, len(index[w])))[1]
         uris = thumbnails(index[w][:per_word], size=64, tars=tars)
-        rows.append(f"<tr><td>{html.escape(w)}</td><td>{n}</td><td>{'n/a' if d is None else f'{d:.3f}'}</td>"
+        rows.append(f"<tr><td>{html.escape(w)}</td><td>{n}</td><td>{num(d)}</td>"
                     f"<td>{strip(uris, w)}</td></tr>")
     body = (f"<h1>Images of source {html.escape(source)}</h1><p><a href=\"index.html\">back to the report</a>. "
             f"{len(index)} words with images; image dispersion = mean pairwise cosine distance of a word's image "

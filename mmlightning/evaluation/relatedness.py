@@ -27,6 +27,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from mmlightning.datasets import Benchmark
+from mmlightning.evaluation.report.primitives import score_cell
 
 OOV_POLICIES = ("skip", "zero")
 MIN_PAIRS = 3
@@ -47,9 +48,9 @@ class Score:
     cosines: np.ndarray = field(repr=False)  # (P,) system cosines; NaN where the pair is not used
     used: np.ndarray = field(repr=False)     # (P,) bool
 
-    def cell(self, digits: int = 3) -> str:
-        """'rho [lo, hi] used/total' for tables; 'n/a' for an undefined rho."""
-        return f"{format_rho(self.rho, digits)} {format_ci(self.ci95, digits)} {self.pairs_used}/{self.pairs_total}".replace("  ", " ")
+    def cell(self) -> str:
+        """'rho [lo, hi] used/total' (`report.primitives.score_cell`); 'n/a' for an undefined rho."""
+        return score_cell(self.to_dict(), "rho")
 
     def to_dict(self) -> dict:
         return {"rho": self.rho, "ci95": list(self.ci95) if self.ci95 else None,
@@ -66,14 +67,6 @@ class Difference:
 
     def to_dict(self) -> dict:
         return {"diff": self.diff, "ci95": list(self.ci95) if self.ci95 else None, "pairs": self.pairs}
-
-
-def format_rho(rho: float | None, digits: int = 3) -> str:
-    return "n/a" if rho is None else f"{rho:.{digits}f}"
-
-
-def format_ci(ci: tuple[float, float] | None, digits: int = 3) -> str:
-    return "" if ci is None else f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
 # ---------------------------------------------------------------- cosines

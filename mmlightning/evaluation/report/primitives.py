@@ -1,13 +1,16 @@
 """The pieces every report section is made of: numbers, score and difference cells, Markdown tables, labels.
 
     num(0.71234), num(0.052, sign=True), num(None)        # "0.712", "+0.052", "n/a"
+    short_num(7.5), short_num(10.0)                        # "7.5", "10": a gold score or a setting, shortest form
     score_cell(cell), score_cell(cell, "purity")           # "0.712 [0.671, 0.748] 1985/2000"
     diff(d), diff_cell(d)                                  # "+0.052 [+0.018, +0.088]*", the same + " n=525"
     table(["system", "rho"], [["Text", "0.712"]], align="lr")
     system_header("multimodal:tuxpaint/cnn-mean"), tuned_label("eq1"), grounding_label("imagined")
 
 Every Markdown of `mmlightning.evaluation.report` (evaluation.md and the README / docs blocks) is built from
-these; a "*" after a difference marks a 95% CI that excludes 0.
+these, and so are the HTML report (`mmlightning.evaluation.html`) and the `cell()` of a relatedness or
+categorisation score; a "*" after a difference marks a 95% CI that excludes 0. Standard library only, and
+no import of the package: the scoring modules below the report (relatedness, categorisation) use it too.
 """
 from __future__ import annotations
 
@@ -21,6 +24,11 @@ def num(x: float | None, sign: bool = False) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
     return f"{x:+.3f}" if sign else f"{x:.3f}"
+
+
+def short_num(x: float) -> str:
+    """A gold (human) score or a setting (alpha, a quantile) in its shortest form: 7.5 -> "7.5", 10.0 -> "10"."""
+    return f"{x:g}"
 
 
 def counts(c: dict, kind: str = "rho") -> str:

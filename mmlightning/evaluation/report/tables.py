@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 from mmlightning.evaluation.report.grounding import grounding_markdown
-from mmlightning.evaluation.report.primitives import (KINDS, diff_cell, num, score_cell, source_columns,
-                                                      system_header, system_name, table)
+from mmlightning.evaluation.report.primitives import (KINDS, diff_cell, num, score_cell, short_num,
+                                                      source_columns, system_header, system_name, table)
 from mmlightning.evaluation.report.tuned import tuned_markdown
 
 SECTIONS = ("settings", "suite", "table1", "diff", "categorisation", "table2", "tuned", "grounding")  # each only when it has data
@@ -130,7 +130,7 @@ def table2_markdown(result: dict) -> str:
     system = result["table2_system"]
     out = [f"### Table 2: best and worst pairs of {system_header(system)} (|cosine - gold rescaled to [0, 1]|)"]
     for bench, pairs in table2_pairs(result):
-        rows = [[kind, p["word1"], p["word2"], f"{p['gold']:g}", num(p["gold01"]), num(p["cosine"]),
+        rows = [[kind, p["word1"], p["word2"], short_num(p["gold"]), num(p["gold01"]), num(p["cosine"]),
                  num(p["error"])] for kind, p in pairs]
         out.append(f"**{bench}**\n\n" + table(["", "word 1", "word 2", "gold", "gold [0,1]", "cosine", "error"], rows))
     return "\n\n".join(out)

@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from mmlightning.evaluation.report.primitives import diff, num, score_cell, table, tuned_label
+from mmlightning.evaluation.report.primitives import diff, num, score_cell, short_num, table, tuned_label
 
 
 def _diff(d: dict | None) -> str:
@@ -15,10 +15,10 @@ def _diff(d: dict | None) -> str:
 def _chosen(tuned: dict) -> str:
     rows = []
     for name, s in tuned["systems"].items():
-        gate = "" if s["gate_quantile"] is None else \
-            f"q={s['gate_quantile']:g} (" + ", ".join(f"{k} <= {num(v)}" for k, v in (s["dispersion_max"] or {}).items()) + ")"
+        gate = "" if s["gate_quantile"] is None else f"q={short_num(s['gate_quantile'])} (" \
+            + ", ".join(f"{k} <= {num(v)}" for k, v in (s["dispersion_max"] or {}).items()) + ")"
         best = " **best on dev**" if name == tuned.get("best") else ""
-        rows.append([tuned_label(name) + best, ", ".join(s["sources"]), s["fusion"], f"{s['alpha']:g}",
+        rows.append([tuned_label(name) + best, ", ".join(s["sources"]), s["fusion"], short_num(s["alpha"]),
                      s["missing_visual"], gate or "-", num(s["dev_rho"])])
     return table(["system", "sources", "fusion", "alpha", "missing visual", "dispersion gate", "rho on MEN dev"], rows)
 
