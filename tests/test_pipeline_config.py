@@ -31,7 +31,7 @@ def test_cache_key_leaves_out_what_does_not_change_the_vectors():
     ({"skipgram": {"epochs": 0}}, "skipgram.epochs: 0 must be >= 1"),
     ({"skipgram": {"dim": -5}}, "skipgram.dim"),
     ({"skipgram": {"epoch": 3}}, "skipgram: unknown key(s) epoch"),
-    ({"skipgram": {"lr": 0.0}}, "skipgram: lr"),
+    ({"skipgram": {"lr": 0.0}}, "skipgram.lr: must be > 0"),
     ({"sources": {}}, "sources: no image source given"),
     ({"sources": {"x": {"n_per_word": 3}}}, "sources.x: needs at least `source:`"),
     ({"sources": {"x": {"source": "flickr"}}}, "sources.x.source: unknown image source 'flickr'"),

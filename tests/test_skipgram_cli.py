@@ -141,6 +141,19 @@ def test_item11_fit_bad_settings_are_one_line(tmp_path, capsys, option, value):
     assert not (run_dir / "vectors.txt").exists()
 
 
+def test_library_errors_reach_the_command_line_under_their_keys(tmp_path, capsys, monkeypatch):
+    """The data module says `pairs: ...` (its Python argument); `fit` prints `--data.pairs: ...`."""
+    from mmlightning.text.native import NativeKernel
+
+    monkeypatch.setattr(NativeKernel, "load", classmethod(lambda cls: None))  # no compiled kernel here
+    cfg = skipgram_config(tmp_path, corpus_file(tmp_path / "c.txt"), tmp_path / "run")
+    code, _, err = run(["fit", "--config", cfg, "--data.pairs", "native"], capsys)
+    line = assert_user_error(code, err, "fit", "--data.pairs: native needs the compiled kernel")
+    assert "data.pairs: native" not in line.replace("--data.pairs", "")  # said once, as the key
+    code, _, err = run(["fit", "--config", cfg, "--model.lr", "0"], capsys)
+    assert_user_error(code, err, "fit", "--model.lr: must be > 0, got 0")
+
+
 @pytest.mark.parametrize("case", ["empty_corpus", "missing_corpus", "unknown_corpus_name"])
 def test_fit_bad_corpus(tmp_path, capsys, case):
     corpus = {"empty_corpus": tmp_path / "empty.txt", "missing_corpus": tmp_path / "absent.txt",

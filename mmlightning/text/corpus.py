@@ -90,7 +90,7 @@ def prepare_corpus(sources, cache_dir: str | os.PathLike = "checkpoints/corpus_c
     keeps only the most frequent ones. Raises UserError for an empty corpus or < 2 words left.
     """
     if min_count < 1:
-        raise UserError(f"min_count: must be >= 1, got {min_count}")
+        raise UserError(f"must be >= 1, got {min_count}", argument="min_count")
     files = resolve_sources(sources, download)
     key = cache_key(files, min_count, max_vocab)
     final = Path(cache_dir) / key

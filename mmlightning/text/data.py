@@ -17,13 +17,15 @@ the pairs depend only on (seed, epoch, chunk): not on the number of workers or r
 What the model needs from here goes through three public methods: `vocabulary()` (words and counts,
 after `setup`), `sampling()` (what the native kernel samples with) and `hogwild()` (the `WorkerTraining`
 slot through which DataLoader workers train, when they can: CPU, one process, num_workers > 0, host or
-native pairs).
+native pairs). The loader has a length (this rank's batches per epoch, as its workers divide the chunks),
+so Lightning's progress bar shows a total and an ETA.
 """
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable, Iterator, Literal
+import warnings
+from typing import Any, Iterator, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -35,12 +37,13 @@ from mmlightning.text.corpus import EncodedCorpus, load_encoded, prepare_corpus
 from mmlightning.text.device_pairs import DevicePairs, stretch_seed
 from mmlightning.text.native import NativeKernel, Sampling
 from mmlightning.text.sgns import alias_table, draw_negatives, keep_probabilities, make_pairs
+from mmlightning.text.training import ChunkTraining
 
 log = logging.getLogger(__name__)
 
 
 class WorkerTraining:
-    """The Hogwild slot: tables in shared memory and the function that trains a chunk on them.
+    """The Hogwild slot: tables in shared memory and the pair mode's training callable (training.py).
 
     The model fills it (`attach`) before the DataLoader workers fork; each worker then trains every chunk
     it makes, lock-free on the same memory (word2vec's threads), and sends back only a loss sample.
@@ -49,17 +52,17 @@ class WorkerTraining:
     def __init__(self, negative: int):
         self.negative = negative  # K: a pair's output row holds K + 1 words (for compiling before the fork)
         self.tables: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.train_fn: Callable | None = None
+        self.train: ChunkTraining | None = None
 
-    def attach(self, syn0: torch.Tensor, syn1: torch.Tensor, train_fn: Callable) -> None:
-        """Share (V, D) tables (moved to shared memory) and `train_fn(syn0, syn1, batch) -> dict` (fields to send back)."""
+    def attach(self, syn0: torch.Tensor, syn1: torch.Tensor, train: ChunkTraining) -> None:
+        """Share (V, D) tables (moved to shared memory) and `train(syn0, syn1, batch) -> dict` (stats to send back)."""
         syn0.share_memory_()
         syn1.share_memory_()
-        self.tables, self.train_fn = (syn0, syn1), train_fn
+        self.tables, self.train = (syn0, syn1), train
 
     @property
     def active(self) -> bool:
-        return self.tables is not None and self.train_fn is not None
+        return self.tables is not None and self.train is not None
 
 
 class PairChunks(IterableDataset):
@@ -71,17 +74,19 @@ class PairChunks(IterableDataset):
     Chunks (of `chunk_words` corpus words) go round-robin to (rank, worker) slots; the chunk list is
     padded with empty chunks so every slot yields the same number. Randomness is seeded by
     (seed, epoch, chunk). Each iteration is one epoch: the first is `first_epoch`, then one more each time.
+    `len()` is this rank's chunks per epoch when read by a DataLoader of `loader_workers` workers.
     """
 
     def __init__(self, corpus_dir: str, window: int, negative: int, sample: float, chunk_words: int,
                  seed: int, rank: int = 0, world_size: int = 1, workers: WorkerTraining | None = None,
-                 native: bool = False):
+                 native: bool = False, loader_workers: int = 0):
         self.corpus_dir, self.native = corpus_dir, native
         self.window, self.negative, self.sample = window, negative, sample
         self.chunk_words, self.seed = chunk_words, seed
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.loader_workers = rank, world_size, loader_workers
         self.start_at(0)
         self._enc: EncodedCorpus | None = None
+        self._n_tokens: int | None = None
         self.workers = workers
         self.carry_words = False  # batches also carry their words (for the visual objective, mmskipgram.py)
 
@@ -99,9 +104,15 @@ class PairChunks(IterableDataset):
 
     def n_chunks(self, workers: int = 1) -> int:
         """Chunks per epoch including padding, for `workers` dataloader workers per rank."""
-        n = math.ceil(self._corpus().n_tokens / self.chunk_words)
+        if self._n_tokens is None:  # (a length, not the memmap: the parent process keeps no open corpus)
+            self._n_tokens = (self._enc or load_encoded(self.corpus_dir)).n_tokens
+        n = math.ceil(self._n_tokens / self.chunk_words)
         slots = self.world_size * max(workers, 1)
         return math.ceil(n / slots) * slots
+
+    def __len__(self) -> int:
+        """This rank's chunks per epoch: its `loader_workers` slots (one without workers) take as many each."""
+        return self.n_chunks(self.loader_workers) // self.world_size
 
     def chunk(self, c: int, epoch: int) -> dict[str, Any]:
         """The pairs of chunk `c` in epoch `epoch` (seeded by both)."""
@@ -140,7 +151,7 @@ class PairChunks(IterableDataset):
             item = self.chunk(c, epoch)
             item["n_chunks"] = n
             if hogwild:  # train here, lock-free on the shared tables; send back only what the step logs
-                item.update(self.workers.train_fn(*self.workers.tables, item))
+                item.update(self.workers.train(*self.workers.tables, item))  # as training_step would
                 if self.native:
                     del item["sent"]
                     if not self.carry_words:
@@ -161,6 +172,10 @@ class Stretches(IterableDataset):
     def start_at(self, epoch: int) -> None:
         """The next iteration makes epoch `epoch`, each later one the next epoch."""
         self.first_epoch, self._epochs_done = epoch, 0
+
+    def __len__(self) -> int:
+        """This rank's stretches per epoch."""
+        return len(self.source.stretches())
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         epoch = self.first_epoch + self._epochs_done
@@ -202,11 +217,11 @@ class SkipGramDataModule(pl.LightningDataModule):
                                  ("min_count", min_count, 1), ("num_workers", num_workers, 0),
                                  ("stretch_words", stretch_words, 1)):
             if value < low:
-                raise UserError(f"data.{name}: must be >= {low}, got {value}")
+                raise UserError(f"must be >= {low}, got {value}", argument=name, owner=self)
         if sample < 0:
-            raise UserError(f"data.sample: must be >= 0, got {sample}")
+            raise UserError(f"must be >= 0, got {sample}", argument="sample", owner=self)
         if pairs not in ("auto", "host", "device", "native"):
-            raise UserError(f"data.pairs: must be auto, host, device or native, got {pairs!r}")
+            raise UserError(f"must be auto, host, device or native, got {pairs!r}", argument="pairs", owner=self)
         self.corpus = corpus
         self.encoded: EncodedCorpus | None = None
         self.dataset: PairChunks | Stretches | None = None
@@ -223,8 +238,9 @@ class SkipGramDataModule(pl.LightningDataModule):
         root = self.trainer.strategy.root_device.type if self.trainer is not None else "cpu"
         mode = self.hparams.pairs
         if mode == "native" and root != "cpu":
-            raise UserError(f"data.pairs: native trains on the CPU; the trainer's device is {root} (use device or auto)")
-        return resolve_pairs(mode, root)
+            raise UserError(f"native trains on the CPU; the trainer's device is {root} (use device or auto)",
+                            argument="pairs", owner=self)
+        return resolve_pairs(mode, root, owner=self)
 
     def setup(self, stage: str | None = None) -> None:
         if self.encoded is not None:
@@ -239,7 +255,8 @@ class SkipGramDataModule(pl.LightningDataModule):
             self.dataset = Stretches(self.device_pairs)
         else:
             self.dataset = PairChunks(str(self.encoded.path), h.window, h.negative, h.sample, h.chunk_words,
-                                      h.seed, rank, world, workers=self._workers, native=self.pair_mode() == "native")
+                                      h.seed, rank, world, workers=self._workers, native=self.pair_mode() == "native",
+                                      loader_workers=h.num_workers)
 
     def vocabulary(self) -> tuple[list[str], np.ndarray]:
         """(words, counts int64 (V,)) of the encoded corpus, most frequent first (after `setup`)."""
@@ -275,6 +292,10 @@ class SkipGramDataModule(pl.LightningDataModule):
         # the first epoch to make: on resume from an end-of-epoch checkpoint, the count of processed epochs
         # (what Lightning gives samplers' set_epoch); each later iteration of the dataset is the next epoch
         self.dataset.start_at(self.trainer.fit_loop.epoch_progress.current.processed if self.trainer else 0)
+        # Lightning warns about any IterableDataset with a length; each (rank, worker) slot here takes its
+        # own chunks, and `__len__` counts them as they are divided (said here: a filter set at import
+        # does not outlive a test's collection)
+        warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
         if isinstance(self.dataset, Stretches):
             return DataLoader(self.dataset, batch_size=None, num_workers=0)
         nw = self.hparams.num_workers
@@ -300,12 +321,15 @@ class SkipGramDataModule(pl.LightningDataModule):
 _warned: list[bool] = []  # the fallback is said once per process
 
 
-def resolve_pairs(pairs: str, device_type: str) -> str:
-    """'auto' made concrete for a device type: device on an accelerator; on CPU native if the kernel builds, else host."""
+def resolve_pairs(pairs: str, device_type: str, argument: str = "pairs", owner: object = None) -> str:
+    """'auto' made concrete for a device type: device on an accelerator; on CPU native if the kernel builds, else host.
+
+    A refusal (native without its kernel) names `argument` of `owner` (the datamodule's `pairs`, by default).
+    """
     if pairs != "auto":
         if pairs == "native" and NativeKernel.load() is None:
-            raise UserError(f"data.pairs: native needs the compiled kernel, which could not be built "
-                            f"({NativeKernel.why_not}); use pairs: host")
+            raise UserError(f"native needs the compiled kernel, which could not be built ({NativeKernel.why_not}); "
+                            "use host", argument=argument, owner=owner)
         return pairs
     if device_type != "cpu":
         return "device"

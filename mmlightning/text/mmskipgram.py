@@ -270,13 +270,14 @@ class VisualObjective:
         return total
 
 
-def check_settings(variant: str, margin: float, negatives: int, weight: float) -> None:
-    """One-line UserErrors for bad visual settings."""
+def check_settings(variant: str, margin: float, negatives: int, weight: float, owner: object = None,
+                   prefix: str = "") -> None:
+    """One-line UserErrors for bad visual settings, naming the argument `<prefix>visual_...` of `owner`."""
     if variant not in VARIANTS:
-        raise UserError(f"visual_variant: must be A or B, got {variant!r}")
+        raise UserError(f"must be A or B, got {variant!r}", argument=f"{prefix}visual_variant", owner=owner)
     if not margin > 0:
-        raise UserError(f"visual_margin: must be > 0, got {margin}")
+        raise UserError(f"must be > 0, got {margin}", argument=f"{prefix}visual_margin", owner=owner)
     if negatives < 1:
-        raise UserError(f"visual_negatives: must be >= 1, got {negatives}")
+        raise UserError(f"must be >= 1, got {negatives}", argument=f"{prefix}visual_negatives", owner=owner)
     if not weight > 0:
-        raise UserError(f"visual_weight: must be > 0, got {weight}")
+        raise UserError(f"must be > 0, got {weight}", argument=f"{prefix}visual_weight", owner=owner)

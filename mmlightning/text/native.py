@@ -257,7 +257,8 @@ class Sampling:
 
 
 class NativeTrainer:
-    """Trains native chunks {'tokens', 'sent', 'seed', 'epoch', 'chunk', 'n_chunks'} on (V, D) tables, in place.
+    """The native pair mode's `training.ChunkTraining`: trains native chunks {'tokens', 'sent', 'seed', 'epoch',
+    'chunk', 'n_chunks'} on (V, D) tables, in place, whole (`parts` must be 1).
 
     The learning rate runs linearly over the whole run, as ChunkTrainer's: chunk c of n in epoch e spans
     progress (e + c / n) / epochs .. (e + (c + 1) / n) / epochs. Returns {'loss': mean sampled loss, 'pairs'}.
@@ -272,7 +273,9 @@ class NativeTrainer:
         self.lr, self.min_lr, self.max_epochs, self.threads = lr, min_lr, max_epochs, threads
         self._pool = None
 
-    def __call__(self, syn0: torch.Tensor, syn1: torch.Tensor, batch: dict) -> dict:
+    def __call__(self, syn0: torch.Tensor, syn1: torch.Tensor, batch: dict, part: int = 0, parts: int = 1) -> dict:
+        if parts != 1:
+            raise ValueError("native chunks are trained whole (parts must be 1)")
         s, e = self.sampling, int(batch["epoch"])
         c, n = int(batch["chunk"]), int(batch["n_chunks"])
         lr0 = linear_lr((e + c / n) / self.max_epochs, self.lr, self.min_lr)
@@ -295,6 +298,8 @@ class NativeTrainer:
         losses = [loss for _, loss in results if loss == loss]
         return {"loss": float(np.mean(losses)) if losses else float("nan"), "pairs": sum(p for p, _ in results)}
 
+    def before_fork(self, V: int, D: int, K1: int) -> None:
+        """Nothing to make: workers inherit the loaded kernel."""
 
     def close(self) -> None:
         """Stop the threads (if any were started)."""

@@ -11,9 +11,11 @@ over the whole run) is in sgns.py; input vectors start uniform(-0.5/D, 0.5/D), o
 the input vectors are the word vectors. The data (data.py) gives batches of either a 16k-word chunk
 that the compiled kernel (native.py, the CPU default) turns into pairs and trains one pair at a time,
 or pairs made on the host (numpy, per chunk, trained in sub-batches of `batch_pairs`) or on the device
-(torch, per stretch of ~1M words, trained in sub-batches of `device_batch_pairs`). With `visual_vectors`,
-MMSkip-gram (Lazaridou et al. 2015; mmskipgram.py): after each chunk (device pairs: each chunk-sized slice of a
-stretch) one batched max-margin step pulls the chunk's pictured words toward their visual vectors.
+(torch, per stretch of ~1M words, trained in sub-batches of `device_batch_pairs`); each pair mode has one
+training callable (training.py), chosen in `setup`. A step: that callable trains the batch (unless a
+Hogwild worker did), then, with `visual_vectors`, MMSkip-gram's visual step (Lazaridou et al. 2015;
+mmskipgram.py) pulls the chunk's pictured words toward their visual vectors (device pairs: the stretch is
+trained in chunk-sized shares, each followed by its visual step), then the bookkeeping (count, sync, log).
 
 On CPU with `data.num_workers = N > 0` the N DataLoader worker processes also train, Hogwild-style: the
 tables live in shared memory and every worker updates them lock-free, as word2vec's threads do
@@ -33,7 +35,6 @@ from __future__ import annotations
 
 import os
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,6 +49,7 @@ from mmlightning.text.data import PairChunks, SkipGramDataModule  # noqa: F401 (
 from mmlightning.text.native import MAX_NATIVE_DIM, NativeKernel, NativeTrainer
 from mmlightning.text.sgns import (ChunkTrainer, alias_table, draw_negatives, keep_probabilities,  # noqa: F401
                                    linear_lr, make_pairs, negative_probabilities, sgns_loss, sgns_update)
+from mmlightning.text.training import ChunkTraining, PairTraining
 from mmlightning.vectors import KeyedVectors
 
 
@@ -73,8 +75,9 @@ class SkipGram(pl.LightningModule):
             lr: initial learning rate (word2vec's alpha for skip-gram: 0.025).
             min_lr: final learning rate, reached at the end of the last epoch.
             batch_pairs: pairs per SGD update (sub-batch of a chunk).
-            hogwild_threads: parallel threads updating the shared tables lock-free in the training process
-                (1: none); native pairs: each chunk cut into this many parts, trained at once.
+            hogwild_threads: parallel threads updating the shared tables lock-free in whatever process trains
+                a chunk (the training process, or each Hogwild worker; 1: none); host pairs: the chunk's
+                sub-batches dealt out; native pairs: each chunk cut into this many parts, trained at once.
             intra_op_threads: torch intra-op threads (1 is fastest for these small ops).
             compile: fuse `sgns_update` into one kernel with torch.compile (falls back to eager if it fails).
             hogwild_workers: on CPU with one device and data.num_workers > 0, the DataLoader workers train
@@ -97,11 +100,13 @@ class SkipGram(pl.LightningModule):
                             ("hogwild_threads", hogwild_threads), ("intra_op_threads", intra_op_threads),
                             ("sync_every", sync_every)):
             if value < 1:
-                raise UserError(f"model.{name}: must be >= 1, got {value}")
-        if lr <= 0 or not 0 <= min_lr <= lr:
-            raise UserError(f"model.lr, model.min_lr: need 0 <= min_lr <= lr, got lr={lr}, min_lr={min_lr}")
+                raise UserError(f"must be >= 1, got {value}", argument=name, owner=self)
+        if lr <= 0:
+            raise UserError(f"must be > 0, got {lr}", argument="lr", owner=self)
+        if not 0 <= min_lr <= lr:
+            raise UserError(f"must be in [0, lr = {lr}], got {min_lr}", argument="min_lr", owner=self)
         if visual_vectors:
-            check_settings(visual_variant, visual_margin, visual_negatives, visual_weight)
+            check_settings(visual_variant, visual_margin, visual_negatives, visual_weight, owner=self)
         self.save_hyperparameters(ignore=["output_dir"])  # the configured output wins over a checkpoint's
         self.output_dir = output_dir
         self.automatic_optimization = False
@@ -113,11 +118,9 @@ class SkipGram(pl.LightningModule):
         self.vis_map: torch.nn.Parameter | None = None  # (Dv, D): variant B's map, learned jointly
         self._visual: VisualObjective | None = None
         self._visual_loss = float("nan")
-        self._pool = None
-        self._chunk_trainer: ChunkTrainer | None = None
-        self._device_trainer: ChunkTrainer | None = None
-        self._native: NativeTrainer | None = None
-        self._warm = False
+        self._keep: torch.Tensor | None = None  # (V,) keep probabilities: the native mode's visual weights
+        self._train: ChunkTraining | None = None  # the pair mode's training callable (training.py)
+        self._epochs = 1
         self._synced: list[torch.Tensor] | None = None
         self._t0 = None
         self._words_seen = 0
@@ -126,35 +129,38 @@ class SkipGram(pl.LightningModule):
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         if not callable(getattr(dm, "vocabulary", None)):
-            raise UserError("model SkipGram needs data: class_path: mmlightning.text.data.SkipGramDataModule")
+            raise UserError("SkipGram trains on a SkipGramDataModule (mmlightning.text.data), which gives its "
+                            "vocabulary; this data module has none")
         self.set_vocabulary(*dm.vocabulary())  # the Trainer has set the datamodule up before this hook
         self._threads_before = torch.get_num_threads()  # given back in teardown: later stages keep theirs
         torch.set_num_threads(self.hparams.intra_op_threads)
-        h, root = self.hparams, self.trainer.strategy.root_device.type
-        epochs = self.trainer.max_epochs or 1
-        self._chunk_trainer = ChunkTrainer(h.batch_pairs, h.lr, h.min_lr, epochs, h.compile, root)
-        # device pairs: compiled on CPU only; on CUDA one captured graph per sub-batch (launch-bound otherwise)
-        self._device_trainer = ChunkTrainer(h.device_batch_pairs, h.lr, h.min_lr, epochs, h.compile and root == "cpu",
-                                            root, graphs=h.cuda_graphs)
-        self._native = None
-        if callable(getattr(dm, "pair_mode", None)) and dm.pair_mode() == "native":  # (its setup has built the kernel)
-            if h.dim > MAX_NATIVE_DIM:
-                raise UserError(f"model.dim: the native kernel trains up to {MAX_NATIVE_DIM} dimensions, got {h.dim}; "
-                                "use data.pairs: host")
-            self._native = NativeTrainer(NativeKernel.load(), dm.sampling(), h.lr, h.min_lr, epochs,
-                                         threads=h.hogwild_threads)
+        self._epochs = self.trainer.max_epochs or 1
+        mode = dm.pair_mode() if callable(getattr(dm, "pair_mode", None)) else "host"
+        self._train = self._mode_training(mode, dm)
         self._visual = None
-        if h.visual_vectors:
-            self._setup_visual(dm)
+        if self.hparams.visual_vectors:
+            self._setup_visual(dm, mode)
         workers = dm.hogwild() if callable(getattr(dm, "hogwild", None)) else None
-        if h.hogwild_workers and workers is not None:  # workers fork after this and update the very same memory
-            if self._native is not None:
-                workers.attach(self.syn0.data, self.syn1.data, self._native)
-            else:
-                self._chunk_trainer.warm_up(len(self.words), h.dim, workers.negative + 1)  # compile once, here
-                workers.attach(self.syn0.data, self.syn1.data, partial(_train_host, self._chunk_trainer))
+        if self.hparams.hogwild_workers and workers is not None:  # workers fork after this, train the same memory
+            self._train.before_fork(len(self.words), self.hparams.dim, workers.negative + 1)
+            workers.attach(self.syn0.data, self.syn1.data, self._train)
 
-    def _setup_visual(self, dm) -> None:
+    def _mode_training(self, mode: str, dm) -> ChunkTraining:
+        """The training callable of pair mode `mode` ('host', 'native' or 'device'; training.py)."""
+        h, root = self.hparams, self.trainer.strategy.root_device.type
+        if mode == "native":  # (the datamodule's setup has built the kernel)
+            if h.dim > MAX_NATIVE_DIM:
+                raise UserError(f"the native kernel trains up to {MAX_NATIVE_DIM} dimensions, got {h.dim}; "
+                                "use host pairs", argument="dim", owner=self)
+            return NativeTrainer(NativeKernel.load(), dm.sampling(), h.lr, h.min_lr, self._epochs,
+                                 threads=h.hogwild_threads)
+        if mode == "device":  # compiled on CPU only; on CUDA one captured graph per sub-batch (launch-bound otherwise)
+            return PairTraining(ChunkTrainer(h.device_batch_pairs, h.lr, h.min_lr, self._epochs,
+                                             h.compile and root == "cpu", root, graphs=h.cuda_graphs))
+        return PairTraining(ChunkTrainer(h.batch_pairs, h.lr, h.min_lr, self._epochs, h.compile, root),
+                            threads=h.hogwild_threads)
+
+    def _setup_visual(self, dm, mode: str) -> None:
         """The visual objective for this vocabulary, B's map (unless a checkpoint's comes), words in batches."""
         h = self.hparams
         self._visual = VisualObjective.from_file(h.visual_vectors, self.words, h.dim, h.visual_variant, seed=h.seed,
@@ -164,9 +170,10 @@ class SkipGram(pl.LightningModule):
         if h.visual_variant == "B" and (self.vis_map is None or tuple(self.vis_map.shape) != shape):
             self.vis_map = torch.nn.Parameter(init_map(*shape, seed=h.seed))  # (Dv, D)
         if not callable(getattr(dm, "carry_words", None)):
-            raise UserError("model.visual_vectors: the datamodule cannot carry its words (use SkipGramDataModule)")
+            raise UserError("the data module cannot carry its words (use SkipGramDataModule)",
+                            argument="visual_vectors", owner=self)
         dm.carry_words()
-        self._keep = torch.from_numpy(dm.sampling().keep).float() if self._native is not None else None  # (V,)
+        self._keep = torch.from_numpy(dm.sampling().keep).float() if mode == "native" else None  # (V,)
 
     def set_vocabulary(self, words: Sequence[str], counts: np.ndarray) -> None:
         """Create word2vec-initialised tables for `words` (no-op if they exist for the same words)."""
@@ -197,89 +204,55 @@ class SkipGram(pl.LightningModule):
     # -- training -------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
         if self.trainer.max_epochs is None or self.trainer.max_epochs < 1:
-            raise UserError("trainer.max_epochs: must be set (the learning rate decays over the whole run)")
+            raise UserError("must be set (the learning rate decays over the whole run)", argument="max_epochs",
+                            owner=self.trainer)
         self._t0, self._words_seen = time.perf_counter(), 0
 
     def lr_at(self, epoch_fraction: float) -> float:
-        """Learning rate at `epoch_fraction` (0..1) of the current epoch."""
-        return self._chunk_trainer.lr_at(self.current_epoch, epoch_fraction)
+        """Learning rate at `epoch_fraction` (0..1) of the current epoch (linear decay over all epochs)."""
+        return linear_lr((self.current_epoch + epoch_fraction) / self._epochs, self.hparams.lr, self.hparams.min_lr)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        chunk, n_chunks = int(batch["chunk"]), int(batch["n_chunks"])
+        """Train the batch (unless a Hogwild worker has), the visual step, then count, sync and log.
+
+        Device stretches with the visual objective come in `slices` shares, each trained then followed
+        by its visual step; every other batch is one share.
+        """
         if "epoch" in batch and int(batch["epoch"]) != self.current_epoch:
             raise RuntimeError(f"pairs of epoch {int(batch['epoch'])} in epoch {self.current_epoch}")
-        syn0, syn1 = self.syn0.data, self.syn1.data
-        if batch.get("native", False):  # the compiled kernel makes and trains the chunk's pairs
-            if self._native is None:
-                raise RuntimeError("a native chunk, but the datamodule's pair mode is not native")
-            stats = batch if batch.get("trained", False) else self._native(syn0, syn1, batch)
-            self._visual_chunk(batch, chunk, n_chunks)
-            self._after_step(batch, batch_idx, None, None, chunk, n_chunks, loss=stats.get("loss"))
-            return
-        inp, out = batch["input"].to(self.device), batch["output"].to(self.device)  # (P,), (P, K+1)
-        if batch.get("device_pairs", False):  # one large stretch, large sub-batches, in this process
-            self._train_stretch(syn0, syn1, inp, out, batch, chunk, n_chunks)
-        else:
-            if not batch.get("trained", False):  # else a Hogwild worker has trained on it already
-                self._train_chunk(syn0, syn1, inp, out, chunk, n_chunks)
-            self._visual_chunk(batch, chunk, n_chunks)
-        self._after_step(batch, batch_idx, inp, out, chunk, n_chunks)
+        parts, stats = int(batch.get("slices", 1)), batch  # (a worker's batch carries its stats)
+        for part in range(parts):
+            if not batch.get("trained", False):
+                stats = self._train(self.syn0.data, self.syn1.data, batch, part, parts)
+            self._visual_step(batch, part, parts)
+        self._after_step(batch, batch_idx, stats.get("loss"))
 
-    def _train_chunk(self, syn0, syn1, inp, out, chunk: int, n_chunks: int) -> None:
-        """Host pairs of one chunk, in this process: one thread, or `hogwild_threads` lock-free threads."""
-        train = partial(self._chunk_trainer, syn0, syn1, inp, out, self.current_epoch, chunk, n_chunks)
-        T, n = self.hparams.hogwild_threads, -(-len(inp) // self.hparams.batch_pairs)
-        if T > 1 and n > 1 and self._warm:
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-                self._pool = ThreadPoolExecutor(T - 1)
-            futs = [self._pool.submit(train, range(t, n, T)) for t in range(1, T)]
-            train(range(0, n, T))
-            for f in futs:
-                f.result()
-        else:  # one thread; also the very first batch, so that torch.compile runs once, unthreaded
-            train()
-            self._warm = n > 1
+    def _visual_step(self, batch: dict[str, Any], part: int, parts: int) -> None:
+        """The visual term's step after share `part` of `parts` of a batch, on that share of its words.
 
-    def _train_stretch(self, syn0, syn1, inp, out, batch: dict[str, Any], chunk: int, n_chunks: int) -> None:
-        """Device pairs of one stretch; with the visual objective, cut into `slices` parts, each followed by its
-        visual step on its share of the stretch's sub-sampled words (pairs are shuffled over the stretch)."""
-        train = partial(self._device_trainer, syn0, syn1, inp, out, self.current_epoch, chunk, n_chunks)
-        if self._visual is None:
-            return train()
-        kept, S = batch["kept"], int(batch["slices"])  # (m,)
-        n, m = max(-(-len(inp) // self.hparams.device_batch_pairs), 1), len(kept)
-        for s in range(S):
-            train(parts=range(s * n // S, (s + 1) * n // S))
-            self._visual_step(kept[s * m // S:(s + 1) * m // S], None, chunk, s, (chunk + (s + 1) / S) / n_chunks)
-
-    def _visual_chunk(self, batch: dict[str, Any], chunk: int, n_chunks: int) -> None:
-        """The visual step after a host or native chunk: its sub-sampled words (native: each token with its
-        keep probability, the kernel's sub-sampling being inside C)."""
+        Host and device batches carry their sub-sampled words 'kept' (m,); native ones all their words
+        'tokens' (n,), each counted with its keep probability (the kernel sub-samples inside C).
+        """
         if self._visual is None:
             return
-        if batch.get("native", False):
-            ids = batch["tokens"].long()  # (n,)
-            self._visual_step(ids, self._keep[ids], chunk, 0, (chunk + 1) / n_chunks)
-        else:
-            self._visual_step(batch["kept"], None, chunk, 0, (chunk + 1) / n_chunks)
-
-    def _visual_step(self, ids: torch.Tensor, weights, chunk: int, part: int, fraction: float) -> None:
-        """One step of the visual term over occurrences `ids` (m,) (weights (m,) or None), at lr_at(fraction)."""
-        ids = ids.to(self.device)
-        rows, counts = self._visual.to(self.device).counts(ids, None if weights is None else weights.to(self.device))
+        chunk, n_chunks = int(batch["chunk"]), int(batch["n_chunks"])
+        words = batch["kept"] if "kept" in batch else batch["tokens"].long()  # (m,)
+        words = words[part * len(words) // parts:(part + 1) * len(words) // parts]  # this share's
+        weights = None if "kept" in batch else self._keep[words].to(self.device)  # (m,) or None
+        rows, counts = self._visual.to(self.device).counts(words.to(self.device), weights)
         neg = self._visual.draw_negatives(self.current_epoch, chunk, part)  # (K,)
         vmap = None if self.vis_map is None else self.vis_map.data
-        self._visual_loss = self._visual.step(self.syn0.data, vmap, rows, counts, neg, self.lr_at(fraction))
+        lr = self.lr_at((chunk + (part + 1) / parts) / n_chunks)
+        self._visual_loss = self._visual.step(self.syn0.data, vmap, rows, counts, neg, lr)
 
     def _tables(self) -> list[torch.nn.Parameter]:
         """What training changes: syn0, syn1 and (variant B) the visual map."""
         return [p for p in (self.syn0, self.syn1, self.vis_map) if p is not None]
 
-    def _after_step(self, batch: dict[str, Any], batch_idx: int, inp, out, chunk: int, n_chunks: int,
-                    loss: float | None = None) -> None:
-        """Count the step, sync ranks, log words/s, lr and (every 50 steps) a loss sample (`loss`, or of inp/out)."""
-        B = self.hparams.batch_pairs
+    def _after_step(self, batch: dict[str, Any], batch_idx: int, loss: float | None) -> None:
+        """Count the step, sync ranks, log words/s, lr and (every 50 steps) a loss sample (`loss`, or of the
+        batch's first `batch_pairs` pairs)."""
+        chunk, n_chunks, B = int(batch["chunk"]), int(batch["n_chunks"]), self.hparams.batch_pairs
 
         self.optimizers().step()  # counts the step; changes nothing (see configure_optimizers)
         self._words_seen += int(batch["words"])
@@ -292,10 +265,11 @@ class SkipGram(pl.LightningModule):
                  rank_zero_only=True)
         if self._visual is not None:
             self.log("visual_loss", self._visual_loss, on_step=True, on_epoch=False, batch_size=1, rank_zero_only=True)
-        if batch_idx % 50 == 0 and (loss is not None or len(inp)):
+        if batch_idx % 50 == 0 and (loss is not None or len(batch.get("input", ()))):
             if loss is None:
+                inp, out = batch["input"][:B].to(self.device), batch["output"][:B].to(self.device)  # (B,), (B, K+1)
                 with torch.no_grad():
-                    loss = sgns_loss(self.syn0.data, self.syn1.data, inp[:B], out[:B])
+                    loss = sgns_loss(self.syn0.data, self.syn1.data, inp, out)
             elif loss != loss:  # nan: a padding chunk, nothing sampled
                 return
             self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=1,
@@ -326,11 +300,8 @@ class SkipGram(pl.LightningModule):
             self._synced = [p.data.clone() for p in self._tables()]  # after DDP's broadcast
 
     def teardown(self, stage: str) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
-        if self._native is not None:
-            self._native.close()
+        if self._train is not None:
+            self._train.close()
         if getattr(self, "_threads_before", None):  # later stages in this process keep their threads
             torch.set_num_threads(self._threads_before)
 
@@ -351,13 +322,6 @@ class SkipGram(pl.LightningModule):
         vmap = checkpoint.get("state_dict", {}).get("vis_map")
         if vmap is not None and self.vis_map is None:  # (variant B) a place for the checkpoint's map
             self.vis_map = torch.nn.Parameter(torch.zeros_like(vmap))
-
-
-def _train_host(trainer: ChunkTrainer, syn0: torch.Tensor, syn1: torch.Tensor, batch: dict[str, Any]) -> dict:
-    """A Hogwild worker's training of one host-pairs chunk (nothing to send back)."""
-    trainer(syn0, syn1, batch["input"], batch["output"], int(batch["epoch"]), int(batch["chunk"]),
-            int(batch["n_chunks"]))
-    return {}
 
 
 def _vocab_hash(words: Sequence[str]) -> str:

@@ -25,9 +25,9 @@ from mmlightning.resumable import ResumableOutput
 PAIR_MODES = ("auto", "native", "host", "device")
 
 
-def _at_least(where: str, value: Any, low: float) -> None:
+def _at_least(argument: str, value: Any, low: float) -> None:
     if value < low:
-        raise UserError(f"{where}: {value} must be >= {low:g}")
+        raise UserError(f"{value} must be >= {low:g}", argument=argument)
 
 
 @dataclass
@@ -85,18 +85,21 @@ class SkipgramConfig:
             _at_least(f"skipgram.{name}", getattr(self, name), 1)
         for name in ("negative", "num_workers", "sample"):
             _at_least(f"skipgram.{name}", getattr(self, name), 0)
-        if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
-            raise UserError(f"skipgram: lr {self.lr} / min_lr {self.min_lr} must satisfy 0 <= min_lr <= lr, lr > 0")
+        if not self.lr > 0:
+            raise UserError(f"must be > 0, got {self.lr}", argument="skipgram.lr")
+        if not 0 <= self.min_lr <= self.lr:
+            raise UserError(f"must be in [0, lr = {self.lr}], got {self.min_lr}", argument="skipgram.min_lr")
         if self.pairs not in PAIR_MODES:
-            raise UserError(f"skipgram.pairs: must be {', '.join(PAIR_MODES)}, got {self.pairs!r}")
+            raise UserError(f"must be {', '.join(PAIR_MODES)}, got {self.pairs!r}", argument="skipgram.pairs")
         if self.visual_vectors is not None:
-            check_settings(self.visual_variant, self.visual_margin, self.visual_negatives, self.visual_weight)
+            check_settings(self.visual_variant, self.visual_margin, self.visual_negatives, self.visual_weight,
+                           prefix="skipgram.")
 
     def resolved_pairs(self) -> str:
         """`pairs` made concrete on the CPU (auto: native where the kernel builds, else host)."""
         from mmlightning.text.data import resolve_pairs
 
-        return resolve_pairs(self.pairs, "cpu")
+        return resolve_pairs(self.pairs, "cpu", argument="skipgram.pairs")
 
     def key(self) -> dict:
         """The settings the vectors depend on (the progress bar and the per-epoch scoring do not).
@@ -136,7 +139,7 @@ def train_skipgram(cfg: SkipgramConfig, output_dir: str | os.PathLike = "checkpo
     from mmlightning.text.skipgram import SkipGram
 
     output_dir = Path(output_dir)
-    pairs = resolve_pairs(cfg.pairs, "cpu" if accelerator == "cpu" else "accelerator")
+    pairs = resolve_pairs(cfg.pairs, "cpu" if accelerator == "cpu" else "accelerator", argument="skipgram.pairs")
     vectors, last = output_dir / "vectors.txt", output_dir / "ckpt" / "last.ckpt"
     run = ResumableOutput(output_dir, {"skipgram": {**cfg.key(), "pairs": pairs}, "corpus": corpus, "seed": seed},
                           what="skip-gram run")
