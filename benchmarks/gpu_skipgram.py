@@ -122,7 +122,7 @@ def run_ours(corpus: Path, cache: Path, epochs: int, device: str, seed: int, bat
     n = dm.encoded.n_tokens
     return {"system": f"mmlightning SkipGram, pairs on the device ({device}), device_batch_pairs={batch_pairs}, "
                       f"stretch_words={stretch_words}",
-            "cuda_graphs": bool(model._device_trainer.graphs), "steps": trainer.global_step,
+            "cuda_graphs": bool(model._train.updates.graphs), "steps": trainer.global_step,
             "train_s": round(timer.seconds, 3), "words_per_s": round(n * epochs / timer.seconds),
             "fit_s": round(fit_s, 3), "fit_words_per_s": round(n * epochs / fit_s), **scores(model.word_vectors())}
 
