@@ -158,7 +158,7 @@ def test_bad_data_settings_fail_at_construction(kwargs, match):
 
 def test_predict_needs_a_named_scheme(tmp_path, make_shards):
     d = make_shards(tmp_path / "s", n_shards=1, per_shard=2)
-    with pytest.raises(UserError, match="data.preprocess: name the preprocessing scheme"):
+    with pytest.raises(UserError, match="^preprocess: name the preprocessing scheme"):
         ShardDataModule(str(d), 2, 0).predict_dataloader()
 
 

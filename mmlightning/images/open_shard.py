@@ -28,7 +28,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 
 from mmlightning.errors import UserError
 
@@ -37,23 +37,25 @@ SCHEMES = ("pipe:", "http://", "https://")
 
 @dataclass(frozen=True)
 class ReadLimits:
-    """Timeouts (seconds) and retries of reading one remote or `pipe:` shard."""
+    """Timeouts (seconds) and retries of reading one remote or `pipe:` shard (`owner`: the object whose arguments
+    they are, e.g. the ShardDataModule, named in a bad value's UserError)."""
 
     connect_timeout_s: float = 30.0
     stall_timeout_s: float = 60.0
     shard_timeout_s: float = 3600.0
     retries: int = 2
     retry_backoff_s: float = 1.0
+    owner: InitVar[object] = None
 
-    def __post_init__(self):
+    def __post_init__(self, owner):
         for name in ("connect_timeout_s", "stall_timeout_s", "shard_timeout_s", "retry_backoff_s"):
             v = getattr(self, name)
             number = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             if not number or not (v >= 0 if name == "retry_backoff_s" else v > 0):
-                raise UserError(f"data.{name}: {v!r}; it must be a finite number of seconds "
-                                f"{'>= 0' if name == 'retry_backoff_s' else '> 0'}")
+                raise UserError(f"{v!r}; it must be a finite number of seconds "
+                                f"{'>= 0' if name == 'retry_backoff_s' else '> 0'}", argument=name, owner=owner)
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
-            raise UserError(f"data.retries: {self.retries!r}; it must be an integer >= 0")
+            raise UserError(f"{self.retries!r}; it must be an integer >= 0", argument="retries", owner=owner)
 
 
 class ShardReadError(OSError):

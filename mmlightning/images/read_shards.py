@@ -326,21 +326,23 @@ class ShardDataModule(pl.LightningDataModule):
         """
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise UserError(f"data.batch_size: {batch_size!r}; it must be an integer >= 1")
+            raise UserError(f"{batch_size!r}; it must be an integer >= 1", argument="batch_size", owner=self)
         if not isinstance(num_workers, int) or num_workers < 0:
-            raise UserError(f"data.num_workers: {num_workers!r}; it must be an integer >= 0 (0: read in the main process)")
+            raise UserError(f"{num_workers!r}; it must be an integer >= 0 (0: read in the main process)",
+                            argument="num_workers", owner=self)
         if decode not in ("pil", "device"):
-            raise UserError(f"data.decode: {decode!r}; use pil or device")
+            raise UserError(f"{decode!r}; use pil or device", argument="decode", owner=self)
         for name in (preprocess, train_preprocess):
             if name is not None:
                 get_scheme(name)  # unknown scheme -> UserError now, not in a worker
         if decode == "device" and preprocess is not None and not device_supported(preprocess):
-            raise UserError(f"data.decode: device decoding has no version of scheme {preprocess!r}; use decode: pil")
+            raise UserError(f"device decoding has no version of scheme {preprocess!r}; use decode: pil",
+                            argument="decode", owner=self)
         self.shards, self.batch_size, self.num_workers = shards, batch_size, num_workers
         self.preprocess, self.decode, self.skip_done_in = preprocess, decode, skip_done_in
         self.classes, self.val_shards = classes, val_shards
         self.train_preprocess, self.shuffle_buffer, self.seed = train_preprocess, shuffle_buffer, seed
-        self.limits = ReadLimits(connect_timeout_s, stall_timeout_s, shard_timeout_s, retries, retry_backoff_s)
+        self.limits = ReadLimits(connect_timeout_s, stall_timeout_s, shard_timeout_s, retries, retry_backoff_s, self)
 
     def _loader(self, dataset: ShardStream) -> DataLoader:
         cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
@@ -373,8 +375,8 @@ class ShardDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         todo, source, samples = self.todo()
         if self.preprocess is None:
-            raise UserError("data.preprocess: name the preprocessing scheme for predict (efficientnet for "
-                            "efficientnet_lite0, imagenet for alexnet1512, torchvision, gray for bovw, ...)")
+            raise UserError("name the preprocessing scheme for predict (efficientnet for efficientnet_lite0, imagenet "
+                            "for alexnet1512, torchvision, gray for bovw, ...)", argument="preprocess", owner=self)
         rank, world = self._rank()
         if todo and world > 1 and not todo[rank::world]:
             log.warning("predict: rank %d of %d has no shard to read (%d shards left for %d processes); it only "

@@ -2,6 +2,7 @@
 
     python -m mmlightning shard --config configs/shard_tuxpaint.yaml
     python -m mmlightning shard --source imagenet --root /data/imagenet --output_dir checkpoints/shards/imagenet
+    python -m mmlightning shard --config configs/shard_tuxpaint.yaml --words labelled   # every word it labels
 
     from mmlightning.images.write_shards import shard
     manifest = shard("tuxpaint", "checkpoints/shards/tuxpaint", n_per_word=20, seed=0)
@@ -11,7 +12,9 @@ Output (docs/FORMATS.md): `<output_dir>/<prefix>-000000.tar, ...` with one sampl
 transparency on white, longest side <= max_side; `.json` = {"words", "source", "path", "label"}) and
 `<output_dir>/manifest.json` (shards and sample counts, images per word, source, N, seed, skipped
 images with reasons, words without images, and the coverage of each benchmark: words and pairs with
-images). The coverage table is printed too.
+images). The coverage table is printed too. `words="labelled"` asks for every word the source labels
+(`labelled_words()` of mmlightning.images.sources) plus the benchmarks' words (so the coverage, and Table 1,
+keep theirs); a word's images do not depend on the other words asked for (seeded per word).
 
 Written with `webdataset.TarWriter` (fixed mtime, owner and mode: identical runs give identical bytes),
 so any WebDataset reader loads the shards. Resumable and atomic (`mmlightning.resumable.ResumableOutput`):
@@ -46,7 +49,7 @@ from mmlightning.datasets import SHIPPED, load_benchmark
 from mmlightning.errors import UserError
 from mmlightning.folder_lock import FolderLock
 from mmlightning.resumable import ResumableOutput
-from mmlightning.images.sources import open_source
+from mmlightning.images.sources import labelled_words, open_source
 from mmlightning.images.sources.base import ImageRef, Selection
 from mmlightning.images.sources.imageio import ImageError, encode_image, load_image
 
@@ -55,6 +58,7 @@ PROGRESS = ".progress"  # per-shard records of a run in progress
 DEFAULT_MAX_IMAGE_MB = 64.0  # = imageio.MAX_IMAGE_BYTES
 PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # shard names stay inside output_dir
 DISK_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+LABELLED = "labelled"  # words=: every word the source labels, plus the benchmarks' words
 log = logging.getLogger(__name__)
 
 
@@ -81,7 +85,7 @@ def shard(
         source: Image source: tuxpaint, openclipart, imagenet, esp or folder.
         output_dir: Folder for the shards and manifest.json (created; reruns resume here); default checkpoints/shards/<source>.
         root: Root folder of the source (needed for imagenet, esp, folder; Debian paths by default otherwise).
-        words: Concept words: a word-list file (one per line), a benchmark name or file; default: the vocabulary of `benchmarks`.
+        words: Concept words: a word-list file (one per line), a benchmark name or file, or labelled (every word the source labels, plus the benchmarks'); default: the vocabulary of `benchmarks`.
         benchmarks: Benchmarks whose coverage (words and pairs with images) is reported; also the default words.
         n_per_word: N, the most images selected per word.
         seed: Seed of the per-word image sampling.
@@ -101,10 +105,15 @@ def shard(
     """
     _check_options(n_per_word, samples_per_shard, max_side, min_shards, prefix, max_image_mb)
     out = Path(output_dir or f"checkpoints/shards/{source}")
-    vocab = resolve_words(words, benchmarks)
+    vocab = resolve_words(None if words == LABELLED else words, benchmarks)
     src = open_source(source, root, **(options or {}))
-    print(f"shard: {len(vocab)} words, source {source}, N={n_per_word}, seed={seed}")
+    labelled = labelled_words(src) if words == LABELLED else None
+    vocab = sorted(set(vocab).union(labelled or []))
+    what = "" if labelled is None else f" ({len(labelled)} labelled by the source + the benchmarks')"
+    print(f"shard: {len(vocab)} words{what}, source {source}, N={n_per_word}, seed={seed}")
     sel = src.candidates(vocab, n_per_word, seed)
+    if labelled is not None:
+        sel.notes["labelled_words"] = len(labelled)
     plan = plan_samples(sel)
     settings = _settings(source, root, options, n_per_word, seed, max_side,
                          shard_size(len(plan), samples_per_shard, min_shards), prefix, min_shards, max_image_mb)

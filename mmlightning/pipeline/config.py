@@ -12,7 +12,7 @@ builds these classes from YAML / the command line and checks the types; the valu
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Optional, Union
 
 from mmlightning.errors import UserError
@@ -23,6 +23,7 @@ MISSING_VISUAL = ("zero", "text")
 SOURCE_FUSIONS = ("average", "concat")
 FORCEABLE = ("skipgram", "shard", "extract", "bovw", "mmskipgram", "evaluate", "release")
 MM_VARIANTS = ("A", "B")
+IMAGE_WORDS = ("benchmarks", "labelled")
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -51,7 +52,7 @@ class SourceConfig:
     Args:
         source: tuxpaint, openclipart, imagenet, esp or folder.
         root: Root folder of the source (needed for imagenet, esp, folder).
-        words: Concept words: a word-list file or benchmark; default: the benchmarks' vocabulary.
+        words: Concept words: labelled (every word the source labels, plus the benchmarks'), a word-list file or benchmark; default: `image_words`.
         n_per_word: N, the most images selected per word.
         max_side: Longest side, in pixels, of the stored images.
         samples_per_shard: Images per tar shard.
@@ -89,10 +90,23 @@ class SourceConfig:
         _at_least(f"{where}.min_shards", self.min_shards, 1)
         _at_least(f"{where}.max_side", self.max_side, 16)
         _at_least(f"{where}.workers", self.workers, 1)
+        self._check_words(where)
         if self.preprocess is not None:
             from mmlightning.images.preprocess import get_scheme
 
             get_scheme(self.preprocess)
+
+    def _check_words(self, where: str) -> None:
+        """`words` is None, labelled, a shipped benchmark or an existing file (a typo fails now, not at shard)."""
+        from pathlib import Path
+
+        from mmlightning.datasets import SHIPPED
+
+        words = self.words
+        if words is None or words == "labelled" or words in SHIPPED or (isinstance(words, str) and Path(words).exists()):
+            return
+        raise UserError(f"{where}.words: {words!r} is neither labelled, a shipped benchmark ({', '.join(SHIPPED)}) "
+                        f"nor an existing word-list file")
 
     def shard_args(self) -> dict:
         """Arguments of `shard` (besides output_dir, seed and benchmarks)."""
@@ -174,6 +188,7 @@ class ReproduceConfig:
         skipgram: Skip-gram settings (epochs, dim, window, negative, sample, min_count, num_workers, ...).
         sources: Image sources by name, each {source, root, n_per_word, options, ..., preprocess}.
         benchmarks: Benchmarks of Table 1 and Figure 4, whose vocabulary selects the concept words (the paper's: ws353, men).
+        image_words: Words that get images: benchmarks (their vocabulary, the paper's) or labelled (every word a source labels, plus the benchmarks'; more visual vectors for MMSkip-gram); a source's own `words:` wins.
         suite: Further sets scored for every system in the report's suite table (relatedness and concept
             categorisation; "all" = every shipped set; [] = none); they select no images.
         backbone: CNN backbone for the visual features (efficientnet_lite0, alexnet1512, torchvision names).
@@ -209,6 +224,7 @@ class ReproduceConfig:
     skipgram: SkipgramConfig = field(default_factory=SkipgramConfig)
     sources: dict[str, SourceConfig] = field(default_factory=default_sources)
     benchmarks: list[str] = field(default_factory=lambda: ["ws353", "men"])
+    image_words: str = "benchmarks"
     suite: list[str] = field(default_factory=lambda: ["all"])
     backbone: str = "efficientnet_lite0"
     backbone_kwargs: Optional[dict] = None
@@ -238,7 +254,9 @@ class ReproduceConfig:
             raise UserError("sources: no image source given (sources: {name: {source: ..., n_per_word: ...}})")
         if not isinstance(self.sources, dict):
             raise UserError(f"sources: expected a mapping name -> settings, got {self.sources!r}")
-        self.sources = {name: _source(name, spec) for name, spec in self.sources.items()}
+        if self.image_words not in IMAGE_WORDS:
+            raise UserError(f"{self.image_words!r} is not one of {', '.join(IMAGE_WORDS)}", argument="image_words")
+        self.sources = {name: _source(name, spec, self.image_words) for name, spec in self.sources.items()}
         if not self.corpus and self.linguistic is None:
             raise UserError("corpus: none given; e.g. corpus: gcide, or a list of text files / folders")
         if self.linguistic is not None:
@@ -268,7 +286,7 @@ class ReproduceConfig:
         return EvaluationConfig(**{f.name: getattr(self, f.name) for f in fields(EvaluationConfig)})
 
 
-def _source(name: str, spec) -> SourceConfig:
+def _source(name: str, spec, image_words: str = "benchmarks") -> SourceConfig:
     if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name) or name in (".", ".."):
         raise UserError(f"sources: {name!r} is not a plain name (it names the source's folders and files); use "
                         f"letters, digits, '-', '_' or '.', e.g. imagenet_train")
@@ -276,5 +294,7 @@ def _source(name: str, spec) -> SourceConfig:
     if isinstance(spec, dict) and not spec.get("source"):
         raise UserError(f"{where}: needs at least `source:` (tuxpaint, openclipart, imagenet, esp, folder)")
     src = _coerce(SourceConfig, spec, where)
+    if image_words == "labelled" and src.words is None:  # a copy: the caller's SourceConfig stays as given
+        src = replace(src, words="labelled")
     src.check(where)
     return src

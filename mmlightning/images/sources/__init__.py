@@ -7,8 +7,9 @@
     sel.skipped            # [{"path": ..., "reason": ...}]  bad inputs met on the way
     sel.missing            # {"car": "no image labelled 'car'"}
 
-Every source has `name` and `candidates(words, n_per_word, seed) -> Selection`; reading the pixels
-of an ImageRef is `mmlightning.images.sources.imageio.load_image`. One module per source:
+Every source has `name`, `candidates(words, n_per_word, seed) -> Selection` and `labelled_words()` (the
+words it labels: `shard --words labelled`; `labelled_words(src)` says in one line when a source cannot);
+reading the pixels of an ImageRef is `mmlightning.images.sources.imageio.load_image`. One module per source:
 imagenet (WordNet subtree sampling), esp (ESP Game tags), folder (<word>/<images>), tuxpaint and
 openclipart (the two installable defaults).
 """
@@ -41,3 +42,12 @@ def open_source(name: str, root: str | None = None, **options):
         return source_cls(root, **options)
     except TypeError as e:
         raise UserError(f"source {name!r}: bad option ({e})") from None
+
+
+def labelled_words(src) -> list[str]:
+    """Every word the source `src` labels, sorted; a one-line UserError for a source that cannot list them."""
+    lister = getattr(src, "labelled_words", None)
+    if lister is None:
+        raise UserError(f"source {getattr(src, 'name', type(src).__name__)!r} cannot list the words it labels; "
+                        f"give words: a word-list file or a benchmark instead of labelled")
+    return lister()

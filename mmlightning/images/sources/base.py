@@ -6,7 +6,8 @@
     sel.missing["dog"]      # why a word got no image ("no image labelled 'dog'")
 
 A source turns its own layout into `ImageRef`s (path + labels + optional group for diversity) and
-answers `candidates(words, n_per_word, seed) -> Selection`. Labelled sources (ESP, folder, Tux Paint,
+answers `candidates(words, n_per_word, seed) -> Selection` and `labelled_words()` (every word it labels:
+`shard --words labelled`). Labelled sources (ESP, folder, Tux Paint,
 OpenClipart) share `select_by_labels`: a concept word matches an image when the word's WordNet lemma is
 one of the image's (lemmatised) labels; up to N images are drawn per word with a per-word seeded RNG
 (adding a word never changes another word's images), round-robin over groups so that one folder cannot
@@ -289,9 +290,19 @@ class LabelledSource:
         """Counts stored in the selection's notes."""
         return {"images": len(refs)}
 
+    def listing(self) -> tuple[list[ImageRef], list[dict]]:
+        """(images, skipped files) of the source, listed once per source object."""
+        if getattr(self, "_listing", None) is None:
+            skipped: list[dict] = []
+            self._listing = (self.images(skipped), skipped)
+        return self._listing
+
+    def labelled_words(self) -> list[str]:
+        """Every label of an image of the source (lemmas), sorted: the words of `shard --words labelled`."""
+        return sorted({lab for ref in self.listing()[0] for lab in ref.labels})
+
     def candidates(self, words, n_per_word: int, seed: int) -> Selection:
-        skipped: list[dict] = []
-        refs = self.images(skipped)
+        refs, skipped = self.listing()
         sel = select_by_labels(refs, words, n_per_word, seed, lemma=self.lemma or default_lemma(),
                                max_per_group=self.max_per_group, subtree=self.subtree)
         sel.skipped.extend(skipped)

@@ -15,6 +15,7 @@ uniformly (seeded per word) from the images of every synset in the sense's subtr
 has fewer than N, all of them are kept and the rest is sampled from the subtree of the sense's first
 hypernym (`backoff=False` turns that off). "First" is the first line of `wordnet.is_a.txt` naming it, or
 the lowest wnid when the hierarchy is WordNet's: never Python's set order, so every run backs off alike.
+The words it labels (`labelled_words`, for `shard --words labelled`) are the lemmas of the synsets under train/.
 """
 from __future__ import annotations
 
@@ -60,6 +61,10 @@ class FileHierarchy:
         """wnids whose lemmas include `word`, in words.txt order."""
         return list(self.by_lemma.get(word, []))
 
+    def lemmas(self, wnid: str) -> list[str]:
+        """The lemmas of `wnid` in words.txt ('domestic dog' as domestic_dog); [] when it is not listed."""
+        return [k for k in (lem.strip().lower().replace(" ", "_") for lem in self.names.get(wnid, "").split(",")) if k]
+
     def hypernyms(self, wnid: str) -> list[str]:
         return list(self.parents.get(wnid, []))
 
@@ -85,6 +90,11 @@ class WordNetHierarchy:
         from mmlightning.images.wordnet import noun_senses, wnid
 
         return [wnid(s) for s in noun_senses(word)]
+
+    def lemmas(self, wnid_: str) -> list[str]:
+        """The lemmas of the WordNet noun synset `wnid_`, lower-cased; [] when it is not one."""
+        s = self._synset(wnid_)
+        return [lem.name().lower() for lem in s.lemmas()] if s else []
 
     def hypernyms(self, wnid_: str) -> list[str]:
         """Hypernyms in wnid order (NLTK's own order follows the hash seed: back-off would vary by run)."""
@@ -184,6 +194,16 @@ class ImageNetSource:
                                  "reason": f"unreadable synset folder/archive: {e}"})
         self._listed[wnid] = out
         return out
+
+    def labelled_words(self) -> list[str]:
+        """The lemmas of every synset with a `<wnid>/` folder or `<wnid>.tar` under train/, sorted (a synset whose
+        folder holds no image is listed too: its words end up in the manifest's missing words)."""
+        try:
+            with os.scandir(self.train) as entries:
+                wnids = sorted(e.name[:9] for e in entries if WNID.fullmatch(e.name))
+        except OSError as e:
+            raise UserError(f"{self.train}: cannot list the folder ({e.strerror})") from None
+        return sorted({lem for w in wnids for lem in self.hierarchy.lemmas(w)})
 
     def subtree(self, wnid: str) -> list[str]:
         """`wnid` and all its descendants (each once, cycles ignored), in a stable order."""
