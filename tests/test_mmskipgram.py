@@ -94,13 +94,18 @@ def test_round_sizes_step_one_then_doubling_occurrences():
 
 
 @pytest.mark.parametrize("variant", ["A", "B"])
-def test_step_is_one_sgd_step_on_the_summed_term(variant):
-    """Words seen once: syn0 (and B's map) after `step` = before - lr x weight x the finite-difference gradient."""
+@pytest.mark.parametrize("map_l2", [0.0, 0.05])
+def test_step_is_one_sgd_step_on_the_summed_term(variant, map_l2):
+    """Words seen once: syn0 (and B's map) after `step` = before - lr x weight x the finite-difference gradient;
+    with B's penalty lambda |M|^2 per occurrence (the paper's B) in the term and its gradient."""
+    if variant == "A" and map_l2:
+        pytest.skip("A has no map")
     g = torch.Generator().manual_seed(1)
     V, D, Dv, K = 9, 4, 6, 3
     E = D if variant == "A" else Dv
     targets = torch.randn(5, E, generator=g, dtype=torch.float64)
-    obj = VisualObjective(targets, torch.tensor([0, 2, 3, 5, 8]), V, variant, margin=0.5, negatives=K, weight=1.5)
+    obj = VisualObjective(targets, torch.tensor([0, 2, 3, 5, 8]), V, variant, margin=0.5, negatives=K, weight=1.5,
+                          map_l2=map_l2)
     syn0 = torch.randn(V, D, generator=g, dtype=torch.float64)
     vmap = torch.randn(Dv, D, generator=g, dtype=torch.float64) if variant == "B" else None
     rows, counts = torch.tensor([0, 1, 3]), torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)  # one round
@@ -128,6 +133,11 @@ def test_step_is_one_sgd_step_on_the_summed_term(variant):
     assert value == pytest.approx(loss(before[0], before[1] if vmap is not None else None))
     for p, b, fd in zip(params, before, fds):
         torch.testing.assert_close(p, b - 0.1 * 1.5 * fd, atol=1e-7, rtol=1e-6)
+    if map_l2:  # the penalty's share of the map's gradient: 2 lambda (3 occurrences) M
+        plain = VisualObjective(targets, torch.tensor([0, 2, 3, 5, 8]), V, variant, margin=0.5, negatives=K, weight=1.5)
+        m0 = before[1].clone()
+        plain.step(before[0].clone(), m0, rows, counts, neg, lr=0.1)
+        torch.testing.assert_close(vmap, m0 - 0.1 * 1.5 * 2 * map_l2 * 3 * before[1])
 
 
 @pytest.mark.parametrize("variant", ["A", "B"])
@@ -321,3 +331,13 @@ def test_ddp_two_cpu_processes_share_the_map_and_ground_the_words(tmp_path):
     v = np.stack([load_vectors(vis)["Pic0"]] + [load_vectors(vis)[w] for w in PIC[1:]])
     assert rsa(np.stack([kv[w] for w in PIC]), PIC, v) > 0.4
     assert torch.load(tmp_path / "run" / "ckpt" / "last.ckpt", weights_only=False)["state_dict"]["vis_map"].shape == (16, 20)
+
+
+def test_a_negative_map_penalty_is_one_line_naming_the_argument():
+    from mmlightning.errors import UserError
+    from mmlightning.text.train import SkipgramConfig
+
+    with pytest.raises(UserError, match="^visual_map_l2: must be >= 0, got -1"):
+        VisualObjective(torch.ones(2, 3), torch.tensor([0, 1]), 4, "B", map_l2=-1)
+    with pytest.raises(UserError, match="^skipgram.visual_map_l2: must be >= 0"):
+        SkipgramConfig(visual_vectors="v.txt", visual_map_l2=-0.5)

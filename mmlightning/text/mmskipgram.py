@@ -56,8 +56,10 @@ from mmlightning.errors import UserError
 
 log = logging.getLogger(__name__)
 VARIANTS = ("A", "B")
-PAPER_MARGIN = 0.5  # the paper's margin gamma
-PAPER_NEGATIVES = 20  # the paper's number k of visual negative samples
+PAPER_MARGIN = 0.5  # the paper's margin gamma (both variants)
+PAPER_NEGATIVES = 20  # the paper's number k of visual negative samples for variant A
+PAPER = {"A": {"negatives": 20, "margin": 0.5, "map_l2": 0.0},  # Lazaridou et al. 2015, Section 4
+         "B": {"negatives": 5, "margin": 0.5, "map_l2": 1e-4}}  # B: k = 5 and an L2 penalty lambda on the map
 EXACT_SVD_MAX = 4_000_000  # entries of the visual matrix up to which PCA uses an exact SVD
 
 
@@ -172,8 +174,9 @@ class VisualObjective:
     """
 
     def __init__(self, targets: torch.Tensor, vocab_ids: torch.Tensor, vocab_size: int, variant: str = "B",
-                 margin: float = PAPER_MARGIN, negatives: int = PAPER_NEGATIVES, weight: float = 1.0, seed: int = 1):
-        check_settings(variant, margin, negatives, weight)
+                 margin: float = PAPER_MARGIN, negatives: int = PAPER_NEGATIVES, weight: float = 1.0, seed: int = 1,
+                 map_l2: float = 0.0):
+        check_settings(variant, margin, negatives, weight, map_l2=map_l2)
         if len(vocab_ids) < 2:
             raise UserError(f"visual vectors: {len(vocab_ids)} word(s) of the vocabulary have one; need at least 2")
         self.targets = targets / targets.norm(dim=1, keepdim=True).clamp_min(1e-12)  # (n_vis, E)
@@ -181,6 +184,7 @@ class VisualObjective:
         self.index = torch.full((vocab_size,), -1, dtype=torch.int64)  # (V,)
         self.index[self.vocab_ids] = torch.arange(len(vocab_ids))
         self.variant, self.margin, self.negatives, self.weight, self.seed = variant, margin, negatives, weight, seed
+        self.map_l2 = map_l2  # B: lambda of the penalty lambda |M|^2, once per visual occurrence (as per SGD step)
 
     @classmethod
     def from_file(cls, path: str | Path, words: list[str], dim: int, variant: str = "B", seed: int = 1,
@@ -189,7 +193,7 @@ class VisualObjective:
         from mmlightning.vectors import load_vectors
 
         check_settings(variant, settings.get("margin", PAPER_MARGIN), settings.get("negatives", PAPER_NEGATIVES),
-                       settings.get("weight", 1.0))
+                       settings.get("weight", 1.0), map_l2=settings.get("map_l2", 0.0))
         if not Path(path).is_file():
             raise UserError(f"visual vectors: {path} not found")
         kv = load_vectors(path)
@@ -266,12 +270,15 @@ class VisualObjective:
                 SZ.addmm_(u.T, u * coef[:, None])  # (D, D)
         if G is not None:  # one step of the map: (Dv, K)(K, D) - (Dv, n)(n, D) + (Dv, D)(D, D)
             grad_map = (neg.T @ SN).sub_(pos.T @ SP).add_(vmap @ SZ)
+            if self.map_l2 > 0:  # + d(lambda |M|^2)/dM for each of the chunk's visual occurrences
+                grad_map.add_(vmap, alpha=2.0 * self.map_l2 * float(counts.sum()))
+                total += self.map_l2 * float(counts.sum()) * float((vmap * vmap).sum())
             vmap.add_(grad_map, alpha=step)
         return total
 
 
 def check_settings(variant: str, margin: float, negatives: int, weight: float, owner: object = None,
-                   prefix: str = "") -> None:
+                   prefix: str = "", map_l2: float = 0.0) -> None:
     """One-line UserErrors for bad visual settings, naming the argument `<prefix>visual_...` of `owner`."""
     if variant not in VARIANTS:
         raise UserError(f"must be A or B, got {variant!r}", argument=f"{prefix}visual_variant", owner=owner)
@@ -281,3 +288,5 @@ def check_settings(variant: str, margin: float, negatives: int, weight: float, o
         raise UserError(f"must be >= 1, got {negatives}", argument=f"{prefix}visual_negatives", owner=owner)
     if not weight > 0:
         raise UserError(f"must be > 0, got {weight}", argument=f"{prefix}visual_weight", owner=owner)
+    if not map_l2 >= 0:
+        raise UserError(f"must be >= 0, got {map_l2}", argument=f"{prefix}visual_map_l2", owner=owner)

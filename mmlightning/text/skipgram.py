@@ -68,7 +68,7 @@ class SkipGram(pl.LightningModule):
                  hogwild_workers: bool = True, seed: int = 1, output_dir: str | None = "checkpoints/skipgram",
                  device_batch_pairs: int = 4096, cuda_graphs: bool = True, visual_vectors: str | None = None,
                  visual_variant: str = "B", visual_margin: float = PAPER_MARGIN,
-                 visual_negatives: int = PAPER_NEGATIVES, visual_weight: float = 1.0):
+                 visual_negatives: int = PAPER_NEGATIVES, visual_weight: float = 1.0, visual_map_l2: float = 0.0):
         """
         Args:
             dim: vector dimension.
@@ -94,6 +94,7 @@ class SkipGram(pl.LightningModule):
             visual_margin: the term's margin (the paper's 0.5).
             visual_negatives: visual negatives per occurrence (the paper's 20).
             visual_weight: the term's weight (its learning rate is lr x weight).
+            visual_map_l2: B's L2 penalty lambda on the map, per visual occurrence (the paper's B: 1e-4; default 0).
         """
         super().__init__()
         for name, value in (("dim", dim), ("batch_pairs", batch_pairs), ("device_batch_pairs", device_batch_pairs),
@@ -106,7 +107,8 @@ class SkipGram(pl.LightningModule):
         if not 0 <= min_lr <= lr:
             raise UserError(f"must be in [0, lr = {lr}], got {min_lr}", argument="min_lr", owner=self)
         if visual_vectors:
-            check_settings(visual_variant, visual_margin, visual_negatives, visual_weight, owner=self)
+            check_settings(visual_variant, visual_margin, visual_negatives, visual_weight, owner=self,
+                           map_l2=visual_map_l2)
         self.save_hyperparameters(ignore=["output_dir"])  # the configured output wins over a checkpoint's
         self.output_dir = output_dir
         self.automatic_optimization = False
@@ -165,7 +167,7 @@ class SkipGram(pl.LightningModule):
         h = self.hparams
         self._visual = VisualObjective.from_file(h.visual_vectors, self.words, h.dim, h.visual_variant, seed=h.seed,
                                                  margin=h.visual_margin, negatives=h.visual_negatives,
-                                                 weight=h.visual_weight)
+                                                 weight=h.visual_weight, map_l2=h.get("visual_map_l2", 0.0))
         shape = (self._visual.visual_dim, h.dim)
         if h.visual_variant == "B" and (self.vis_map is None or tuple(self.vis_map.shape) != shape):
             self.vis_map = torch.nn.Parameter(init_map(*shape, seed=h.seed))  # (Dv, D)

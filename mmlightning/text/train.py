@@ -54,6 +54,7 @@ class SkipgramConfig:
         visual_margin: Margin of the max-margin term (the paper's 0.5).
         visual_negatives: Visual negatives per occurrence (the paper's 20).
         visual_weight: Weight of the visual term.
+        visual_map_l2: Variant B's L2 penalty on the map, per visual occurrence (the paper's B: 1e-4).
         model_kwargs: Further SkipGram arguments (e.g. hogwild_threads).
         progress_bar: Show the training progress bar (not part of the cache key).
         relatedness: Benchmarks scored after every epoch into the stage's metrics.csv (not part of the cache key).
@@ -76,6 +77,7 @@ class SkipgramConfig:
     visual_margin: float = PAPER_MARGIN
     visual_negatives: int = PAPER_NEGATIVES
     visual_weight: float = 1.0
+    visual_map_l2: float = 0.0
     model_kwargs: dict = field(default_factory=dict)
     progress_bar: bool = True
     relatedness: list[str] = field(default_factory=lambda: ["ws353", "men", "simlex999"])
@@ -93,7 +95,7 @@ class SkipgramConfig:
             raise UserError(f"must be {', '.join(PAIR_MODES)}, got {self.pairs!r}", argument="skipgram.pairs")
         if self.visual_vectors is not None:
             check_settings(self.visual_variant, self.visual_margin, self.visual_negatives, self.visual_weight,
-                           prefix="skipgram.")
+                           prefix="skipgram.", map_l2=self.visual_map_l2)
 
     def resolved_pairs(self) -> str:
         """`pairs` made concrete on the CPU (auto: native where the kernel builds, else host)."""
@@ -113,6 +115,8 @@ class SkipgramConfig:
             key = {k: v for k, v in key.items() if not k.startswith("visual_")}
         else:
             key["visual_vectors"] = {"sha256": file_digest(self.visual_vectors)}
+            if not self.visual_map_l2:  # no penalty: the key of runs made before the option
+                key.pop("visual_map_l2")
         key["pairs"] = self.resolved_pairs()
         if key["pairs"] == "host":
             key.pop("pairs")
@@ -153,7 +157,7 @@ def train_skipgram(cfg: SkipgramConfig, output_dir: str | os.PathLike = "checkpo
                             negative=cfg.negative, sample=cfg.sample, chunk_words=cfg.chunk_words,
                             num_workers=cfg.num_workers, seed=seed, pairs=pairs)
     visual = {k: getattr(cfg, k) for k in ("visual_vectors", "visual_variant", "visual_margin", "visual_negatives",
-                                           "visual_weight")} if cfg.visual_vectors else {}
+                                           "visual_weight", "visual_map_l2")} if cfg.visual_vectors else {}
     model = SkipGram(dim=cfg.dim, lr=cfg.lr, min_lr=cfg.min_lr, seed=seed, output_dir=str(output_dir),
                      compile=cfg.compile, **visual, **cfg.model_kwargs)
     trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator=accelerator, devices=devices, strategy=strategy,
