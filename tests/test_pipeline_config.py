@@ -55,6 +55,14 @@ def test_cache_key_leaves_out_what_does_not_change_the_vectors():
     ({"bovw_k": 1}, "bovw_k"),
     ({"force": ["shards"]}, "force: unknown stage(s) shards"),
     ({"corpus": []}, "corpus: none given"),
+    ({"mmskipgram": ["C"]}, "mmskipgram: unknown variant(s) C"),
+    ({"mmskipgram": "B"}, "mmskipgram: expected a list of variants or a mapping"),
+    ({"mmskipgram": {"A": {"weight": 0}}}, "mmskipgram.A.weight: 0 must be > 0"),
+    ({"mmskipgram": {"B": {"negatives": 0}}}, "mmskipgram.B.negatives: 0 must be >= 1"),
+    ({"mmskipgram": {"B": {"map_l2": -1}}}, "mmskipgram.B.map_l2: -1 must be >= 0"),
+    ({"mmskipgram": {"B": {"epochs": 0}}}, "mmskipgram.B.epochs: 0 must be >= 1"),
+    ({"mmskipgram": {"B": {"min_concreteness": 6}}}, "mmskipgram.B.min_concreteness: 6 is outside"),
+    ({"mmskipgram": {"A": {"wieght": 1}}}, "mmskipgram.A: unknown key(s) wieght"),
 ])
 def test_bad_values_are_one_line_errors(settings, message):
     with pytest.raises(UserError) as e:
@@ -80,3 +88,16 @@ def test_command_line_overrides_keep_the_yaml_spelling(capsys, monkeypatch):
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["skipgram"]["epochs"] == 1 and printed["skipgram"]["dim"] == 100 and printed["devices"] == "auto"
     assert printed["sources"]["pics"]["n_per_word"] == 2 and list(printed["sources"]) == ["pics"]
+
+
+def test_mmskipgram_variants_take_the_papers_settings_or_their_own():
+    from mmlightning.pipeline.config import MMSkipgramConfig
+
+    paper = ReproduceConfig(mmskipgram=["A", "B"]).mmskipgram      # Lazaridou et al. 2015, Section 4
+    assert (paper["A"].negatives, paper["A"].margin, paper["A"].map_l2) == (20, 0.5, 0.0)
+    assert (paper["B"].negatives, paper["B"].margin, paper["B"].map_l2) == (5, 0.5, 1e-4)
+    own = ReproduceConfig(mmskipgram={"B": {"weight": 0.3, "epochs": 10}}).mmskipgram["B"]
+    assert own == MMSkipgramConfig(weight=0.3, epochs=10)
+    assert own.skipgram_fields() == {"visual_weight": 0.3, "visual_margin": 0.5, "visual_negatives": 20,
+                                     "visual_map_l2": 0.0, "epochs": 10}
+    assert ReproduceConfig(mmskipgram=[]).mmskipgram == {}

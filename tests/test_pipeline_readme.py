@@ -148,3 +148,18 @@ def test_stage_times_render_from_a_run_summary(tmp_path):
     md.write_text(f"a\n{STAGES_BEGIN}\nold\n{STAGES_END}\nb\n")
     assert main(["report", "--evaluation", str(ev), "--readme", str(md), "--summary", str(run)]) == 0
     assert "| **total of the stages** | **42.5** |" in md.read_text()
+
+
+def test_mmskipgram_grid_block_marks_each_variants_best_dev_setting():
+    from mmlightning.evaluation.report.readme import render_mmskipgram_grid
+
+    def run(v, w, alone, eq1):
+        name = f"{v}-w{w:g}"
+        return name, {"settings": {"visual_variant": v, "visual_weight": w}, "score": max(alone, eq1), "alpha_eq1": 1.0,
+                      "train_seconds": 40.0, "dev": {name: alone, f"{name}+eq1": eq1, "text-centred": 0.6, "eq1": 0.61}}
+
+    record = {"criterion": "c", "runs": dict([run("A", 0.3, 0.64, 0.66), run("A", 1.0, 0.67, 0.65), run("B", 1.0, 0.6, 0.7)])}
+    lines = render_mmskipgram_grid(record).splitlines()
+    assert lines[2].startswith("| A **best on dev** | 1 |") and "| 0.670 | 0.650 |" in lines[2]   # 0.67 alone beats 0.66
+    assert lines[3].startswith("| A | 0.3 |") and lines[4].startswith("| B **best on dev** | 1 |")
+    assert lines[-1].startswith("Reference on the same dev pairs: skip-gram's text centred 0.600, Eq. 1 CNN-Mean 0.610.")

@@ -206,7 +206,8 @@ class ReproduceConfig:
         html_report: Also write reports/index.html (tables, Figure 4, Table 2 with image strips) and a page per source.
         grounding: Add the section "grounding the words without pictures" (imagined visual vectors, a concreteness
             gate, MMSkip-gram; chosen on MEN dev, reported on MEN test, SimLex-999 and WS353, by concreteness quartile).
-        mmskipgram: MMSkip-gram variants to train after extraction (A, B; [] for none), visual vectors = the
+        mmskipgram: MMSkip-gram variants to train after extraction: a list (A, B: the paper's settings; [] for
+            none) or {variant: {weight, margin, negatives, map_l2, epochs, min_concreteness}}; visual vectors = the
             mean of the sources' CNN-Mean; their text vectors join the grounding section.
         batch_size: Images per batch in feature extraction (small is fastest on a 2-core CPU; 256 on GPUs).
         num_workers: Data-loading worker processes in feature extraction (0 on a 2-core CPU; 8 on GPUs).
@@ -240,7 +241,7 @@ class ReproduceConfig:
     dispersion_gate: bool = True
     html_report: bool = True
     grounding: bool = True
-    mmskipgram: list[str] = field(default_factory=lambda: ["B"])
+    mmskipgram: Union[list[str], dict[str, Optional[MMSkipgramConfig]]] = field(default_factory=lambda: ["B"])
     batch_size: int = 4
     num_workers: int = 0
     accelerator: str = "auto"
@@ -265,9 +266,7 @@ class ReproduceConfig:
             if not Path(self.linguistic).is_file():
                 raise UserError(f"linguistic: {self.linguistic}: no such file; give word2vec text/binary or gensim "
                                 ".kv vectors, or drop the key to train skip-gram")
-        bad_variants = [v for v in self.mmskipgram if v not in MM_VARIANTS]
-        if bad_variants:
-            raise UserError(f"mmskipgram: unknown variant(s) {', '.join(map(str, bad_variants))}; variants are A, B")
+        self.mmskipgram = _mmskipgram(self.mmskipgram if self.mmskipgram is not None else [])
         bad = [f for f in self.force if f not in FORCEABLE]
         if bad:
             raise UserError(f"force: unknown stage(s) {', '.join(bad)}; stages are {', '.join(FORCEABLE)}")
@@ -284,6 +283,70 @@ class ReproduceConfig:
     @property
     def evaluation(self) -> EvaluationConfig:
         return EvaluationConfig(**{f.name: getattr(self, f.name) for f in fields(EvaluationConfig)})
+
+
+@dataclass
+class MMSkipgramConfig:
+    """One MMSkip-gram variant's visual settings (its text settings are the `skipgram:` block's).
+
+    Args:
+        weight: Weight of the visual term (the paper adds the two terms: 1).
+        margin: Margin of the max-margin term (the paper's 0.5).
+        negatives: Visual negatives per occurrence (the paper's: A 20, B 5).
+        map_l2: Variant B's L2 penalty on the map, per visual occurrence (the paper's B: 1e-4).
+        epochs: Passes over the corpus (None: the skipgram block's).
+        min_concreteness: Only words rated at least this (Brysbaert et al. 2014, 1-5) keep a visual vector, as the
+            paper kept concrete words (None: every pictured word).
+    """
+
+    weight: float = 1.0
+    margin: float = 0.5
+    negatives: int = 20
+    map_l2: float = 0.0
+    epochs: Optional[int] = None
+    min_concreteness: Optional[float] = None
+
+    def check(self, where: str) -> None:
+        for name, low in (("weight", 0.0), ("margin", 0.0)):
+            if not getattr(self, name) > low:
+                raise UserError(f"{where}.{name}: {getattr(self, name)} must be > 0")
+        _at_least(f"{where}.negatives", self.negatives, 1)
+        _at_least(f"{where}.map_l2", self.map_l2, 0)
+        if self.epochs is not None:
+            _at_least(f"{where}.epochs", self.epochs, 1)
+        if self.min_concreteness is not None and not 1 <= self.min_concreteness <= 5:
+            raise UserError(f"{where}.min_concreteness: {self.min_concreteness} is outside the norms' 1-5 scale")
+
+    def skipgram_fields(self) -> dict:
+        """The SkipgramConfig fields these settings set (epochs only when given)."""
+        out = {"visual_weight": self.weight, "visual_margin": self.margin, "visual_negatives": self.negatives,
+               "visual_map_l2": self.map_l2}
+        return out if self.epochs is None else {**out, "epochs": self.epochs}
+
+
+def paper_mmskipgram(variant: str) -> MMSkipgramConfig:
+    """The paper's settings of a variant (Lazaridou et al. 2015, Section 4): A k 20; B k 5, lambda 1e-4; margin 0.5."""
+    from mmlightning.text.mmskipgram import PAPER
+
+    p = PAPER[variant]
+    return MMSkipgramConfig(margin=p["margin"], negatives=p["negatives"], map_l2=p["map_l2"])
+
+
+def _mmskipgram(spec) -> dict[str, MMSkipgramConfig]:
+    """`[A, B]` (the paper's settings) or `{A: {weight: ...}, B: {...}}` -> {variant: MMSkipgramConfig}."""
+    if isinstance(spec, (list, tuple)):
+        spec = {v: None for v in spec}
+    if not isinstance(spec, dict):
+        raise UserError(f"mmskipgram: expected a list of variants or a mapping variant -> settings, got {spec!r}")
+    bad = [v for v in spec if v not in MM_VARIANTS]
+    if bad:
+        raise UserError(f"mmskipgram: unknown variant(s) {', '.join(map(str, bad))}; variants are A, B")
+    out = {}
+    for v, settings in spec.items():
+        mm = paper_mmskipgram(v) if settings is None else _coerce(MMSkipgramConfig, settings, f"mmskipgram.{v}")
+        mm.check(f"mmskipgram.{v}")
+        out[v] = mm
+    return out
 
 
 def _source(name: str, spec, image_words: str = "benchmarks") -> SourceConfig:

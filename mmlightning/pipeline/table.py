@@ -251,13 +251,17 @@ def _suite(ev, linguistic: str, visual: dict[str, str]) -> dict:
 
 # ------------------------------------------------------------------------------------- mmskipgram
 def _mmskipgram_settings(cfg, source: Optional[str]) -> dict:
-    return {**_skipgram_settings(cfg, source), "variants": sorted(cfg.mmskipgram)}
+    from dataclasses import asdict
+
+    return {**_skipgram_settings(cfg, source), "variants": {v: asdict(mm) for v, mm in sorted(cfg.mmskipgram.items())}}
 
 
 def _mmskipgram(ctx: StageContext) -> dict:
-    """MMSkip-gram (Lazaridou et al. 2015) per variant, the visual vectors the mean of the sources' CNN-Mean."""
+    """MMSkip-gram (Lazaridou et al. 2015) per variant, the visual vectors the mean of the sources' CNN-Mean
+    (with `min_concreteness`, only the words rated at least that keep theirs)."""
     from dataclasses import replace
 
+    from mmlightning.evaluation.concreteness import gate_visual, load_concreteness
     from mmlightning.evaluation.grounding import mean_visual
     from mmlightning.text.train import train_skipgram
     from mmlightning.vectors import load_vectors
@@ -266,8 +270,15 @@ def _mmskipgram(ctx: StageContext) -> dict:
     visual_file = ctx.dir / "visual_mean.txt"
     visual.save_word2vec(visual_file)
     out = {"visual": visual_file}
-    for variant in sorted(ctx.cfg.mmskipgram):
-        cfg = replace(ctx.cfg.skipgram, visual_vectors=str(visual_file), visual_variant=variant)
+    for variant, mm in sorted(ctx.cfg.mmskipgram.items()):
+        vis = visual_file
+        if mm.min_concreteness is not None:
+            kept = gate_visual(visual, load_concreteness(), mm.min_concreteness, unrated="drop")
+            vis = ctx.dir / f"visual_mean_concrete{mm.min_concreteness:g}.txt"
+            kept.save_word2vec(vis)
+            log.info("mmskipgram-%s: %d of %d pictured words rated >= %g keep their visual vector", variant,
+                     len(kept), len(visual), mm.min_concreteness)
+        cfg = replace(ctx.cfg.skipgram, visual_vectors=str(vis), visual_variant=variant, **mm.skipgram_fields())
         out[f"mmskipgram-{variant}"] = train_skipgram(cfg, ctx.dir / f"mmskipgram-{variant}", corpus=ctx.cfg.corpus,
                                                       seed=ctx.cfg.seed, cache_dir=str(ctx.root / "corpus_cache"))
     return out

@@ -27,7 +27,8 @@ from mmlightning.atomic import write_text
 from mmlightning.errors import UserError
 from mmlightning.evaluation.report.grounding import chosen_table, quartile_table, test_table
 from mmlightning.evaluation.report.primitives import (KINDS, counts, diff, diff_cell, grounding_label, num,
-                                                      source_columns, source_title, system_name, table, tuned_label)
+                                                      short_num, source_columns, source_title, system_name, table,
+                                                      tuned_label)
 from mmlightning.evaluation.report.tuned import tuned_sections
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -37,6 +38,7 @@ CHANGE_BEGIN, CHANGE_END = "<!-- change:begin -->", "<!-- change:end -->"
 SUITE_BEGIN, SUITE_END = "<!-- suite:begin -->", "<!-- suite:end -->"
 GROUNDING_BEGIN, GROUNDING_END = "<!-- grounding:begin -->", "<!-- grounding:end -->"
 STAGES_BEGIN, STAGES_END = "<!-- stages:begin -->", "<!-- stages:end -->"
+GRID_BEGIN, GRID_END = "<!-- mmgrid:begin -->", "<!-- mmgrid:end -->"
 # the parts of the dev/test protocol's section that the README shows (titles of tuned.tuned_sections)
 TUNED_PARTS = ("Chosen on MEN dev", "Test: minus linguistic [paired 95% CI]",
                "Test: minus plain CNN-Mean (tuned, same pairs) [paired 95% CI]")
@@ -230,6 +232,36 @@ def render_tuned(result: dict) -> str:
     return "\n\n".join(f"*{t}*\n\n{sections[t]}" for t in TUNED_PARTS if t in sections) + "\n" if sections else ""
 
 
+GRID_SETTINGS = (("visual_weight", "weight"), ("visual_margin", "margin"), ("visual_negatives", "k"),
+                 ("visual_map_l2", "lambda"), ("epochs", "epochs"), ("min_concreteness", "min concreteness"))
+
+
+def render_mmskipgram_grid(record: dict) -> str:
+    """The MMSkip-gram settings grid (scripts/tune_mmskipgram.py): MEN dev rho of each setting, the best per
+    variant in bold (what the score is is the record's `criterion`)."""
+    runs = record.get("runs", {})
+    best = {}
+    for name, r in runs.items():
+        v = r["settings"]["visual_variant"]
+        if v not in best or r["score"] > runs[best[v]]["score"]:
+            best[v] = name
+    rows = []
+    for name, r in sorted(runs.items(), key=lambda kv: (kv[1]["settings"]["visual_variant"], -kv[1]["score"])):
+        st = r["settings"]
+        cells = [st["visual_variant"], *(short_num(st[k]) if k in st else "-" for k, _ in GRID_SETTINGS),
+                 num(r["dev"][name]), num(r["dev"][f"{name}+eq1"]), short_num(r["alpha_eq1"]), short_num(r["train_seconds"])]
+        if best.get(st["visual_variant"]) == name:
+            cells[0] += " **best on dev**"
+        rows.append(cells)
+    ref = next(iter(runs.values()), None)
+    header = ["variant", *(label for _, label in GRID_SETTINGS), "MEN dev: text alone", "in Eq. 1", "alpha", "train s"]
+    out = table(header, rows, align="l" + "r" * (len(header) - 1))
+    if ref is not None:
+        out += (f"\n\nReference on the same dev pairs: skip-gram's text centred {num(ref['dev']['text-centred'])}, "
+                f"Eq. 1 CNN-Mean {num(ref['dev']['eq1'])}. Criterion: {record.get('criterion', '')}.")
+    return out + "\n"
+
+
 def replace_block(text: str, block: str, where: str = "README.md", begin: str = BEGIN, end: str = END) -> str:
     """`text` with the part between the markers replaced by `block`; UserError when the markers are absent."""
     pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.S)
@@ -239,7 +271,7 @@ def replace_block(text: str, block: str, where: str = "README.md", begin: str = 
 
 
 def render_blocks(text: str, result: dict, where: str, previous: dict | None = None,
-                  summary: dict | None = None) -> str:
+                  summary: dict | None = None, grid: dict | None = None) -> str:
     """`text` with each block it holds re-rendered (the change block only with `previous`, the stage times
     only with a run `summary`); UserError when it holds none."""
     renderers = [(HEADLINE_BEGIN, HEADLINE_END, render_headline), (BEGIN, END, render_results),
@@ -249,6 +281,8 @@ def render_blocks(text: str, result: dict, where: str, previous: dict | None = N
         renderers.append((CHANGE_BEGIN, CHANGE_END, lambda r: render_change(previous, r)))
     if summary is not None:
         renderers.append((STAGES_BEGIN, STAGES_END, lambda r: render_stage_times(summary)))
+    if grid is not None:
+        renderers.append((GRID_BEGIN, GRID_END, lambda r: render_mmskipgram_grid(grid)))
     found = [(b, e, f) for b, e, f in renderers if b in text]
     if not found:
         raise UserError(f"{where}: no '{BEGIN}' ... '{END}' block (nor a headline or tuned block); "
@@ -272,7 +306,8 @@ def _read_evaluation(path: Path) -> dict:
 
 
 def report(evaluation: str = "reports/evaluation.json", readme: Union[str, list[str], None] = None,
-           check: bool = False, previous: Optional[str] = None, summary: Optional[str] = None) -> str:
+           check: bool = False, previous: Optional[str] = None, summary: Optional[str] = None,
+           grid: Optional[str] = None) -> str:
     """Render the result tables from an evaluation.json (print them, or rewrite / check the files' blocks).
 
     Args:
@@ -282,11 +317,13 @@ def report(evaluation: str = "reports/evaluation.json", readme: Union[str, list[
         check: With --readme: do not write; fail (exit 2) when a block differs from what is rendered.
         previous: An earlier evaluation.json: files' `<!-- change:begin -->` blocks compare it with `evaluation`.
         summary: A run's run_summary.json: files' `<!-- stages:begin -->` blocks get its stage times.
+        grid: scripts/tune_mmskipgram.py's record: files' `<!-- mmgrid:begin -->` blocks get its MEN dev table.
     """
     path = Path(evaluation)
     result = _read_evaluation(path)
     prior = None if previous is None else _read_evaluation(Path(previous))
     run = None if summary is None else _read_evaluation(Path(summary))
+    settings_grid = None if grid is None else _read_evaluation(Path(grid))
     block = render_results(result)
     if readme is None:
         print(block + ("\n" + render_tuned(result) if result.get("tuned") else ""), end="")
@@ -297,7 +334,7 @@ def report(evaluation: str = "reports/evaluation.json", readme: Union[str, list[
             old = md.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise UserError(f"{md}: no such file") from None
-        new = render_blocks(old, result, str(md), prior, run)
+        new = render_blocks(old, result, str(md), prior, run, settings_grid)
         if check and new != old:
             raise UserError(f"{md}: a result block differs from what {path} renders; run "
                             f"`python -m mmlightning report --evaluation {path} --readme '[{', '.join(files)}]'`")
