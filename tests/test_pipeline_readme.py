@@ -158,8 +158,14 @@ def test_mmskipgram_grid_block_marks_each_variants_best_dev_setting():
         return name, {"settings": {"visual_variant": v, "visual_weight": w}, "score": max(alone, eq1), "alpha_eq1": 1.0,
                       "train_seconds": 40.0, "dev": {name: alone, f"{name}+eq1": eq1, "text-centred": 0.6, "eq1": 0.61}}
 
-    record = {"criterion": "c", "runs": dict([run("A", 0.3, 0.64, 0.66), run("A", 1.0, 0.67, 0.65), run("B", 1.0, 0.6, 0.7)])}
+    record = {"criterion": "c", "chosen": {"A": "A-w1", "B": "B-w1"}, "chosen_rule": "r",
+              "runs": dict([run("A", 0.3, 0.64, 0.66), run("A", 1.0, 0.67, 0.65), run("B", 1.0, 0.6, 0.7)])}
+    text_only = run(None, 1.0, 0.69, 0.7)
+    record["runs"]["text-e10"] = {**text_only[1], "settings": {"epochs": 10},
+                                  "dev": {"text-e10": 0.69, "text-e10+eq1": 0.7, "text-centred": 0.6, "eq1": 0.61}}
     lines = render_mmskipgram_grid(record).splitlines()
-    assert lines[2].startswith("| A **best on dev** | 1 |") and "| 0.670 | 0.650 |" in lines[2]   # 0.67 alone beats 0.66
-    assert lines[3].startswith("| A | 0.3 |") and lines[4].startswith("| B **best on dev** | 1 |")
-    assert lines[-1].startswith("Reference on the same dev pairs: skip-gram's text centred 0.600, Eq. 1 CNN-Mean 0.610.")
+    assert lines[2].startswith("| A **chosen on dev** | 1 |") and "| 0.670 | 0.650 |" in lines[2]   # 0.67 alone beats 0.66
+    assert lines[3].startswith("| A | 0.3 |") and lines[4].startswith("| B **chosen on dev** | 1 |")
+    assert lines[5].startswith("| text only (control) | - | - | - | - | 10 |")
+    assert lines[-1].startswith("On the same dev pairs, the skip-gram stage's text vectors centred: 0.600; in Eq. 1 with "
+                                "CNN-Mean: 0.610. Score: c. Chosen: r.")

@@ -237,28 +237,26 @@ GRID_SETTINGS = (("visual_weight", "weight"), ("visual_margin", "margin"), ("vis
 
 
 def render_mmskipgram_grid(record: dict) -> str:
-    """The MMSkip-gram settings grid (scripts/tune_mmskipgram.py): MEN dev rho of each setting, the best per
-    variant in bold (what the score is is the record's `criterion`)."""
+    """The MMSkip-gram settings grid (scripts/tune_mmskipgram.py): MEN dev rho of each setting and of the
+    text-only controls, the setting `chosen` per variant in bold (by the record's `chosen_rule`)."""
     runs = record.get("runs", {})
-    best = {}
-    for name, r in runs.items():
-        v = r["settings"]["visual_variant"]
-        if v not in best or r["score"] > runs[best[v]]["score"]:
-            best[v] = name
+    chosen = set(record.get("chosen", {}).values())
     rows = []
-    for name, r in sorted(runs.items(), key=lambda kv: (kv[1]["settings"]["visual_variant"], -kv[1]["score"])):
+    order = sorted(runs.items(), key=lambda kv: (kv[1]["settings"].get("visual_variant") or "~", -kv[1]["score"]))
+    for name, r in order:
         st = r["settings"]
-        cells = [st["visual_variant"], *(short_num(st[k]) if k in st else "-" for k, _ in GRID_SETTINGS),
+        first = st.get("visual_variant") or "text only (control)"
+        cells = [first + (" **chosen on dev**" if name in chosen else ""),
+                 *(short_num(st[k]) if k in st else "-" for k, _ in GRID_SETTINGS),
                  num(r["dev"][name]), num(r["dev"][f"{name}+eq1"]), short_num(r["alpha_eq1"]), short_num(r["train_seconds"])]
-        if best.get(st["visual_variant"]) == name:
-            cells[0] += " **best on dev**"
         rows.append(cells)
-    ref = next(iter(runs.values()), None)
     header = ["variant", *(label for _, label in GRID_SETTINGS), "MEN dev: text alone", "in Eq. 1", "alpha", "train s"]
     out = table(header, rows, align="l" + "r" * (len(header) - 1))
+    ref = next(iter(runs.values()), None)
     if ref is not None:
-        out += (f"\n\nReference on the same dev pairs: skip-gram's text centred {num(ref['dev']['text-centred'])}, "
-                f"Eq. 1 CNN-Mean {num(ref['dev']['eq1'])}. Criterion: {record.get('criterion', '')}.")
+        out += (f"\n\nOn the same dev pairs, the skip-gram stage's text vectors centred: {num(ref['dev']['text-centred'])}; "
+                f"in Eq. 1 with CNN-Mean: {num(ref['dev']['eq1'])}. Score: {record.get('criterion', '')}. "
+                f"Chosen: {record.get('chosen_rule', 'the best score per variant')}.")
     return out + "\n"
 
 
