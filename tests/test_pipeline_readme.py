@@ -75,11 +75,12 @@ def test_shipped_blocks_equal_what_the_shipped_evaluation_renders(name, markers)
     previous = json.loads(PREVIOUS.read_text(encoding="utf-8"))
     assert result.get("tuned"), "the shipped evaluation has the dev/test protocol's section"
     summary = json.loads(SUMMARY.read_text(encoding="utf-8"))
-    assert render_blocks(text, result, name, previous, summary) == text, (
+    grid = json.loads((ROOT / "docs" / "figures" / "mmskipgram_dev_grid.json").read_text(encoding="utf-8"))
+    assert render_blocks(text, result, name, previous, summary, grid) == text, (
         f"{name}'s result blocks differ from docs/figures/evaluation_embedded_default.json: run python -m "
         "mmlightning report --evaluation docs/figures/evaluation_embedded_default.json --readme '[README.md, docs/results.md]' "
         "--previous docs/figures/evaluation_embedded_default_hostpairs.json "
-        "--summary docs/figures/run_summary_embedded_default.json")
+        "--summary docs/figures/run_summary_embedded_default.json --grid docs/figures/mmskipgram_dev_grid.json")
 
 
 def test_headline_names_dev_choice_and_its_test_difference():
