@@ -241,7 +241,8 @@ class ReproduceConfig:
     dispersion_gate: bool = True
     html_report: bool = True
     grounding: bool = True
-    mmskipgram: Union[list[str], dict[str, Optional[MMSkipgramConfig]]] = field(default_factory=lambda: ["B"])
+    mmskipgram: Union[list[str], dict[str, Optional[MMSkipgramConfig]]] = field(
+        default_factory=lambda: {v: replace(c) for v, c in DEV_CHOSEN.items()})
     batch_size: int = 4
     num_workers: int = 0
     accelerator: str = "auto"
@@ -322,6 +323,11 @@ class MMSkipgramConfig:
         out = {"visual_weight": self.weight, "visual_margin": self.margin, "visual_negatives": self.negatives,
                "visual_map_l2": self.map_l2}
         return out if self.epochs is None else {**out, "epochs": self.epochs}
+
+
+# MMSkip-gram's settings chosen on MEN dev (scripts/tune_mmskipgram.py, docs/figures/mmskipgram_dev_grid.json)
+DEV_CHOSEN = {"A": MMSkipgramConfig(weight=0.3, margin=0.5, negatives=5),
+              "B": MMSkipgramConfig(weight=1.0, margin=0.5, negatives=20)}
 
 
 def paper_mmskipgram(variant: str) -> MMSkipgramConfig:
