@@ -231,7 +231,7 @@ def run_protocol_files(linguistic: str, visual: Mapping[str, str], aggregates: M
     if bad or not fusions:
         raise UserError(f"source_fusion: {bad or fusions} is not a non-empty list of {', '.join(FUSIONS)}")
     if not visual:
-        raise UserError("protocol: needs at least one visual system (--visual) to tune")
+        raise UserError("the protocol needs at least one visual system to tune", argument="visual")
 
     try:
         ling, vis = _load(linguistic, protocol_visual(visual), unsafe_gensim_pickle)

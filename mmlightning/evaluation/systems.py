@@ -276,7 +276,7 @@ def evaluate(linguistic: Optional[str] = None, visual: Optional[dict[str, str]] 
     from mmlightning.evaluation.report import render_markdown, write_reports
 
     if not linguistic:
-        raise UserError("--linguistic FILE is required (the text vectors: word2vec text/binary or .npy + .vocab.txt)")
+        raise UserError("is required (the text vectors: word2vec text/binary or .npy + .vocab.txt)", argument="linguistic")
     visual = dict(visual or {})
     benchmarks = benchmarks or DEFAULT_BENCHMARKS
     ling, vis, benches = load_inputs(linguistic, visual, benchmarks, unsafe_gensim_pickle)

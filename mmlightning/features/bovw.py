@@ -219,7 +219,7 @@ def fit_codebook_command(shards: Optional[list[str]] = None, output: str = "chec
         overwrite: Refit even if a codebook with the same settings exists.
     """
     if not shards:
-        raise UserError("bovw-codebook: no shards given (--shards '[dir1, dir2]' or `shards:` in the config)")
+        raise UserError("no shards given (a list of shard folders)", argument="shards")
     path = fit_codebook(shards, output, k=k, bin_size=bin_size, step=step, magnif=magnif,
                         min_contrast=min_contrast, max_images=max_images, per_image=per_image,
                         batch_size=batch_size, iterations=iterations, seed=seed, overwrite=overwrite)

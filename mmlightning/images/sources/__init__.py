@@ -35,7 +35,7 @@ def open_source(name: str, root: str | None = None, **options):
     if name not in SOURCES:
         raise UserError(f"unknown image source {name!r}; choose one of {', '.join(SOURCES)}")
     if root is None and name in NEEDS_ROOT:
-        raise UserError(f"source {name!r} needs a root folder (--root PATH)")
+        raise UserError(f"source {name!r} needs a root folder", argument="root")
     module, cls = SOURCES[name].split(":")
     source_cls = getattr(importlib.import_module(module), cls)
     try:
