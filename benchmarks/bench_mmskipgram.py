@@ -12,7 +12,8 @@ prototype: Tux Paint and OpenClipart CNN-Mean), matched to the vocabulary as wri
 Printed per system: the wall time of `trainer.fit` (Lightning start-up, the visual vectors' loading and PCA
 included), the CPU time of the process, the time inside the visual steps, and each MMSkip-gram's ratio to
 text-only (wall and CPU: on a shared machine the CPU ratio is the steadier one); the load average before and
-after. Then, EXPLORATORY (one seed, nothing chosen on any dev set, the paper's defaults): the text part of
+after. Each variant trains with the settings `reproduce` uses (chosen on MEN dev: pipeline.config.DEV_CHOSEN).
+Then, EXPLORATORY (one seed; the full sets, MEN's test pairs included, so not a result): the text part of
 each system on WS353, MEN (all 3000 pairs) and SimLex-999, Spearman rho, pairs with an unknown word skipped.
 """
 from __future__ import annotations
@@ -46,6 +47,15 @@ def average_visual(paths: list[str], out: Path) -> tuple[int, int]:
     return len(words), kvs[0].vector_size
 
 
+def visual_settings(variant: str) -> dict:
+    """SkipGram's visual_* arguments of a variant as `reproduce` trains it (the settings chosen on MEN dev)."""
+    from mmlightning.pipeline.config import DEV_CHOSEN
+
+    mm = DEV_CHOSEN[variant]
+    return {"visual_weight": mm.weight, "visual_margin": mm.margin, "visual_negatives": mm.negatives,
+            "visual_map_l2": mm.map_l2}
+
+
 def _cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -69,7 +79,8 @@ def run_one(args, system: str) -> dict:
         step(self, *a, **k)
         visual_s[0] += time.perf_counter() - t
     SkipGram._visual_step = timed
-    visual = {} if system == "text" else {"visual_vectors": args.visual_file, "visual_variant": system}
+    visual = {} if system == "text" else {"visual_vectors": args.visual_file, "visual_variant": system,
+                                          **visual_settings(system)}
     with tempfile.TemporaryDirectory() as out:
         dm = SkipGramDataModule(corpus=args.corpus, cache_dir=args.cache_dir, min_count=5, window=5, negative=5,
                                 sample=1e-3, num_workers=0, seed=args.seed, pairs=args.pairs)
@@ -174,9 +185,11 @@ def write_record(args, summary: dict, runs: list[dict], before: tuple, after: tu
         "epochs": args.epochs, "rounds": args.rounds, "dim": args.dim, "seed": args.seed,
         "visual": {"files": args.visual, "words": args.visual_words, "dim": args.visual_dim},
         "load_average_before": before, "load_average_after": after, "cpus": os.cpu_count(),
+        "settings": {v: visual_settings(v) for v in ("A", "B")},  # as reproduce trains them
         "systems": summary, "runs": runs}
+    for rec in records.values():  # records made before the settings were chosen on dev used SkipGram's defaults
+        rec.setdefault("settings", "margin 0.5, 20 visual negatives, weight 1 for A and B (before the dev choice)")
     write_json(path, {"what": "MMSkip-gram (A, B) vs text-only skip-gram: same pair mode and settings, one run each",
-                      "settings": "margin 0.5, 20 visual negatives, weight 1 (SkipGram's defaults, the paper's values)",
                       "quality_note": "EXPLORATORY: one seed, nothing chosen on a dev set or on MEN test; full sets, "
                                       "pairs with an unknown word skipped; the text part (input vectors) alone",
                       "records": records})
