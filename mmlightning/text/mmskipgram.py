@@ -31,7 +31,13 @@ What is the paper's and what is approximated here:
     chunk's rounds, then takes one step on their summed gradient; the chunk's k negatives are drawn once
     and shared by its visual words (each word's are still a uniform sample; one equal to the word is
     dropped). Occurrences are the sub-sampled ones where pairs are made in Python (host, device); with
-    the native kernel, which sub-samples inside C, each occurrence counts with its keep probability.
+    the native kernel, which sub-samples inside C, each occurrence counts with its keep probability;
+  - different from the paper (Section 4, checked against its text): it keeps the first 300 dimensions of
+    4096-d FC7 vectors for both variants (so B's map is 300 x 300); here A's visual vectors are PCA-reduced
+    (a CNN's pooled features have no ordered dimensions) and B maps into the full visual space; the
+    paper's B uses k = 5 and an L2 penalty lambda = 1e-4 on the map (`map_l2`; per visual occurrence
+    here), A k = 20; its text side is hierarchical softmax, ours negative sampling; it adds the two terms
+    (weight 1). `reproduce` uses settings chosen on MEN dev (scripts/tune_mmskipgram.py).
 Batched: per chunk, B's (n, Dv) x (Dv, D) products (n distinct visual words) happen once, for the visual
 vectors brought into the word space and for the map's gradient; the rounds work in the word space (z = M u
 is never formed: |z|^2 = u^T (M^T M) u), and nothing is done per occurrence.
