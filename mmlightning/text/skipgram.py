@@ -92,7 +92,7 @@ class SkipGram(pl.LightningModule):
             visual_variant: A (the word vector vs the visual vectors PCA-reduced to dim) or B (a linear map
                 word -> visual space, learned jointly).
             visual_margin: the term's margin (the paper's 0.5).
-            visual_negatives: visual negatives per occurrence (the paper's 20).
+            visual_negatives: visual negatives per occurrence (the paper's: A 20, B 5).
             visual_weight: the term's weight (its learning rate is lr x weight).
             visual_map_l2: B's L2 penalty lambda on the map, per visual occurrence (the paper's B: 1e-4; default 0).
         """

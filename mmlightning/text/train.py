@@ -52,7 +52,7 @@ class SkipgramConfig:
         visual_vectors: MMSkip-gram's visual vectors file (None: text-only skip-gram); see mmskipgram.py.
         visual_variant: A (word vector vs PCA-reduced visual vectors) or B (a word -> visual map learned jointly).
         visual_margin: Margin of the max-margin term (the paper's 0.5).
-        visual_negatives: Visual negatives per occurrence (the paper's 20).
+        visual_negatives: Visual negatives per occurrence (the paper's: A 20, B 5).
         visual_weight: Weight of the visual term.
         visual_map_l2: Variant B's L2 penalty on the map, per visual occurrence (the paper's B: 1e-4).
         model_kwargs: Further SkipGram arguments (e.g. hogwild_threads).
