@@ -75,16 +75,22 @@ def image_index(spec: str | os.PathLike, words: Iterable[str] | None = None, per
     return index
 
 
-def thumbnails(refs: list, size: int = 96, tars: dict | None = None) -> list[str]:
+def thumbnails(refs: list, size: int = 96, tars: dict | None = None, memo: dict | None = None) -> list[str]:
     """Data URIs (base64 JPEG, longest side `size`) of the images `refs` [(tar path, TarInfo)].
 
-    `tars` {path: open TarFile} is reused across calls (the caller closes them); a bad image is skipped.
+    `tars` {path: open TarFile} is reused across calls (the caller closes them); `memo` {(tar, member, size):
+    URI} too, so an image shown for several words is decoded once; a bad image is skipped.
     """
     from PIL import Image
 
     tars = {} if tars is None else tars
+    memo = {} if memo is None else memo
     out = []
     for tar, member in refs:
+        key = (str(tar), member.name, size)
+        if key in memo:
+            out.append(memo[key])
+            continue
         try:
             if tar not in tars:
                 tars[tar] = tarfile.open(tar)
@@ -95,7 +101,8 @@ def thumbnails(refs: list, size: int = 96, tars: dict | None = None) -> list[str
         im.thumbnail((size, size))
         buf = io.BytesIO()
         im.save(buf, "JPEG", quality=70)
-        out.append("data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode())
+        memo[key] = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+        out.append(memo[key])
     return out
 
 
@@ -175,7 +182,7 @@ def _table2_html(result: dict, thumbs: Mapping[str, Mapping[str, list]]) -> str:
 
 
 def source_page(source: str, index: Mapping[str, list], stats: Mapping[str, tuple[float, int]], per_word: int,
-                tars: dict | None = None) -> str:
+                tars: dict | None = None, memo: dict | None = None) -> str:
     """One source: every word with images, its image count, dispersion and image strip (least dispersed first)."""
     def disp(w):
         d = stats.get(w, (math.nan, 0))[0]
@@ -184,7 +191,7 @@ def source_page(source: str, index: Mapping[str, list], stats: Mapping[str, tupl
     rows = []
     for w in sorted(index, key=lambda w: (disp(w) is None, disp(w) or 0.0, w)):
         d, n = disp(w), stats.get(w, (math.nan, len(index[w])))[1]
-        uris = thumbnails(index[w][:per_word], size=64, tars=tars)
+        uris = thumbnails(index[w][:per_word], size=64, tars=tars, memo=memo)
         rows.append(f"<tr><td>{html.escape(w)}</td><td>{n}</td><td>{num(d)}</td>"
                     f"<td>{strip(uris, w)}</td></tr>")
     body = (f"<h1>Images of source {html.escape(source)}</h1><p><a href=\"index.html\">back to the report</a>. "
@@ -215,13 +222,14 @@ def write_html_report(result: dict, out_dir: str | os.PathLike, shards: Mapping[
     """Write index.html and source-<name>.html under `out_dir`; returns their paths."""
     tars: dict = {}
     try:
-        return _write_pages(result, Path(out_dir), dict(shards or {}), dict(aggregates or {}), per_word, tars)
+        return _write_pages(result, Path(out_dir), dict(shards or {}), dict(aggregates or {}), per_word, tars, {})
     finally:
         for tf in tars.values():
             tf.close()
 
 
-def _write_pages(result: dict, out: Path, shards: dict, aggregates: dict, per_word: int, tars: dict) -> dict[str, Path]:
+def _write_pages(result: dict, out: Path, shards: dict, aggregates: dict, per_word: int, tars: dict,
+                 memo: dict) -> dict[str, Path]:
     from mmlightning.evaluation.report import render_markdown
 
     t2_words = {p[k] for per in result.get("table2", {}).values() for t in per.values()
@@ -229,7 +237,7 @@ def _write_pages(result: dict, out: Path, shards: dict, aggregates: dict, per_wo
     thumbs = {}
     for src, spec in shards.items():
         idx = image_index(spec, t2_words, per_word)
-        thumbs[src] = {w: thumbnails(refs, tars=tars) for w, refs in idx.items()}
+        thumbs[src] = {w: thumbnails(refs, tars=tars, memo=memo) for w, refs in idx.items()}
     md = render_markdown(result, tables=("settings", "suite", "table1", "diff", "categorisation"))
     fig = out / "figure4_alpha.png"
     fig_html = ""
@@ -246,5 +254,6 @@ def _write_pages(result: dict, out: Path, shards: dict, aggregates: dict, per_wo
     for src, spec in shards.items():
         disp = _dispersion_of(aggregates[src]) if src in aggregates else {}
         paths[f"source:{src}"] = safe_child(out, f"source-{src}.html", what="source")
-        write_text(paths[f"source:{src}"], source_page(src, image_index(spec, None, per_word), disp, per_word, tars))
+        page = source_page(src, image_index(spec, None, per_word), disp, per_word, tars, memo)
+        write_text(paths[f"source:{src}"], page)
     return paths
