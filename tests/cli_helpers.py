@@ -204,3 +204,20 @@ def predict_config(tmp_path: Path, shards, out: Path, backbone: dict, name: str 
     path = tmp_path / name
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def in_thread(fn):
+    """Start fn() in a daemon thread: (thread, box), box["value"] or box["error"] once it has returned."""
+    import threading
+
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed back to the test
+            box["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, box

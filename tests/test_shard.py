@@ -10,7 +10,7 @@ from PIL import Image
 from mmlightning import cli
 from mmlightning.errors import UserError
 from mmlightning.images.write_shards import PROGRESS, resolve_words, sample_key, shard
-from cli_helpers import assert_user_error, run
+from cli_helpers import assert_user_error, in_thread, run
 
 
 def img(path: Path, size=(8, 6), color=(200, 10, 10)) -> Path:
@@ -258,18 +258,6 @@ def test_lock_waits_for_the_orphans_of_a_dead_holder_but_not_for_a_live_one(tmp_
         proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "held"
         return proc
-
-    def in_thread(fn) -> tuple[threading.Thread, dict]:
-        box: dict = {}
-
-        def target():
-            try:
-                box["value"] = fn()
-            except BaseException as e:  # noqa: BLE001 - handed back to the test
-                box["error"] = e
-        thread = threading.Thread(target=target, daemon=True)
-        thread.start()
-        return thread, box
 
     # a pid that does not exist: the holder is "dead", its orphan still holds the lock until released
     dead = hold(2 ** 22 + 12345)

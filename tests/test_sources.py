@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from cli_helpers import in_thread
 from mmlightning.errors import UserError
 from mmlightning.images.sources import open_source
 from mmlightning.images.sources.base import (ImageRef, content_lemmas, interleave_groups, select_by_labels, tokens,
@@ -471,18 +472,7 @@ def _release_fifo(fifo: Path) -> None:
 
 def call_with_timeout(fn, fifos=(), timeout=120.0):
     """fn() in a daemon thread; fails (and frees a reader stuck on `fifos`) when it has not returned in time."""
-    import threading
-
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed back to the test
-            box["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
+    t, box = in_thread(fn)
     t.join(timeout)
     if t.is_alive():
         for fifo in fifos:
