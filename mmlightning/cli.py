@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from mmlightning.errors import UserError
+from mmlightning.logs import quiet_third_party, setup_logging  # noqa: F401 (tests use them here)
 
 TRAINER_COMMANDS = {
     "fit": "Train a model: skip-gram (configs/skipgram.yaml) or the 1512-way CNN (configs/cnn1512.yaml).",
@@ -121,34 +122,6 @@ def run_pipeline(name: str, args: list[str]):
     func = _resolve(PIPELINE_COMMANDS[name][0])
     summary = (func.__doc__ or "").strip().split("\n\n")[0]  # the Args: section becomes per-option help
     return CLI(func, args=args, prog=f"python -m mmlightning {name}", description=summary)
-
-
-class _RankZero(logging.Filter):
-    """Under DDP only global rank 0 logs (the launcher sets RANK in every process it starts)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return os.environ.get("RANK", "0") == "0" or record.levelno >= logging.WARNING
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stderr` is when a record is emitted (not the stream of the first call)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr  # (not setStream: it flushes the old stream, which may be closed)
-        super().emit(record)
-
-
-def setup_logging(level: int = logging.INFO) -> None:
-    """Library modules log to `logging.getLogger(__name__)`; the CLI shows their messages on stderr, rank 0 only."""
-    logger = logging.getLogger("mmlightning")
-    if not any(getattr(h, "_mmlightning", False) for h in logger.handlers):
-        handler = _StderrHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.addFilter(_RankZero())
-        handler._mmlightning = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
 
 
 # errno of an OSError that is about the user's own path (a folder under a file, read-only, full disk),
@@ -256,27 +229,6 @@ def check_config_files(args: list[str]) -> None:
             where = f"{path}:{mark.line + 1}" if mark is not None else path
             problem = getattr(e, "problem", None) or str(e).splitlines()[0]
             raise UserError(f"{where}: malformed YAML: {problem}") from None
-
-
-class _NoTips(logging.Filter):
-    """Drops Lightning's advertising tips ("\N{ELECTRIC LIGHT BULB} Tip: ..."); every other record passes."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip")
-
-
-def quiet_third_party() -> None:
-    """Drop Lightning's tips and one torch deprecation it triggers; keep every other message.
-
-    Called by `main` only: importing the library leaves the user's logging and warning filters alone.
-    """
-    import warnings
-
-    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _NoTips) for f in logger.filters):
-            logger.addFilter(_NoTips())
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def main(argv: list[str] | None = None) -> int:

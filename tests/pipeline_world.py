@@ -48,7 +48,8 @@ def tiny_settings(world: Path, out: Path, **over) -> dict:
                         "relatedness": [str(world / "bench.txt")]},
               sources={"pics": {"source": "folder", "root": str(world / "images"), "n_per_word": 2}},
               benchmarks=[str(world / "bench.txt")], bovw_k=4, bovw_max_images=16, n_boot=20,
-              batch_size=8, num_workers=0, accelerator="cpu", mmskipgram=[])   # MMSkip-gram: its own test
+              batch_size=8, num_workers=0, accelerator="cpu", mmskipgram=[],   # MMSkip-gram: its own test
+              jobs=1)   # in-process (monkeypatches reach the stages); test_pipeline_parallel.py runs jobs=2
     kw.update(over)
     return kw
 

@@ -52,6 +52,8 @@ def test_cache_key_leaves_out_what_does_not_change_the_vectors():
     ({"batch_size": 0}, "batch_size"),
     ({"devices": 0}, "devices: 0 must be a number >= 1 or auto"),
     ({"accelerator": "tpu9"}, "accelerator: 'tpu9'"),
+    ({"jobs": 0}, "jobs: 0 must be a number >= 1 or auto"),
+    ({"jobs": "all"}, "jobs: 'all' must be a number >= 1 or auto"),
     ({"bovw_k": 1}, "bovw_k"),
     ({"force": ["shards"]}, "force: unknown stage(s) shards"),
     ({"corpus": []}, "corpus: none given"),

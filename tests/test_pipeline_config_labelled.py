@@ -61,5 +61,5 @@ def test_the_option_changes_the_keys_of_shard_and_every_stage_after_it(tmp_path)
     assert labelled == own   # the top-level key is the per-source one, spelled once
     assert default == keys(image_words="benchmarks")
     assert default["skipgram"] == labelled["skipgram"]
-    for stage in ("shard:pics", "extract:pics", "bovw:pics", "mmskipgram"):
+    for stage in ("shard:pics", "extract:pics", "bovw:pics", "mmskipgram:B"):
         assert default[stage] != labelled[stage], stage

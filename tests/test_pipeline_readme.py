@@ -149,6 +149,8 @@ def test_stage_times_render_from_a_run_summary(tmp_path):
     md.write_text(f"a\n{STAGES_BEGIN}\nold\n{STAGES_END}\nb\n")
     assert main(["report", "--evaluation", str(ev), "--readme", str(md), "--summary", str(run)]) == 0
     assert "| **total of the stages** | **42.5** |" in md.read_text()
+    at_once = render_stage_times({**summary, "jobs": 3, "stages_wall_seconds": 31.06}).splitlines()
+    assert at_once[4:6] == ["| sum of the stage times | 42.5 |", "| **wall time of the stages (3 at once)** | **31.1** |"]
 
 
 def test_mmskipgram_grid_block_marks_each_variants_best_dev_setting():

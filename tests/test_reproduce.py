@@ -263,15 +263,15 @@ def test_mmskipgram_stage_trains_each_variant_on_the_mean_visual_vectors(first, 
     work = copy_of(first, tmp_path)
     summary = run_tiny(world, work, mmskipgram=["A", "B"])
     assert cached_statuses(summary) == {"skipgram": "reused", "shard:pics": "reused", "extract:pics": "reused",
-                                        "bovw:pics": "reused", "mmskipgram": "ran"}
-    stage = next((work / "ck").glob("mmskipgram-*"))
-    visual = load_vectors(stage / "visual_mean.txt")
-    assert len(visual) == 8 and np.allclose(np.linalg.norm(visual.vectors, axis=1), 1.0, atol=1e-5)
+                                        "bovw:pics": "reused", "mmskipgram:A": "ran", "mmskipgram:B": "ran"}
     text = load_vectors(next((work / "ck").glob("skipgram-*")) / "vectors.txt")
-    for v in ("A", "B"):
+    for v in ("A", "B"):   # one stage per variant (they can train at once)
+        stage = next((work / "ck").glob(f"mmskipgram-{v}-*"))
+        visual = load_vectors(stage / "visual_mean.txt")
+        assert len(visual) == 8 and np.allclose(np.linalg.norm(visual.vectors, axis=1), 1.0, atol=1e-5)
         mm = load_vectors(stage / f"mmskipgram-{v}" / "vectors.txt")
         assert mm.index_to_key == text.index_to_key and not np.allclose(mm.vectors, text.vectors)
     rep = json.loads((work / "rep" / "evaluation.json").read_text())
     assert "skipped" in rep["grounding"]   # the toy vocabulary has too few pictured MEN words: said, not hidden
     again = run_tiny(world, work, mmskipgram=["A", "B"])
-    assert statuses(again)["mmskipgram"] == "reused"
+    assert statuses(again)["mmskipgram:A"] == statuses(again)["mmskipgram:B"] == "reused"

@@ -214,6 +214,8 @@ class ReproduceConfig:
         accelerator: Lightning accelerator for extraction (auto, cpu, gpu, cuda, mps).
         devices: Devices for extraction (a number or auto; several run DDP).
         seed: Seed of every stage (image sampling, skip-gram, k-means, bootstrap).
+        jobs: Stages computed at once, each in a worker process (auto: 2 on a machine with 2+ cores; 1: one after
+            another in this process); the results do not depend on it (mmlightning.pipeline.parallel).
         force: Stages to recompute even if cached (with their dependants): skipgram, shard, extract, bovw.
     """
 
@@ -248,6 +250,7 @@ class ReproduceConfig:
     accelerator: str = "auto"
     devices: Union[int, str] = 1
     seed: int = 0
+    jobs: Union[int, str] = "auto"
     force: list[str] = field(default_factory=list)
 
     def __post_init__(self):
@@ -271,6 +274,9 @@ class ReproduceConfig:
         bad = [f for f in self.force if f not in FORCEABLE]
         if bad:
             raise UserError(f"force: unknown stage(s) {', '.join(bad)}; stages are {', '.join(FORCEABLE)}")
+        if not (self.jobs == "auto" or (isinstance(self.jobs, int) and not isinstance(self.jobs, bool)
+                                         and self.jobs >= 1)):
+            raise UserError(f"{self.jobs!r} must be a number >= 1 or auto", argument="jobs")
         _ = (self.extraction, self.evaluation)  # builds (validates) both now
 
     @property

@@ -30,6 +30,7 @@ from mmlightning.errors import UserError
 from mmlightning.folder_lock import FolderLock
 from mmlightning.pipeline.config import ReproduceConfig
 from mmlightning.pipeline.fingerprint import Fingerprints
+from mmlightning.pipeline.parallel import resolve_jobs, run_parallel
 from mmlightning.pipeline.preflight import check_inputs, check_writable
 from mmlightning.pipeline.release import check_release
 from mmlightning.pipeline.stages import Runner, force_closure, plan, reusable
@@ -63,15 +64,18 @@ def run(cfg: ReproduceConfig) -> dict:
     check_writable(cfg.reports, "the reports")
     lock = _lock(root, writes)
     runner = Runner(cfg, root, fp, forced)
+    jobs = resolve_jobs(cfg.jobs)
+    t_stages = time.time()
     try:
-        outputs = runner.run_all(planned)
+        outputs = run_parallel(runner, planned, jobs) if jobs > 1 else runner.run_all(planned)
     finally:
         fp.save()
         if lock is not None:
             lock.release()
     evaluation = outputs["evaluate"]
     total = round(time.time() - t_start, 1)
-    summary = {"total_seconds": total, "stages": runner.summary, "reports": evaluation["paths"],
+    summary = {"total_seconds": total, "stages": runner.summary, "jobs": jobs,
+               "stages_wall_seconds": round(time.time() - t_stages, 1), "reports": evaluation["paths"],
                "release": outputs["release"], "load_average": {"start": load_start, "end": os.getloadavg()[0]}}
     write_json(Path(cfg.reports) / "run_summary.json", summary)
     from mmlightning.evaluation.report import render_markdown

@@ -7,7 +7,7 @@
 | shard:<source>   | source root, word lists  | mmlightning.images.write_shards.shard                      |
 | extract:<source> | shard, CNN checkpoint    | mmlightning.features.extract.run_extraction                |
 | bovw:<source>    | shard                    | mmlightning.features.bovw.fit_codebook + run_extraction    |
-| mmskipgram       | corpus files, extract    | mmlightning.text.train.train_skipgram with a visual objective |
+| mmskipgram:<variant> | corpus files, extract | mmlightning.text.train.train_skipgram with a visual objective |
 | evaluate         | skipgram, extract, bovw  | mmlightning.evaluation.systems + evaluation.report         |
 |                  | (+ shard: image strips)  | + evaluation.protocol (dev/test) + evaluation.html (pages)  |
 | release          | skipgram, extract        | mmlightning.pipeline.release.write_release                 |
@@ -250,15 +250,14 @@ def _suite(ev, linguistic: str, visual: dict[str, str]) -> dict:
 
 
 # ------------------------------------------------------------------------------------- mmskipgram
-def _mmskipgram_settings(cfg, source: Optional[str]) -> dict:
-    from dataclasses import asdict
-
-    return {**_skipgram_settings(cfg, source), "variants": {v: asdict(mm) for v, mm in sorted(cfg.mmskipgram.items())}}
+def _mmskipgram_settings(cfg, variant: Optional[str]) -> dict:
+    return {**_skipgram_settings(cfg, None), "variant": variant, **asdict(cfg.mmskipgram[variant])}
 
 
 def _mmskipgram(ctx: StageContext) -> dict:
-    """MMSkip-gram (Lazaridou et al. 2015) per variant, the visual vectors the mean of the sources' CNN-Mean
-    (with `min_concreteness`, only the words rated at least that keep theirs)."""
+    """MMSkip-gram (Lazaridou et al. 2015), one variant per stage (`mmskipgram:A`, `mmskipgram:B`: they can train
+    at once), the visual vectors the mean of the sources' CNN-Mean (with `min_concreteness`, only the words rated
+    at least that keep theirs)."""
     from dataclasses import replace
 
     from mmlightning.evaluation.concreteness import gate_visual, load_concreteness
@@ -266,22 +265,21 @@ def _mmskipgram(ctx: StageContext) -> dict:
     from mmlightning.text.train import train_skipgram
     from mmlightning.vectors import load_vectors
 
+    variant, mm = ctx.part, ctx.cfg.mmskipgram[ctx.part]
     visual = mean_visual({s: load_vectors(ex["mean"]) for s, ex in ctx.per_source("extract").items()})
     visual_file = ctx.dir / "visual_mean.txt"
     visual.save_word2vec(visual_file)
-    out = {"visual": visual_file}
-    for variant, mm in sorted(ctx.cfg.mmskipgram.items()):
-        vis = visual_file
-        if mm.min_concreteness is not None:
-            kept = gate_visual(visual, load_concreteness(), mm.min_concreteness, unrated="drop")
-            vis = ctx.dir / f"visual_mean_concrete{mm.min_concreteness:g}.txt"
-            kept.save_word2vec(vis)
-            log.info("mmskipgram-%s: %d of %d pictured words rated >= %g keep their visual vector", variant,
-                     len(kept), len(visual), mm.min_concreteness)
-        cfg = replace(ctx.cfg.skipgram, visual_vectors=str(vis), visual_variant=variant, **mm.skipgram_fields())
-        out[f"mmskipgram-{variant}"] = train_skipgram(cfg, ctx.dir / f"mmskipgram-{variant}", corpus=ctx.cfg.corpus,
-                                                      seed=ctx.cfg.seed, cache_dir=str(ctx.root / "corpus_cache"))
-    return out
+    vis = visual_file
+    if mm.min_concreteness is not None:
+        kept = gate_visual(visual, load_concreteness(), mm.min_concreteness, unrated="drop")
+        vis = ctx.dir / f"visual_mean_concrete{mm.min_concreteness:g}.txt"
+        kept.save_word2vec(vis)
+        log.info("mmskipgram-%s: %d of %d pictured words rated >= %g keep their visual vector", variant,
+                 len(kept), len(visual), mm.min_concreteness)
+    cfg = replace(ctx.cfg.skipgram, visual_vectors=str(vis), visual_variant=variant, **mm.skipgram_fields())
+    vectors = train_skipgram(cfg, ctx.dir / f"mmskipgram-{variant}", corpus=ctx.cfg.corpus, seed=ctx.cfg.seed,
+                             cache_dir=str(ctx.root / "corpus_cache"))
+    return {"visual": visual_file, "vectors": vectors}
 
 
 def _grounding(ctx: StageContext, linguistic: str, visual: dict[str, str]) -> dict:
@@ -292,8 +290,8 @@ def _grounding(ctx: StageContext, linguistic: str, visual: dict[str, str]) -> di
 
     words = set().union(*(load_benchmark(b).words() for b in ("men", *TEST_SETS)))
     means = {name.split("/")[0]: load_vectors(path) for name, path in visual.items() if name.endswith("/cnn-mean")}
-    mm = {k: load_vectors(v, restrict_to=words) for k, v in
-          (ctx.output("mmskipgram") if "mmskipgram" in ctx.upstream else {}).items() if k.startswith("mmskipgram-")}
+    mm = {f"mmskipgram-{variant}": load_vectors(out["vectors"], restrict_to=words)
+          for variant, out in ctx.per_source("mmskipgram").items()}
     try:
         return run_grounding(load_vectors(linguistic, restrict_to=words), means, mm, ctx.cfg.n_boot, ctx.cfg.seed)
     except UserError as e:   # e.g. a toy vocabulary with too few pictured words of MEN: the rest of the report stands
@@ -318,15 +316,19 @@ def _release(ctx: StageContext) -> dict:
                          ctx.per_source("extract"), alpha=cfg.alpha, settings=settings)
 
 
+# cost: rough relative durations on the embedded default; they only order the ready stages of a parallel run
 STAGES: tuple[StageDef, ...] = (
-    StageDef("skipgram", reads=(), run=_skipgram, settings=_skipgram_settings, inputs=_skipgram_inputs),
+    StageDef("skipgram", reads=(), run=_skipgram, settings=_skipgram_settings, inputs=_skipgram_inputs,
+             cost=4),
     StageDef("shard", reads=(), run=_shard, settings=_shard_settings, inputs=_shard_inputs, per_source=True),
     StageDef("extract", reads=("shard",), run=_extract, settings=_extract_settings, inputs=_extract_inputs,
-             per_source=True),
+             per_source=True, cost=3),
     StageDef("bovw", reads=("shard",), run=_bovw, settings=_bovw_settings, per_source=True,
-             enabled=lambda cfg: cfg.bovw),
+             enabled=lambda cfg: cfg.bovw, cost=2),
     StageDef("mmskipgram", reads=("extract",), run=_mmskipgram, settings=_mmskipgram_settings,
-             inputs=_skipgram_inputs, enabled=lambda cfg: bool(cfg.mmskipgram) and not cfg.linguistic),
-    StageDef("evaluate", reads=("skipgram", "shard", "extract", "bovw", "mmskipgram"), run=_evaluate, cached=False),
-    StageDef("release", reads=("skipgram", "extract"), run=_release, cached=False),
+             inputs=lambda cfg, variant: _skipgram_inputs(cfg, None), parts=lambda cfg: sorted(cfg.mmskipgram),
+             enabled=lambda cfg: bool(cfg.mmskipgram) and not cfg.linguistic, cost=4),
+    StageDef("evaluate", reads=("skipgram", "shard", "extract", "bovw", "mmskipgram"), run=_evaluate, cached=False,
+             cost=2),
+    StageDef("release", reads=("skipgram", "extract"), run=_release, cached=False, cost=0.2),
 )

@@ -217,10 +217,16 @@ def grounding_summary(result: dict) -> str:
 
 
 def render_stage_times(summary: dict) -> str:
-    """The stage times of a run (reports/run_summary.json): seconds when each stage was computed, the total."""
+    """The stage times of a run (reports/run_summary.json): seconds when each stage was computed, their sum and,
+    for a run with several stages at once (`jobs`), the wall time of the stages."""
     rows = [[s["stage"], f"{s.get('computed_seconds', s['seconds']):.1f}"] for s in summary["stages"]]
     total = sum(s.get("computed_seconds", s["seconds"]) for s in summary["stages"])
-    rows.append(["**total of the stages**", f"**{total:.1f}**"])
+    jobs, wall = summary.get("jobs", 1), summary.get("stages_wall_seconds")
+    if jobs > 1 and wall is not None:
+        rows.append(["sum of the stage times", f"{total:.1f}"])
+        rows.append([f"**wall time of the stages ({jobs} at once)**", f"**{wall:.1f}**"])
+    else:
+        rows.append(["**total of the stages**", f"**{total:.1f}**"])
     load = summary.get("load_average")
     note = f"Load average (1 min) {load['start']:.1f} at the start, {load['end']:.1f} at the end." if load else ""
     return table(["stage", "seconds"], rows, align="lr", spaced=True) + ("\n\n" + note if note else "") + "\n"
