@@ -22,7 +22,6 @@ so Lightning's progress bar shows a total and an ETA.
 """
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 from typing import Any, Iterator, Literal
@@ -35,11 +34,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from mmlightning.errors import UserError
 from mmlightning.text.corpus import EncodedCorpus, load_encoded, prepare_corpus
 from mmlightning.text.device_pairs import DevicePairs, stretch_seed
-from mmlightning.text.native import NativeKernel, Sampling
+from mmlightning.text.native import Sampling, resolve_pairs
 from mmlightning.text.sgns import alias_table, draw_negatives, keep_probabilities, make_pairs
 from mmlightning.text.training import ChunkTraining
-
-log = logging.getLogger(__name__)
 
 
 class WorkerTraining:
@@ -316,30 +313,6 @@ class SkipGramDataModule(pl.LightningDataModule):
             slices = max(1, math.ceil(self.device_pairs.words(s) / self.hparams.chunk_words))
             batch = {**batch, "kept": kept.long(), "slices": slices}
         return {**batch, "input": inp, "output": out, "device_pairs": True}
-
-
-_warned: list[bool] = []  # the fallback is said once per process
-
-
-def resolve_pairs(pairs: str, device_type: str, argument: str = "pairs", owner: object = None) -> str:
-    """'auto' made concrete for a device type: device on an accelerator; on CPU native if the kernel builds, else host.
-
-    A refusal (native without its kernel) names `argument` of `owner` (the datamodule's `pairs`, by default).
-    """
-    if pairs != "auto":
-        if pairs == "native" and NativeKernel.load() is None:
-            raise UserError(f"native needs the compiled kernel, which could not be built ({NativeKernel.why_not}); "
-                            "use host", argument=argument, owner=owner)
-        return pairs
-    if device_type != "cpu":
-        return "device"
-    if NativeKernel.load() is None:
-        if not _warned:
-            log.warning("the native skip-gram kernel could not be built (%s); making pairs with numpy (slower)",
-                        NativeKernel.why_not)
-            _warned.append(True)
-        return "host"
-    return "native"
 
 
 def _one_thread(_worker_id: int) -> None:

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from mmlightning.atomic import write_json
+from mmlightning.errors import UserError
 from mmlightning.text.sgns import linear_lr
 
 log = logging.getLogger(__name__)
@@ -311,3 +312,27 @@ class NativeTrainer:
 def _part_seed(seed: int, part: int) -> int:
     """The seed of part `part` of a chunk cut for threads (part 0 keeps the chunk's own)."""
     return seed if part == 0 else int(np.random.SeedSequence([seed, part]).generate_state(1, np.uint64)[0]) >> 1
+
+
+_warned: list[bool] = []  # the fallback is said once per process
+
+
+def resolve_pairs(pairs: str, device_type: str, argument: str = "pairs", owner: object = None) -> str:
+    """'auto' made concrete for a device type: device on an accelerator; on CPU native if the kernel builds, else host.
+
+    A refusal (native without its kernel) names `argument` of `owner` (the datamodule's `pairs`, by default).
+    """
+    if pairs != "auto":
+        if pairs == "native" and NativeKernel.load() is None:
+            raise UserError(f"native needs the compiled kernel, which could not be built ({NativeKernel.why_not}); "
+                            "use host", argument=argument, owner=owner)
+        return pairs
+    if device_type != "cpu":
+        return "device"
+    if NativeKernel.load() is None:
+        if not _warned:
+            log.warning("the native skip-gram kernel could not be built (%s); making pairs with numpy (slower)",
+                        NativeKernel.why_not)
+            _warned.append(True)
+        return "host"
+    return "native"

@@ -99,7 +99,7 @@ class SkipgramConfig:
 
     def resolved_pairs(self) -> str:
         """`pairs` made concrete on the CPU (auto: native where the kernel builds, else host)."""
-        from mmlightning.text.data import resolve_pairs
+        from mmlightning.text.native import resolve_pairs   # without Lightning: planning a run stays light
 
         return resolve_pairs(self.pairs, "cpu", argument="skipgram.pairs")
 
