@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -152,3 +153,40 @@ def test_a_script_without_a_main_guard_is_not_rerun_by_the_workers(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "left + right"
     assert (tmp_path / "runs.txt").read_text() == "ran\n"
+
+
+def _exited(pid: int) -> bool:
+    """The process is gone, or a zombie waiting for a parent to reap it: it runs no more."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_workers_exit_when_the_run_is_killed(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]
+        import parallel_stages as stages
+        from test_pipeline_parallel import _plan
+        from mmlightning.pipeline.parallel import run_parallel
+        from mmlightning.pipeline.stages import StageDef
+
+        runner, planned = _plan((StageDef("stuck", reads=(), run=stages.stuck),), Path({str(tmp_path)!r}))
+        run_parallel(runner, planned, jobs=2)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)])
+    try:
+        stages.wait_for(tmp_path / "gate" / "stuck-pid")
+    finally:
+        proc.kill()                                   # SIGKILL: no cleanup in the parent
+        proc.wait()
+    worker = int((tmp_path / "gate" / "stuck-pid").read_text())
+    deadline = time.monotonic() + stages.WAIT_S
+    while not _exited(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _exited(worker), "the worker outlived the run that started it"

@@ -18,7 +18,8 @@ alone), their log lines start with their stage, and two stages' progress bars sh
 
 A failed stage stops the run: the other workers are stopped (their stages resume on the next run, like
 any interrupted stage) and the error is raised here, a UserError as its one line, anything else with the
-worker's traceback in its notes. A worker that dies (killed, out of memory) is an error naming its stage.
+worker's traceback in its notes. A worker that dies (killed, out of memory) is an error naming its stage;
+a worker whose parent dies (SIGKILL) exits at once, so only the next run writes into its stage folder.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ import os
 import pickle
 import queue
 import sys
+import threading
+import time
 import traceback
 from contextlib import contextmanager
 from typing import Any, Callable, Optional
@@ -127,7 +130,7 @@ class Workers:
     def _start(self) -> int:
         tasks = self.ctx.Queue()
         level = logging.getLogger("mmlightning").getEffectiveLevel()
-        proc = self.ctx.Process(target=serve, args=(tasks, self.results, level), daemon=True,
+        proc = self.ctx.Process(target=serve, args=(tasks, self.results, level, os.getpid()), daemon=True,
                                 name=f"mmlightning-stage-worker-{len(self.procs)}")
         before = os.environ.get("OMP_WAIT_POLICY")
         os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)   # the child's environment is copied at start
@@ -196,11 +199,12 @@ def _caller_script_hidden():
         main.__dict__.update(saved)
 
 
-def serve(tasks, results, level: int) -> None:
+def serve(tasks, results, level: int, parent: int) -> None:
     """A worker's loop: compute (label, run, ctx, torch threads) tasks until None; report (label, ok, outputs or
-    error)."""
+    error). It ends itself if the process that started it (`parent`) is gone."""
     from mmlightning.logs import quiet_third_party, setup_logging
 
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="parent-watch").start()
     setup_logging(level)
     quiet_third_party()
     stage = _StageLabel()
@@ -217,6 +221,14 @@ def serve(tasks, results, level: int) -> None:
             results.put((label, True, run(ctx)))
         except BaseException as e:  # noqa: BLE001 - every failure is reported to the parent, which raises it
             results.put((label, False, portable(e, label)))
+
+
+def _exit_with(parent: int, poll_s: float = 0.5) -> None:
+    """Exit at once when the parent dies (killed with SIGKILL, say): an orphan would go on writing into a stage
+    folder that the next run resumes. The stage stays interrupted, and resumes, like any other."""
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    os._exit(1)
 
 
 class _StageLabel(logging.Filter):
