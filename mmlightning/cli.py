@@ -100,10 +100,21 @@ def run_lightning(args: list[str]):
     import pytorch_lightning as pl
     from pytorch_lightning.cli import LightningCLI
 
+    class CheckpointsAsData(LightningCLI):
+        """`--ckpt_path` read as data (`checkpoint_as_data`) before Lightning reads it (its hyper-parameters first)."""
+
+        def _parse_ckpt_path(self) -> None:
+            if self.config.get("subcommand"):
+                checkpoint_as_data(dict(self.config[self.config.subcommand]))
+            super()._parse_ckpt_path()
+
+        def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
+            return checkpoint_as_data(super()._prepare_subcommand_kwargs(subcommand), check=False)
+
     args = expand_output_dir(args)
     argv, sys.argv = sys.argv, ["python -m mmlightning", *args]  # LightningCLI reads sys.argv (args too warns)
     try:
-        return LightningCLI(
+        return CheckpointsAsData(
             pl.LightningModule,
             pl.LightningDataModule,
             subclass_mode_model=True,
@@ -113,6 +124,30 @@ def run_lightning(args: list[str]):
         )
     finally:
         sys.argv = argv  # the caller's again (DDP launchers re-execute while the CLI runs, not after)
+
+
+LIGHTNING_CKPT_NAMES = ("last", "best", "hpc")   # checkpoints the Trainer finds itself, among its own
+
+
+def checkpoint_as_data(kwargs: dict, check: bool = True) -> dict:
+    """A trainer command's `ckpt_path` is somebody's file, so it is data: a local file (a remote one would be
+    fetched without a timeout, and Lightning unpickles remote files in full), read with `weights_only=True`
+    unless `--weights_only false` says you trust it, and (`check`) read here first, so that a bad one is a
+    one-line error. Returns the command's arguments with `weights_only` set.
+    """
+    if kwargs.get("weights_only", False) is None:
+        kwargs["weights_only"] = True
+    ckpt = kwargs.get("ckpt_path")
+    if not check or ckpt is None or str(ckpt) in LIGHTNING_CKPT_NAMES:
+        return kwargs
+    if "://" in str(ckpt):
+        raise UserError(f"{ckpt}: a remote checkpoint is not read here (no timeout on its download); download it, "
+                        "then pass the local file", argument="ckpt_path")
+    if kwargs.get("weights_only"):
+        from mmlightning.checkpoints import load_weights
+
+        load_weights(ckpt)   # absent, unreadable or holding code: one line, nothing run
+    return kwargs
 
 
 def run_pipeline(name: str, args: list[str]):

@@ -208,3 +208,38 @@ def test_fit_with_the_stages_settings_gives_the_stages_vectors(tmp_path, pairs):
     out = train_skipgram(stage, tmp_path / "stage", corpus=[corpus], seed=1, cache_dir=tmp_path / "cache",
                          record=False)
     assert out.read_bytes() == (tmp_path / "run" / "vectors.txt").read_bytes()
+
+
+# ---------------------------------------------------------------- --ckpt_path is data, not code
+class _TouchOnLoad:
+    """Unpickling it calls Path.touch(marker): code run by a checkpoint."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_a_checkpoint_holding_code_is_refused_unrun(cfg, tmp_path, capsys):
+    marker, bad = tmp_path / "ran", tmp_path / "bad.ckpt"
+    torch.save({"state_dict": {}, "payload": _TouchOnLoad(marker)}, bad)
+    assert fit(cfg, "--ckpt_path", str(bad)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ckpt_path" not in err[0] and "refused" in err[0] and str(bad) in err[0]
+    assert not marker.exists()
+
+
+def test_a_remote_checkpoint_is_a_one_line_error(cfg, capsys):
+    assert fit(cfg, "--ckpt_path", "https://example.invalid/run.ckpt") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["mmlightning fit: error: --ckpt_path: https://example.invalid/run.ckpt: a remote checkpoint is "
+                   "not read here (no timeout on its download); download it, then pass the local file"]
+
+
+def test_checkpoints_are_read_weights_only_unless_the_user_trusts_them(tmp_path):
+    plain = tmp_path / "plain.ckpt"
+    torch.save({"epoch": 1}, plain)
+    assert cli.checkpoint_as_data({"ckpt_path": str(plain), "weights_only": None})["weights_only"] is True
+    assert cli.checkpoint_as_data({"ckpt_path": "last", "weights_only": False})["weights_only"] is False
+    assert cli.checkpoint_as_data({"ckpt_path": None}) == {"ckpt_path": None}
