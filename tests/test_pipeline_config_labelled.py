@@ -63,3 +63,26 @@ def test_the_option_changes_the_keys_of_shard_and_every_stage_after_it(tmp_path)
     assert default["skipgram"] == labelled["skipgram"]
     for stage in ("shard:pics", "extract:pics", "bovw:pics", "mmskipgram:B"):
         assert default[stage] != labelled[stage], stage
+
+
+def test_a_file_named_like_a_set_or_labelled_in_the_working_folder_does_not_key_the_stages(tmp_path, monkeypatch):
+    from mmlightning.pipeline.fingerprint import Fingerprints
+    from mmlightning.pipeline.stages import plan
+    from mmlightning.pipeline.table import STAGES
+
+    world = make_world(tmp_path / "w")
+
+    def keys():
+        cfg = ReproduceConfig(**tiny_settings(world, tmp_path, benchmarks=["men", str(world / "bench.txt")],
+                                              image_words="labelled"))
+        return {p.label: p.key for p in plan(cfg, STAGES, tmp_path / "ck", Fingerprints()) if p.key}
+
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    before = keys()
+    (here / "men").write_text("a b 1\n")          # the stages read the shipped MEN and every labelled word,
+    (here / "labelled").write_text("cat\n")       # not these files: the keys do not move either
+    assert keys() == before
+    (world / "bench.txt").write_text((world / "bench.txt").read_text() + "cat car 5.0\n")
+    assert keys()["shard:pics"] != before["shard:pics"]   # a benchmark given as a file is keyed by its content

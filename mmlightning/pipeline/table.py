@@ -31,10 +31,16 @@ log = logging.getLogger(__name__)
 
 
 def user_files(values) -> tuple[list[str], list[str]]:
-    """Split names (gcide, ws353) from paths that exist (files or folders): (names, paths)."""
+    """Split names (ws353, labelled) from paths that exist (files or folders): (names, paths). A shipped set's
+    name or `labelled` is a name even beside a file of that name in the working folder, as the stages read it
+    (write `./men` for the file)."""
+    from mmlightning.datasets import ALL, CATEGORISATION, SHIPPED
+    from mmlightning.pipeline.config import IMAGE_WORDS
+
+    known = {*SHIPPED, *CATEGORISATION, ALL, *IMAGE_WORDS}
     names, paths = [], []
     for v in values:
-        (paths if v is not None and Path(str(v)).exists() else names).append(v)
+        (paths if v is not None and str(v) not in known and Path(str(v)).exists() else names).append(v)
     return names, paths
 
 
