@@ -60,12 +60,15 @@ def run_tiny(world: Path, out: Path, **over) -> dict:
     return reproduce(**tiny_settings(world, out, **over))
 
 
+UNCACHED = ("suite", "protocol", "evaluate", "release")   # the stages recomputed every run
+
+
 def statuses(summary) -> dict[str, str]:
     return {s["stage"]: s["status"] for s in summary["stages"]}
 
 
 def cached_statuses(summary) -> dict[str, str]:
-    return {k: v for k, v in statuses(summary).items() if k not in ("evaluate", "release")}
+    return {k: v for k, v in statuses(summary).items() if k not in UNCACHED}
 
 
 def scores(reports: Path) -> dict:

@@ -42,7 +42,8 @@ def test_paper_config_end_to_end_on_real_layout_standins(tmp_path):
     summary = json.loads((reports / "run_summary.json").read_text())
     assert {s["stage"]: s["status"] for s in summary["stages"]} == {
         "skipgram": "ran", "shard:imagenet": "ran", "extract:imagenet": "ran", "bovw:imagenet": "ran",
-        "shard:esp": "ran", "extract:esp": "ran", "bovw:esp": "ran", "evaluate": "ran", "release": "ran"}
+        "shard:esp": "ran", "extract:esp": "ran", "bovw:esp": "ran", "suite": "ran", "protocol": "ran",
+        "evaluate": "ran", "release": "ran"}
 
     manifests = {s: json.loads(next((out / "checkpoints").glob(f"shard-{s}-*/manifest.json")).read_text())
                  for s in ("imagenet", "esp")}
@@ -68,7 +69,8 @@ def test_paper_config_end_to_end_on_real_layout_standins(tmp_path):
     second = run_paper(cmd, tmp_path)  # warm: every cached stage reused
     assert second.returncode == 0, second.stderr[-3000:]
     again = json.loads((reports / "run_summary.json").read_text())
-    assert {s["status"] for s in again["stages"] if s["stage"] not in ("evaluate", "release")} == {"reused"}
+    assert {s["status"] for s in again["stages"] if s["stage"] not in ("suite", "protocol", "evaluate", "release")} \
+        == {"reused"}
 
     # new weights at the same checkpoint path and one more BNC file: the stages reading them recompute
     build_checkpoint(paths["checkpoint"], seed=1)
@@ -78,4 +80,4 @@ def test_paper_config_end_to_end_on_real_layout_standins(tmp_path):
     status = {s["stage"]: s["status"] for s in json.loads((reports / "run_summary.json").read_text())["stages"]}
     assert status == {"skipgram": "ran", "shard:imagenet": "reused", "extract:imagenet": "ran",
                       "bovw:imagenet": "reused", "shard:esp": "reused", "extract:esp": "ran", "bovw:esp": "reused",
-                      "evaluate": "ran", "release": "ran"}
+                      "suite": "ran", "protocol": "ran", "evaluate": "ran", "release": "ran"}

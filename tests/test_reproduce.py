@@ -37,7 +37,7 @@ def copy_of(first, tmp_path) -> Path:
 def test_end_to_end_reports_release_and_relatedness_curve(first):
     world, out, summary = first
     assert statuses(summary) == {"skipgram": "ran", "shard:pics": "ran", "extract:pics": "ran", "bovw:pics": "ran",
-                                 "evaluate": "ran", "release": "ran"}
+                                 "suite": "ran", "protocol": "ran", "evaluate": "ran", "release": "ran"}
     rep = json.loads((out / "rep" / "evaluation.json").read_text())
     cells = rep["table1"]["bench"]["full"]
     assert set(cells) >= {"linguistic", "visual:pics/cnn-mean", "visual:pics/cnn-max", "visual:pics/bovw",
@@ -125,10 +125,11 @@ def test_preprocess_scheme_re_extracts_the_cnn_features_only(first, tmp_path):
 
 
 def test_force_closure_and_dependants_come_from_the_table(first, tmp_path):
-    assert dependants(STAGES, ["shard"]) == {"shard", "extract", "bovw", "mmskipgram", "evaluate", "release"}
-    assert dependants(STAGES, ["skipgram"]) == {"skipgram", "evaluate", "release"}
+    assert dependants(STAGES, ["shard"]) == {"shard", "extract", "bovw", "mmskipgram", "suite", "protocol",
+                                             "evaluate", "release"}
+    assert dependants(STAGES, ["skipgram"]) == {"skipgram", "suite", "protocol", "evaluate", "release"}
     assert dependants(STAGES, ["mmskipgram"]) == {"mmskipgram", "evaluate"}
-    assert dependants(STAGES, ["bovw"]) == {"bovw", "evaluate"}
+    assert dependants(STAGES, ["bovw"]) == {"bovw", "suite", "evaluate"}
     from mmlightning.pipeline.config import ReproduceConfig
     from mmlightning.pipeline.fingerprint import Fingerprints
     from pipeline_world import tiny_settings
@@ -138,10 +139,11 @@ def test_force_closure_and_dependants_come_from_the_table(first, tmp_path):
         "b": {"source": "folder", "root": str(first[0] / "images")}}))
     planned = plan(cfg, STAGES, tmp_path / "ck", Fingerprints())
     assert [p.label for p in planned] == ["skipgram", "shard:a", "extract:a", "bovw:a", "shard:b", "extract:b",
-                                          "bovw:b", "evaluate", "release"]
+                                          "bovw:b", "suite", "protocol", "evaluate", "release"]
     assert force_closure(planned, ["shard"]) == {"shard:a", "extract:a", "bovw:a", "shard:b", "extract:b",
-                                                 "bovw:b", "evaluate", "release"}
-    assert force_closure(planned, ["extract"]) == {"extract:a", "extract:b", "evaluate", "release"}
+                                                 "bovw:b", "suite", "protocol", "evaluate", "release"}
+    assert force_closure(planned, ["extract"]) == {"extract:a", "extract:b", "suite", "protocol", "evaluate",
+                                                   "release"}
 
 
 def test_cli_reports_bad_settings_in_one_line(tmp_path, capsys):

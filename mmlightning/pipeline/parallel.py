@@ -5,7 +5,8 @@
 
 The plan is a graph: a stage waits for the stages it reads. Whenever a worker is free, the ready stage
 with the longest chain of `StageDef.cost` below it starts there (ties: plan order). Reused stages and the
-stages recomputed every run (evaluate, release) run in this process. On the embedded default the single-core
+stages recomputed every run (evaluate, release) run in this process, but those marked `in_worker` (the
+evaluation's suite and dev/test protocol, which do not wait for MMSkip-gram). On the embedded default the single-core
 stages (skip-gram's native kernel, each MMSkip-gram variant) train beside the image stages, which use every
 core; there the run is CPU-bound (docs/results.md has its stage times).
 
@@ -76,9 +77,11 @@ def run_parallel(runner: Runner, planned: list[Planned], jobs: int) -> dict[str,
             label, ok, payload = workers.result()
             p, out = running.pop(label)
             if not ok:
-                runner.abandon(p, out)
+                if p.row.cached:
+                    runner.abandon(p, out)
                 raise payload
-            runner.outputs[label] = runner.finish(p, out, payload)
+            runner.outputs[label] = runner.finish(p, out, payload) if p.row.cached else \
+                runner.finish_uncached(p, out, payload)
     return runner.outputs
 
 
@@ -89,12 +92,12 @@ def _start_ready(runner: Runner, waiting: list[Planned], running: dict, workers:
     while progressed:
         progressed = False
         for p in [p for p in waiting if all(r in runner.outputs for r in p.reads)]:
-            if not p.row.cached:
+            if not p.row.cached and not p.row.in_worker:
                 runner.outputs[p.label] = runner.run_uncached(p)
-            elif (reused := runner.reuse(p)) is not None:
+            elif p.row.cached and (reused := runner.reuse(p)) is not None:
                 runner.outputs[p.label] = reused
             elif workers.free():
-                running[p.label] = (p, runner.begin(p))
+                running[p.label] = (p, runner.begin(p) if p.row.cached else runner.begin_uncached(p))
                 workers.submit(p.label, p.row.run, runner.context(p))
             else:
                 continue

@@ -48,7 +48,8 @@ class StageDef:
     the source or part, else None); run(ctx) -> its outputs ({name: path} for a cached stage); cached: kept in
     checkpoints/ and reused (else recomputed every run: seconds); enabled(cfg): whether it is part of this
     job; cost: its rough duration relative to the others, which only orders the ready stages of a parallel
-    run (the longest chain of costs first).
+    run (the longest chain of costs first); in_worker: a stage that is not cached is computed in a worker of a
+    parallel run too (its result comes back pickled), not in the main process.
     """
 
     name: str
@@ -61,6 +62,7 @@ class StageDef:
     enabled: Callable[[Any], bool] = lambda cfg: True
     parts: Optional[Callable[[Any], list[str]]] = None
     cost: float = 1.0
+    in_worker: bool = False
 
 
 @dataclass
@@ -233,9 +235,14 @@ class Runner:
 
     def run_uncached(self, p: Planned) -> dict:
         """A stage recomputed every run (evaluate, release), here in this process."""
-        t0 = time.time()
+        t0 = self.begin_uncached(p)
+        return self.finish_uncached(p, t0, p.row.run(self.context(p)))
+
+    def begin_uncached(self, p: Planned) -> float:
         log.info("[%d] %s", p.index + 1, p.label)
-        result = p.row.run(self.context(p))
+        return time.time()
+
+    def finish_uncached(self, p: Planned, t0: float, result: dict) -> dict:
         self._summary[p.index] = {"stage": p.label, "status": "ran", "seconds": round(time.time() - t0, 1)}
         return result
 

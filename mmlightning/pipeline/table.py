@@ -8,8 +8,10 @@
 | extract:<source> | shard, CNN checkpoint    | mmlightning.features.extract.run_extraction                |
 | bovw:<source>    | shard                    | mmlightning.features.bovw.fit_codebook + run_extraction    |
 | mmskipgram:<variant> | corpus files, extract | mmlightning.text.train.train_skipgram with a visual objective |
-| evaluate         | skipgram, extract, bovw  | mmlightning.evaluation.systems + evaluation.report         |
-|                  | (+ shard: image strips)  | + evaluation.protocol (dev/test) + evaluation.html (pages)  |
+| suite            | skipgram, extract, bovw  | mmlightning.evaluation.systems (every shipped set)          |
+| protocol         | skipgram, extract        | mmlightning.evaluation.protocol (dev/test)                  |
+| evaluate         | skipgram, extract, bovw, | mmlightning.evaluation.systems + evaluation.report         |
+|                  | suite, protocol, shard   | + evaluation.grounding + evaluation.html (pages)             |
 | release          | skipgram, extract        | mmlightning.pipeline.release.write_release                 |
 
 Settings that only change speed (batch size, workers, devices, progress bars) are not part of a key.
@@ -212,29 +214,20 @@ def visual_files(ctx: StageContext) -> dict[str, str]:
 
 def _evaluate(ctx: StageContext) -> dict:
     from mmlightning.evaluation.report import write_reports
-    from mmlightning.evaluation.systems import evaluate_systems, load_inputs
+    from mmlightning.evaluation.systems import evaluate_systems
 
     ev, linguistic = ctx.cfg.evaluation, str(ctx.output("skipgram")["vectors"])
     visual = visual_files(ctx)
     aggregates = {name: str(ex["aggregates"]) for name, ex in ctx.per_source("extract").items()}
-    try:
-        ling, vis, benches = load_inputs(linguistic, visual, list(ev.benchmarks))
-    except UserError as e:  # the stage's copy of your own vectors: name your file (benchmarks changed since)
-        if ctx.cfg.linguistic and str(e).startswith(f"{linguistic}:"):
-            raise UserError(f"linguistic: {ctx.cfg.linguistic} (copied to {linguistic}){str(e)[len(linguistic):]}") \
-                from None
-        raise
+    ling, vis, benches = _load(ctx, linguistic, visual, list(ev.benchmarks))
     result = evaluate_systems(ling, vis, benches, alpha=ev.alpha, missing_visual=ev.missing_visual, n_boot=ev.n_boot,
                               seed=ev.seed, inputs={"linguistic": linguistic, "visual": visual})
-    if ev.suite:
-        result["suite"] = _suite(ev, linguistic, visual)
+    if "suite" in ctx.upstream:
+        result["suite"] = ctx.output("suite")
     if ev.grounding and any(name.endswith("/cnn-mean") for name in visual):
         result["grounding"] = _grounding(ctx, linguistic, visual)
-    if ev.protocol:
-        from mmlightning.evaluation.protocol import run_protocol_files
-
-        result["tuned"] = run_protocol_files(linguistic, visual, aggregates, ev.source_fusion, ev.dispersion_gate,
-                                             ev.n_boot, ev.seed)
+    if "protocol" in ctx.upstream:
+        result["tuned"] = ctx.output("protocol")
     paths = write_reports(result, Path(ctx.cfg.reports))
     if ev.html_report:
         from mmlightning.evaluation.html import write_html_report
@@ -244,15 +237,39 @@ def _evaluate(ctx: StageContext) -> dict:
     return {"result": result, "paths": {k: str(v) for k, v in paths.items()}}
 
 
-def _suite(ev, linguistic: str, visual: dict[str, str]) -> dict:
+def _load(ctx: StageContext, linguistic: str, visual: dict[str, str], sets: list[str]):
+    """`load_inputs` of the stage outputs; an error about the stage's copy of your own vectors names your file."""
+    from mmlightning.evaluation.systems import load_inputs
+
+    try:
+        return load_inputs(linguistic, visual, sets)
+    except UserError as e:  # the stage's copy of your own vectors: name your file (benchmarks changed since)
+        if ctx.cfg.linguistic and str(e).startswith(f"{linguistic}:"):
+            raise UserError(f"linguistic: {ctx.cfg.linguistic} (copied to {linguistic}){str(e)[len(linguistic):]}") \
+                from None
+        raise
+
+
+def _suite(ctx: StageContext) -> dict:
     """Every set of `suite` for every system (the report's suite table and concept categorisation), scored
     apart from Table 1 so that Figure 4 and Table 1 stay the paper's benchmarks."""
-    from mmlightning.evaluation.systems import evaluate_systems, load_inputs
+    from mmlightning.evaluation.systems import evaluate_systems
 
-    ling, vis, sets = load_inputs(linguistic, visual, list(ev.suite))
+    ev, linguistic, visual = ctx.cfg.evaluation, str(ctx.output("skipgram")["vectors"]), visual_files(ctx)
+    ling, vis, sets = _load(ctx, linguistic, visual, list(ev.suite))
     suite = evaluate_systems(ling, vis, sets, alpha=ev.alpha, missing_visual=ev.missing_visual, n_boot=ev.n_boot,
                              seed=ev.seed, relevant=False)
     return {k: suite[k] for k in ("settings", "systems", "sources", "table1", "categorisation")}
+
+
+def _protocol(ctx: StageContext) -> dict:
+    """The section "tuned on dev, reported on test" (evaluation.protocol) on the stage outputs."""
+    from mmlightning.evaluation.protocol import run_protocol_files
+
+    ev, linguistic = ctx.cfg.evaluation, str(ctx.output("skipgram")["vectors"])
+    aggregates = {name: str(ex["aggregates"]) for name, ex in ctx.per_source("extract").items()}
+    return run_protocol_files(linguistic, visual_files(ctx), aggregates, ev.source_fusion, ev.dispersion_gate,
+                              ev.n_boot, ev.seed)
 
 
 # ------------------------------------------------------------------------------------- mmskipgram
@@ -334,7 +351,11 @@ STAGES: tuple[StageDef, ...] = (
     StageDef("mmskipgram", reads=("extract",), run=_mmskipgram, settings=_mmskipgram_settings,
              inputs=lambda cfg, variant: _skipgram_inputs(cfg, None), parts=lambda cfg: sorted(cfg.mmskipgram),
              enabled=lambda cfg: bool(cfg.mmskipgram) and not cfg.linguistic, cost=4),
-    StageDef("evaluate", reads=("skipgram", "shard", "extract", "bovw", "mmskipgram"), run=_evaluate, cached=False,
-             cost=2),
+    StageDef("suite", reads=("skipgram", "extract", "bovw"), run=_suite, cached=False, in_worker=True,
+             enabled=lambda cfg: bool(cfg.suite), cost=1),
+    StageDef("protocol", reads=("skipgram", "extract"), run=_protocol, cached=False, in_worker=True,
+             enabled=lambda cfg: cfg.protocol, cost=0.5),
+    StageDef("evaluate", reads=("skipgram", "shard", "extract", "bovw", "mmskipgram", "suite", "protocol"),
+             run=_evaluate, cached=False, cost=1.5),
     StageDef("release", reads=("skipgram", "extract"), run=_release, cached=False, cost=0.2),
 )
