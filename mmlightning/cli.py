@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import errno
 import importlib
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import Callable
 
 from mmlightning.errors import UserError
-from mmlightning.logs import quiet_third_party, setup_logging  # noqa: F401 (tests use them here)
+from mmlightning.logs import quiet_third_party, setup_logging
 
 TRAINER_COMMANDS = {
     "fit": "Train a model: skip-gram (configs/skipgram.yaml) or the 1512-way CNN (configs/cnn1512.yaml).",

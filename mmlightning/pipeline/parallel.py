@@ -39,7 +39,6 @@ from typing import Any, Callable, Optional
 from mmlightning.errors import UserError
 from mmlightning.pipeline.stages import Planned, Runner
 
-log = logging.getLogger(__name__)
 WAIT_POLICY = "PASSIVE"   # OpenMP threads of a worker sleep at barriers instead of spinning against the others
 
 
